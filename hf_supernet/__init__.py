@@ -1,0 +1,39 @@
+"""hf_supernet: train once, deploy many — supernet CTC speech recognition for the Hugging Face ecosystem.
+
+Importing the package registers its configs and models with transformers' Auto classes, so ``AutoConfig``,
+``AutoModel`` and ``AutoModelForCTC`` load hf_supernet checkpoints from a folder or the Hub.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForCTC
+
+from .costs import SubnetCosts, costs_of
+from .extraction import extract_subnet
+from .masks import BlockPlan, LayerWidthSpec, MaskMethod
+from .models.supernet_conformer import (
+    MASK_TYPES,
+    SupernetConformerConfig,
+    SupernetConformerForCTC,
+    SupernetConformerModel,
+)
+from .subnets import SubnetSpace, SubnetSpec
+
+__version__ = "0.1.0"
+
+AutoConfig.register(SupernetConformerConfig.model_type, SupernetConformerConfig, exist_ok=True)
+AutoModel.register(SupernetConformerConfig, SupernetConformerModel, exist_ok=True)
+AutoModelForCTC.register(SupernetConformerConfig, SupernetConformerForCTC, exist_ok=True)
+
+__all__ = [
+    "MASK_TYPES",
+    "BlockPlan",
+    "LayerWidthSpec",
+    "MaskMethod",
+    "SubnetCosts",
+    "SubnetSpace",
+    "SubnetSpec",
+    "SupernetConformerConfig",
+    "SupernetConformerForCTC",
+    "SupernetConformerModel",
+    "costs_of",
+    "extract_subnet",
+]

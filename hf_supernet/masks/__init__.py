@@ -1,0 +1,23 @@
+"""How subnets are carved: one module per ``mask_type``, all behind :class:`MaskMethod`."""
+
+from .base import BlockPlan, MaskMethod
+from .layer_width import LayerWidthMask, LayerWidthSpace, LayerWidthSpec
+
+# mask_type -> implementation. Adding a method = one module under masks/ + one line here.
+MASK_METHODS: dict[str, type[MaskMethod]] = {
+    "layer_width": LayerWidthMask,
+}
+
+
+def build_mask(config) -> MaskMethod:
+    """The mask method named by ``config.mask_type``."""
+    try:
+        cls = MASK_METHODS[config.mask_type]
+    except KeyError:
+        raise ValueError(
+            f"Unknown mask_type={config.mask_type!r}; implemented mask types are {sorted(MASK_METHODS)}."
+        ) from None
+    return cls(config)
+
+
+__all__ = ["BlockPlan", "MaskMethod", "MASK_METHODS", "build_mask", "LayerWidthMask", "LayerWidthSpace", "LayerWidthSpec"]

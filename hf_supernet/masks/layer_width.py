@@ -1,0 +1,108 @@
+"""``mask_type="layer_width"`` — TODM (Shangguan et al., 2023): drop the top layers, prefix-trim the FFN width.
+
+Both reductions are prefixes (a dropped layer drops every layer above it, a trimmed FFN channel every later
+channel), so a subnet is a slice of the supernet's weights and extraction is slicing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterator
+
+import torch
+
+from ..subnets import SubnetSpace, SubnetSpec, randint, register_spec
+from .base import BlockPlan, MaskMethod
+
+
+@register_spec("layer_width")
+@dataclasses.dataclass(frozen=True)
+class LayerWidthSpec(SubnetSpec):
+    """A TODM subnet: the bottom ``len(ffn_dims)`` layers are kept, layer ``i`` with FFN width ``ffn_dims[i]``."""
+
+    ffn_dims: tuple[int, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "ffn_dims", tuple(int(d) for d in self.ffn_dims))
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.ffn_dims)
+
+
+class LayerWidthSpace(SubnetSpace):
+    """Every (layer drop, per-layer width) combination allowed by the config."""
+
+    def __init__(self, config):
+        self.num_layers_total = config.num_hidden_layers
+        self.depths = sorted(config.num_hidden_layers - d for d in config.layer_drop_choices)
+        # Width choices per physical layer, as absolute channel counts (at least one channel).
+        self.width_choices = [
+            sorted({max(1, round(f * config.ffn_dim_of_layer(i))) for f in config.ffn_width_choices})
+            for i in range(config.num_hidden_layers)
+        ]
+
+    def largest(self) -> LayerWidthSpec:
+        return LayerWidthSpec(tuple(w[-1] for w in self.width_choices[: self.depths[-1]]))
+
+    def smallest(self) -> LayerWidthSpec:
+        return LayerWidthSpec(tuple(w[0] for w in self.width_choices[: self.depths[0]]))
+
+    def sample(self, generator: torch.Generator | None = None) -> LayerWidthSpec:
+        depth = self.depths[randint(len(self.depths), generator)]
+        return LayerWidthSpec(tuple(w[randint(len(w), generator)] for w in self.width_choices[:depth]))
+
+    def neighbors_up(self, spec: LayerWidthSpec) -> list[LayerWidthSpec]:
+        """Subnets one step bigger: one layer one width choice wider, or the next depth (new layers narrowest)."""
+        out = []
+        for i, dim in enumerate(spec.ffn_dims):
+            choices = self.width_choices[i]
+            if dim != choices[-1]:
+                wider = list(spec.ffn_dims)
+                wider[i] = choices[choices.index(dim) + 1]
+                out.append(LayerWidthSpec(tuple(wider)))
+        deeper = [d for d in self.depths if d > spec.num_layers]
+        if deeper:
+            added = tuple(w[0] for w in self.width_choices[spec.num_layers : deeper[0]])
+            out.append(LayerWidthSpec(spec.ffn_dims + added))
+        return out
+
+    def __contains__(self, spec: object) -> bool:
+        return (
+            isinstance(spec, LayerWidthSpec)
+            and spec.num_layers in self.depths
+            and all(d in self.width_choices[i] for i, d in enumerate(spec.ffn_dims))
+        )
+
+    def __len__(self) -> int:
+        total = 0
+        for depth in self.depths:
+            count = 1
+            for choices in self.width_choices[:depth]:
+                count *= len(choices)
+            total += count
+        return total
+
+    def __iter__(self) -> Iterator[LayerWidthSpec]:
+        for depth in self.depths:
+            for dims in itertools.product(*self.width_choices[:depth]):
+                yield LayerWidthSpec(dims)
+
+    def __repr__(self) -> str:
+        return f"LayerWidthSpace(depths={self.depths}, width_choices={self.width_choices})"
+
+
+class LayerWidthMask(MaskMethod):
+    mask_type = "layer_width"
+    spec_class = LayerWidthSpec
+
+    def space(self) -> LayerWidthSpace:
+        return LayerWidthSpace(self.config)
+
+    def block_plans(self, spec: LayerWidthSpec) -> list[BlockPlan]:
+        self.space().validate(spec)
+        return [
+            BlockPlan(layer_index=i, ffn_dim=dim, dropout_scale=dim / self.config.ffn_dim_of_layer(i))
+            for i, dim in enumerate(spec.ffn_dims)
+        ]

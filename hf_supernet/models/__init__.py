@@ -1,0 +1,1 @@
+from .supernet_conformer import *  # noqa: F403

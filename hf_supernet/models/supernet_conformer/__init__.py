@@ -1,0 +1,8 @@
+from .configuration_supernet_conformer import MASK_TYPES, SupernetConformerConfig
+from .modeling_supernet_conformer import (
+    SupernetConformerCTCOutput,
+    SupernetConformerForCTC,
+    SupernetConformerModel,
+    SupernetConformerModelOutput,
+    SupernetConformerPreTrainedModel,
+)

@@ -1,0 +1,180 @@
+"""Configuration of the supernet Conformer-CTC model."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedConfig
+
+MASK_TYPES = ("layer_width", "orthosoftmax", "omni_sparsity")
+# Mask types whose implementation has landed; the others are accepted names that still raise NotImplementedError.
+IMPLEMENTED_MASK_TYPES = ("layer_width",)
+
+# TODM drops the top 0, 3 or 7 of its layers; for other depths we keep the same *fractions* of the stack.
+_TODM_DEPTH = 16
+_TODM_LAYER_DROPS = (0, 3, 7)
+
+
+def default_layer_drop_choices(num_hidden_layers: int) -> list[int]:
+    """TODM's (0, 3, 7) layer drops scaled to ``num_hidden_layers`` (e.g. 4 layers -> [0, 1, 2])."""
+    drops = sorted({round(d * num_hidden_layers / _TODM_DEPTH) for d in _TODM_LAYER_DROPS})
+    return [d for d in drops if d < num_hidden_layers]
+
+
+class SupernetConformerConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`SupernetConformerForCTC`]: a Conformer-CTC encoder whose subnets (fewer layers, narrower
+    feed-forward modules, ...) are trained jointly and can be extracted as smaller dense models.
+
+    Args:
+        vocab_size (`int`, *optional*, defaults to 32):
+            Number of output classes of the CTC head, blank included.
+        num_mel_bins (`int`, *optional*, defaults to 80):
+            Number of log-mel features per input frame.
+        subsampling_factor (`int`, *optional*, defaults to 4):
+            Time reduction of the convolutional front end: 4 (two stride-2 conv layers) or 8 (three).
+        subsampling_conv_channels (`int`, *optional*, defaults to 144):
+            Channels of the 3x3 conv layers of the front end.
+        hidden_size (`int`, *optional*, defaults to 144):
+            Model dimension of the Conformer blocks.
+        num_hidden_layers (`int`, *optional*, defaults to 16):
+            Number of Conformer blocks of the largest subnet.
+        num_attention_heads (`int`, *optional*, defaults to 4):
+            Attention heads per block; must divide `hidden_size` into an even head size (rotary positions).
+        intermediate_size (`int`, *optional*, defaults to 576):
+            Hidden width of each of the two (macaron) feed-forward modules of a block.
+        hidden_act (`str`, *optional*, defaults to `"silu"`):
+            Activation of the feed-forward modules.
+        conv_kernel_size (`int`, *optional*, defaults to 31):
+            Kernel size (odd) of the depthwise convolution of the convolution module.
+        rope_theta (`float`, *optional*, defaults to 10000.0):
+            Base of the rotary position embedding used for the relative positions of self-attention.
+        hidden_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on the output of every residual branch and after the front end.
+        activation_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout inside the feed-forward modules, after the activation.
+        attention_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on the attention probabilities.
+        final_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout before the CTC head.
+        layer_norm_eps (`float`, *optional*, defaults to 1e-5):
+            Epsilon of every LayerNorm.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialiser of linear layers.
+        ctc_loss_reduction (`str`, *optional*, defaults to `"mean"`):
+            Reduction of `torch.nn.functional.ctc_loss` (`"mean"` divides each utterance's loss by its label length).
+        ctc_zero_infinity (`bool`, *optional*, defaults to `True`):
+            Zero infinite CTC losses (labels longer than the output) instead of propagating them.
+        pad_token_id (`int`, *optional*, defaults to 0):
+            Padding id of the tokenizer, used as the CTC blank.
+        mask_type (`str`, *optional*, defaults to `"layer_width"`):
+            How subnets are carved: `"layer_width"` (TODM: drop top layers, prefix-trim feed-forward width),
+            `"orthosoftmax"` or `"omni_sparsity"`.
+        layer_drop_choices (`list[int]`, *optional*):
+            `layer_width`: how many top layers a subnet may drop. Defaults to TODM's (0, 3, 7) of 16 layers scaled to
+            `num_hidden_layers`.
+        ffn_width_choices (`list[float]`, *optional*, defaults to `[0.125, 0.25, 0.5, 1.0]`):
+            `layer_width`: feed-forward widths a kept layer may use, as fractions of its full width.
+        layer_ffn_dims (`list[int]`, *optional*):
+            Fixed per-layer feed-forward width (one entry per layer). Extracted subnets use it so that a subnet is an
+            ordinary instance of this class; `None` means `intermediate_size` everywhere.
+        selected_subnets (`list[dict]`, *optional*):
+            Subnets chosen by search, each `{"name", "spec", "costs", "metrics"}`; `from_pretrained(...,
+            subnet_budget=...)` picks from them first.
+        subnet_spec (`dict`, *optional*):
+            On an extracted subnet: the spec it was cut with, for provenance.
+
+    Example:
+
+    ```python
+    >>> from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
+
+    >>> config = SupernetConformerConfig(num_hidden_layers=4, vocab_size=30)
+    >>> model = SupernetConformerForCTC(config)
+    >>> small = model.extract_subnet(model.subnet_space.smallest())
+    ```
+    """
+
+    model_type = "supernet_conformer"
+
+    vocab_size: int = 32
+    num_mel_bins: int = 80
+    subsampling_factor: int = 4
+    subsampling_conv_channels: int = 144
+    hidden_size: int = 144
+    num_hidden_layers: int = 16
+    num_attention_heads: int = 4
+    intermediate_size: int = 576
+    hidden_act: str = "silu"
+    conv_kernel_size: int = 31
+    rope_theta: float = 10000.0
+    hidden_dropout: float = 0.1
+    activation_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    final_dropout: float = 0.1
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    ctc_loss_reduction: str = "mean"
+    ctc_zero_infinity: bool = True
+    pad_token_id: int | None = 0
+    mask_type: str = "layer_width"
+    layer_drop_choices: list[int] | None = None
+    ffn_width_choices: list[float] | None = None
+    layer_ffn_dims: list[int] | None = None
+    selected_subnets: list[dict] | None = None
+    subnet_spec: dict | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.layer_drop_choices is None:
+            self.layer_drop_choices = default_layer_drop_choices(self.num_hidden_layers)
+        if self.ffn_width_choices is None:
+            self.ffn_width_choices = [0.125, 0.25, 0.5, 1.0]
+        self.layer_drop_choices = sorted(int(d) for d in self.layer_drop_choices)
+        self.ffn_width_choices = sorted(float(f) for f in self.ffn_width_choices)
+        if self.layer_ffn_dims is not None:
+            self.layer_ffn_dims = [int(d) for d in self.layer_ffn_dims]
+        super().__post_init__(**kwargs)
+        self._validate_supernet_fields()
+
+    def _validate_supernet_fields(self) -> None:
+        if self.mask_type not in MASK_TYPES:
+            raise ValueError(f"Unknown mask_type={self.mask_type!r}; valid values are {list(MASK_TYPES)}.")
+        if self.mask_type not in IMPLEMENTED_MASK_TYPES:
+            raise NotImplementedError(
+                f"mask_type={self.mask_type!r} is planned but not implemented yet; use one of "
+                f"{list(IMPLEMENTED_MASK_TYPES)}."
+            )
+        if self.subsampling_factor not in (4, 8):
+            raise ValueError(f"subsampling_factor must be 4 or 8, got {self.subsampling_factor}.")
+        if self.num_hidden_layers < 1:
+            raise ValueError(f"num_hidden_layers must be >= 1, got {self.num_hidden_layers}.")
+        head_dim, rest = divmod(self.hidden_size, self.num_attention_heads)
+        if rest or head_dim % 2:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} must split into num_attention_heads={self.num_attention_heads} "
+                "heads of even size (rotary position embedding rotates pairs of channels)."
+            )
+        if self.conv_kernel_size % 2 == 0:
+            raise ValueError(f"conv_kernel_size must be odd to keep frames aligned, got {self.conv_kernel_size}.")
+        if not self.layer_drop_choices or min(self.layer_drop_choices) < 0:
+            raise ValueError(f"layer_drop_choices must be non-negative and non-empty, got {self.layer_drop_choices}.")
+        if max(self.layer_drop_choices) >= self.num_hidden_layers:
+            raise ValueError(
+                f"layer_drop_choices={self.layer_drop_choices} would drop every one of the "
+                f"{self.num_hidden_layers} layers; keep at least one."
+            )
+        if not self.ffn_width_choices or not all(0 < f <= 1 for f in self.ffn_width_choices):
+            raise ValueError(f"ffn_width_choices must be fractions in (0, 1], got {self.ffn_width_choices}.")
+        if self.layer_ffn_dims is not None:
+            if len(self.layer_ffn_dims) != self.num_hidden_layers:
+                raise ValueError(
+                    f"layer_ffn_dims has {len(self.layer_ffn_dims)} entries but num_hidden_layers="
+                    f"{self.num_hidden_layers}; give one width per layer."
+                )
+            if min(self.layer_ffn_dims) < 1:
+                raise ValueError(f"layer_ffn_dims must be positive, got {self.layer_ffn_dims}.")
+
+    def ffn_dim_of_layer(self, layer: int) -> int:
+        """Full feed-forward width of physical layer ``layer``."""
+        return self.intermediate_size if self.layer_ffn_dims is None else self.layer_ffn_dims[layer]
+
+
+__all__ = ["SupernetConformerConfig", "MASK_TYPES"]

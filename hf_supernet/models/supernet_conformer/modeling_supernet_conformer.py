@@ -1,0 +1,414 @@
+"""Supernet Conformer-CTC: a Conformer encoder whose forward runs as any subnet of its mask type's space.
+
+The modules here execute :class:`~hf_supernet.masks.BlockPlan`\\ s (which physical block runs, how wide its
+feed-forward modules are) and know how to cut their own weights down to a plan, so extraction is exact by
+construction: the dense subnet runs the very same operations on the very same numbers.
+
+Relative positions use rotary embeddings (RoFormer): relative by construction, no extra parameters, and unlike
+Transformer-XL relative attention they keep attention a plain ``scaled_dot_product_attention`` call, which is
+what makes attention fast on CPU and lets heads be sliced without a positional projection to slice with them.
+The convolution module normalises with LayerNorm rather than BatchNorm: a supernet's subnets see different
+activation statistics, and LayerNorm needs no per-subnet running statistics (no recalibration after training)
+and is exactly invariant to padding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput
+
+from ...masks import BlockPlan, build_mask
+from ...supernet import SupernetMixin
+from .configuration_supernet_conformer import SupernetConformerConfig
+
+
+@dataclass
+class SupernetConformerModelOutput(ModelOutput):
+    """
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, frames, hidden_size)`):
+            Output of the last block of the active subnet.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*):
+            Front-end output and each block's output, when `output_hidden_states=True`.
+        output_attention_mask (`torch.BoolTensor` of shape `(batch, frames)`):
+            Which output frames are real (not padding).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    output_attention_mask: torch.BoolTensor | None = None
+
+
+@dataclass
+class SupernetConformerCTCOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): CTC loss, when `labels` are given.
+        logits (`torch.FloatTensor` of shape `(batch, frames, vocab_size)`): CTC logits (before log-softmax).
+        output_attention_mask (`torch.BoolTensor` of shape `(batch, frames)`): which output frames are real.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): as in [`SupernetConformerModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    output_attention_mask: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+def _time_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero padded frames of ``x`` (batch, time, ...) so convolutions never read padding as signal."""
+    if mask is None:
+        return x
+    return x * mask.view(mask.shape[0], mask.shape[1], *([1] * (x.dim() - 2))).to(x.dtype)
+
+
+class SupernetConformerSubsampling(nn.Module):
+    """Stride-2 3x3 conv layers over (time, mel) with ReLU, then a linear projection to ``hidden_size``."""
+
+    def __init__(self, config: SupernetConformerConfig):
+        super().__init__()
+        num_convs = int(math.log2(config.subsampling_factor))
+        channels = config.subsampling_conv_channels
+        self.convs = nn.ModuleList(
+            nn.Conv2d(1 if i == 0 else channels, channels, kernel_size=3, stride=2, padding=1) for i in range(num_convs)
+        )
+        freq = config.num_mel_bins
+        for _ in range(num_convs):
+            freq = (freq + 1) // 2
+        self.out = nn.Linear(channels * freq, config.hidden_size)
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor, num_convs: int) -> torch.Tensor:
+        # kernel 3, stride 2, padding 1: ceil(L / 2) per conv.
+        for _ in range(num_convs):
+            lengths = (lengths + 1) // 2
+        return lengths
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = features.unsqueeze(1)  # (batch, 1, time, mel)
+        for conv in self.convs:
+            mask = torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None]
+            x = F.relu(conv(x * mask[:, None, :, None].to(x.dtype)))
+            lengths = self.output_lengths(lengths, 1)
+        batch, channels, time, freq = x.shape
+        x = self.out(x.permute(0, 2, 1, 3).reshape(batch, time, channels * freq))
+        return x, lengths
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    first, second = x.chunk(2, dim=-1)
+    return torch.cat((-second, first), dim=-1)
+
+
+def rotary_cos_sin(length: int, head_dim: int, theta: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (length, head_dim) of the rotary position embedding."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
+    angles = torch.cat((angles, angles), dim=-1)
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+class SupernetConformerFeedForward(nn.Module):
+    """Pre-norm feed-forward module whose hidden width can be prefix-trimmed at run time."""
+
+    def __init__(self, config: SupernetConformerConfig, ffn_dim: int):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.intermediate_dense = nn.Linear(config.hidden_size, ffn_dim)
+        self.activation = ACT2FN[config.hidden_act]
+        self.activation_dropout = config.activation_dropout
+        self.output_dense = nn.Linear(ffn_dim, config.hidden_size)
+
+    def forward(self, x: torch.Tensor, ffn_dim: int | None = None, dropout_scale: float = 1.0) -> torch.Tensor:
+        x = self.layer_norm(x)
+        w_in, b_in, w_out = self.intermediate_dense.weight, self.intermediate_dense.bias, self.output_dense.weight
+        if ffn_dim is not None and ffn_dim < w_in.shape[0]:
+            # Slicing views, not copies: the subnet shares (and trains) the supernet's leading channels.
+            w_in, b_in, w_out = w_in[:ffn_dim], b_in[:ffn_dim], w_out[:, :ffn_dim]
+        x = self.activation(F.linear(x, w_in, b_in))
+        x = F.dropout(x, self.activation_dropout * dropout_scale, self.training)
+        return F.linear(x, w_out, self.output_dense.bias)
+
+    def reduced_state_dict(self, ffn_dim: int | None) -> dict[str, torch.Tensor]:
+        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        if ffn_dim is not None:
+            for key in ("intermediate_dense.weight", "intermediate_dense.bias"):
+                state[key] = state[key][:ffn_dim].clone()
+            state["output_dense.weight"] = state["output_dense.weight"][:, :ffn_dim].clone()
+        return state
+
+
+class SupernetConformerSelfAttention(nn.Module):
+    """Pre-norm multi-head self-attention with rotary relative positions, via ``scaled_dot_product_attention``."""
+
+    def __init__(self, config: SupernetConformerConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.dropout = config.attention_dropout
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, x, cos, sin, key_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, time, _ = x.shape
+        x = self.layer_norm(x)
+
+        def heads(proj: nn.Linear) -> torch.Tensor:
+            return proj(x).view(batch, time, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.q_proj), heads(self.k_proj), heads(self.v_proj)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(batch, time, -1))
+
+
+class SupernetConformerConvModule(nn.Module):
+    """Pre-norm convolution module: pointwise + GLU, depthwise conv, LayerNorm, SiLU, pointwise."""
+
+    def __init__(self, config: SupernetConformerConfig):
+        super().__init__()
+        hidden = config.hidden_size
+        self.layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.pointwise_in = nn.Linear(hidden, 2 * hidden)
+        self.depthwise_conv = nn.Conv1d(
+            hidden, hidden, config.conv_kernel_size, padding=config.conv_kernel_size // 2, groups=hidden
+        )
+        self.depthwise_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+        self.pointwise_out = nn.Linear(hidden, hidden)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = F.glu(self.pointwise_in(self.layer_norm(x)), dim=-1)
+        x = _time_mask(x, mask)  # the depthwise conv must see zeros, not padding garbage, past the end
+        x = self.depthwise_conv(x.transpose(1, 2)).transpose(1, 2)
+        return self.pointwise_out(F.silu(self.depthwise_norm(x)))
+
+
+class SupernetConformerBlock(GradientCheckpointingLayer):
+    """Macaron Conformer block: ½ FFN, MHSA, conv module, ½ FFN, LayerNorm (all residual, pre-norm)."""
+
+    def __init__(self, config: SupernetConformerConfig, layer_idx: int):
+        super().__init__()
+        ffn_dim = config.ffn_dim_of_layer(layer_idx)
+        self.ffn1 = SupernetConformerFeedForward(config, ffn_dim)
+        self.self_attn = SupernetConformerSelfAttention(config)
+        self.conv_module = SupernetConformerConvModule(config)
+        self.ffn2 = SupernetConformerFeedForward(config, ffn_dim)
+        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = config.hidden_dropout
+
+    def forward(self, x, cos, sin, mask, plan: BlockPlan, dropout_scale: float = 1.0) -> torch.Tensor:
+        drop = self.dropout * dropout_scale
+        x = x + 0.5 * F.dropout(self.ffn1(x, plan.ffn_dim, dropout_scale), drop, self.training)
+        x = x + F.dropout(self.self_attn(x, cos, sin, mask), self.dropout, self.training)
+        x = x + F.dropout(self.conv_module(x, mask), self.dropout, self.training)
+        x = x + 0.5 * F.dropout(self.ffn2(x, plan.ffn_dim, dropout_scale), drop, self.training)
+        return self.final_layer_norm(x)
+
+    def reduced_state_dict(self, plan: BlockPlan) -> dict[str, torch.Tensor]:
+        """This block's weights cut down to ``plan`` (for extraction)."""
+        state = {}
+        for name, module in self.named_children():
+            if isinstance(module, SupernetConformerFeedForward):
+                sub = module.reduced_state_dict(plan.ffn_dim)
+            else:
+                sub = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            state.update({f"{name}.{k}": v for k, v in sub.items()})
+        return state
+
+
+class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
+    config_class = SupernetConformerConfig
+    config: SupernetConformerConfig
+    base_model_prefix = "conformer"
+    main_input_name = "input_features"
+    input_modalities = "audio"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["SupernetConformerBlock"]
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            init.kaiming_normal_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+
+    def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
+        """Number of encoder output frames for ``input_lengths`` feature frames."""
+        num_convs = int(math.log2(self.config.subsampling_factor))
+        if isinstance(input_lengths, int):
+            for _ in range(num_convs):
+                input_lengths = (input_lengths + 1) // 2
+            return input_lengths
+        return SupernetConformerSubsampling.output_lengths(input_lengths, num_convs)
+
+
+class SupernetConformerModel(SupernetConformerPreTrainedModel):
+    """The Conformer encoder (front end + blocks) without a head."""
+
+    def __init__(self, config: SupernetConformerConfig):
+        super().__init__(config)
+        self.subsampling = SupernetConformerSubsampling(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.layers = nn.ModuleList(SupernetConformerBlock(config, i) for i in range(config.num_hidden_layers))
+        self.mask = build_mask(config)
+        self.adaptive_dropout = False  # set by SupernetTrainer(adaptive_dropout=True)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        subnet=None,
+        **kwargs,
+    ) -> SupernetConformerModelOutput | tuple:
+        r"""
+        input_features (`torch.FloatTensor` of shape `(batch, frames, num_mel_bins)`):
+            Log-mel features, e.g. from the processor's feature extractor.
+        attention_mask (`torch.LongTensor` of shape `(batch, frames)`, *optional*):
+            1 for real frames, 0 for padding.
+        subnet (`SubnetSpec`, *optional*):
+            Run as this subnet; defaults to the active one (`with model.use_subnet(spec)`), else the whole model.
+        """
+        self._check_input_features(input_features)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        batch, frames, _ = input_features.shape
+        if attention_mask is None:
+            lengths = torch.full((batch,), frames, dtype=torch.long, device=input_features.device)
+        else:
+            lengths = attention_mask.sum(-1).long()
+
+        x, lengths = self.subsampling(input_features, lengths)
+        x = self.dropout(x)
+        mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
+        # An unpadded batch needs no mask: lets SDPA take its fastest path.
+        key_mask = None if bool(mask.all()) else mask
+        cos, sin = rotary_cos_sin(
+            x.shape[1], self.config.hidden_size // self.config.num_attention_heads, self.config.rope_theta,
+            x.device, x.dtype,
+        )
+
+        spec = subnet if subnet is not None else self.active_subnet
+        plans = self.mask.block_plans(spec) if spec is not None else self.mask.full_plans()
+        hidden_states = (x,) if output_hidden_states else None
+        for plan in plans:
+            scale = plan.dropout_scale if (self.adaptive_dropout and self.training) else 1.0
+            x = self.layers[plan.layer_index](x, cos, sin, key_mask, plan, scale)
+            if output_hidden_states:
+                hidden_states += (x,)
+
+        output = SupernetConformerModelOutput(
+            last_hidden_state=x, hidden_states=hidden_states, output_attention_mask=mask
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _check_input_features(self, input_features: torch.Tensor) -> None:
+        if input_features.dim() != 3 or input_features.shape[-1] != self.config.num_mel_bins:
+            raise ValueError(
+                f"input_features must have shape (batch, frames, {self.config.num_mel_bins}), got "
+                f"{tuple(input_features.shape)}. Compute them with the model's processor / feature extractor."
+            )
+        if input_features.shape[1] == 0:
+            raise ValueError("input_features has zero frames: the audio is empty.")
+        if not torch.isfinite(input_features).all():
+            raise ValueError("input_features contain NaN or Inf values; check the audio for NaN/Inf samples.")
+
+
+class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
+    """Supernet Conformer encoder with a linear CTC head. Every subnet shares the head."""
+
+    def __init__(self, config: SupernetConformerConfig):
+        super().__init__(config)
+        self.conformer = SupernetConformerModel(config)
+        self.dropout = nn.Dropout(config.final_dropout)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.post_init()
+
+    @property
+    def mask(self):
+        return self.conformer.mask
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        subnet=None,
+        **kwargs,
+    ) -> SupernetConformerCTCOutput | tuple:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch, target_length)`, *optional*):
+            Token ids of the transcripts, padded with -100. All ids must be `< config.vocab_size` and differ from the
+            blank (`config.pad_token_id`).
+        subnet (`SubnetSpec`, *optional*):
+            Run as this subnet; defaults to the active one (`with model.use_subnet(spec)`), else the whole model.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        encoder_out = self.conformer(
+            input_features,
+            attention_mask=attention_mask,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+            subnet=subnet if subnet is not None else self.active_subnet,
+        )
+        logits = self.lm_head(self.dropout(encoder_out.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = self.ctc_loss(logits, encoder_out.output_attention_mask.sum(-1), labels)
+        output = SupernetConformerCTCOutput(
+            loss=loss,
+            logits=logits,
+            output_attention_mask=encoder_out.output_attention_mask,
+            hidden_states=encoder_out.hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def ctc_loss(self, logits: torch.Tensor, output_lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """CTC loss of ``logits`` (batch, frames, vocab) against ``labels`` padded with -100 (computed in fp32)."""
+        if labels.numel() and labels.max() >= self.config.vocab_size:
+            raise ValueError(
+                f"Label id {int(labels.max())} is outside the vocabulary (vocab_size={self.config.vocab_size}); "
+                "the tokenizer and model config disagree."
+            )
+        label_mask = labels >= 0
+        log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
+        return F.ctc_loss(
+            log_probs,
+            labels.masked_select(label_mask),
+            output_lengths,
+            label_mask.sum(-1),
+            blank=self.config.pad_token_id,
+            reduction=self.config.ctc_loss_reduction,
+            zero_infinity=self.config.ctc_zero_infinity,
+        )
+
+
+__all__ = [
+    "SupernetConformerModel",
+    "SupernetConformerForCTC",
+    "SupernetConformerPreTrainedModel",
+    "SupernetConformerModelOutput",
+    "SupernetConformerCTCOutput",
+]

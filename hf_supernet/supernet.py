@@ -1,0 +1,85 @@
+"""The subnet API every supernet model has: ``subnet_space``, ``use_subnet``, ``active_subnet``,
+``extract_subnet``, ``subnet_costs`` and ``from_pretrained(..., subnet_budget=...)``.
+
+Mixed into each family's ``PreTrainedModel``; everything mask-specific goes through ``self.mask`` (a
+:class:`~hf_supernet.masks.MaskMethod`), so this code never asks which mask type it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from .costs import SubnetCosts, costs_of
+from .subnets import SubnetSpace, SubnetSpec
+
+
+class SupernetMixin:
+    @property
+    def subnet_space(self) -> SubnetSpace:
+        return self.mask.space()
+
+    @property
+    def active_subnet(self) -> SubnetSpec | None:
+        """The subnet forward passes run as (innermost ``use_subnet``), or ``None`` for the whole model."""
+        stack = self.__dict__.get("_subnet_stack")
+        return stack[-1] if stack else None
+
+    @contextlib.contextmanager
+    def use_subnet(self, spec: SubnetSpec | None) -> Iterator[SubnetSpec | None]:
+        """Run the supernet as ``spec`` inside the block (weights are sliced/masked, never copied).
+
+        Nests (the innermost wins) and restores the previous subnet even when the block raises. ``None`` runs the
+        whole model.
+        """
+        if spec is not None:
+            self.subnet_space.validate(spec)
+        stack = self.__dict__.setdefault("_subnet_stack", [])
+        stack.append(spec)
+        try:
+            yield spec
+        finally:
+            stack.pop()
+
+    def extract_subnet(self, spec: SubnetSpec):
+        """A physically smaller dense model whose outputs equal this supernet's run as ``spec``."""
+        from .extraction import extract_subnet
+
+        return extract_subnet(self, spec)
+
+    def subnet_costs(self, spec: SubnetSpec | None = None) -> SubnetCosts:
+        """Analytic parameters / FLOPs per second of audio / int8 MB of ``spec`` (``None``: the whole model)."""
+        return costs_of(self, spec)
+
+    def select_subnet(self, budget: float | dict[str, float]) -> SubnetSpec:
+        """The subnet ``from_pretrained(..., subnet_budget=budget)`` returns.
+
+        First the best-measured entry of ``config.selected_subnets`` (written by search) that fits; otherwise the
+        subnet of the space with the most parameters that fits. Raises ``ValueError`` naming the smallest
+        achievable costs when nothing fits.
+        """
+        from .search.selection import largest_fitting, normalize_budget, select_from_selected
+
+        limits = normalize_budget(budget, self.subnet_costs())
+        entry = select_from_selected(self.config.selected_subnets or [], limits)
+        if entry is not None:
+            return SubnetSpec.from_dict(entry["spec"])
+        spec = largest_fitting(self.subnet_space, self.subnet_costs, limits)
+        if spec is None:
+            smallest = self.subnet_costs(self.subnet_space.smallest()).to_dict()
+            needed = ", ".join(f"{k} >= {smallest[k]:.4g}" for k in limits)
+            raise ValueError(
+                f"No subnet fits the budget {budget!r} (limits {limits}). The smallest subnet needs {needed}; "
+                "raise the budget."
+            )
+        return spec
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, subnet_budget=None, **kwargs):
+        """As ``PreTrainedModel.from_pretrained``; with ``subnet_budget`` (a float fraction of the parameters, or a
+        dict such as ``{"params": 3e6}`` / ``{"flops": 2e9}`` / ``{"int8_mb": 4}``) it returns the extracted dense
+        subnet chosen by :meth:`select_subnet` instead of the supernet."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if subnet_budget is None:
+            return model
+        return model.extract_subnet(model.select_subnet(subnet_budget))
