@@ -1,0 +1,46 @@
+import os
+
+# Nothing in the test suite may reach the Hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC  # noqa: E402
+
+
+def tiny_conformer_config(**overrides) -> SupernetConformerConfig:
+    """A Conformer small enough for hundreds of forward passes per test."""
+    values = dict(
+        num_mel_bins=16,
+        subsampling_conv_channels=8,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        conv_kernel_size=5,
+        vocab_size=12,
+    )
+    values.update(overrides)
+    return SupernetConformerConfig(**values)
+
+
+@pytest.fixture
+def tiny_config():
+    return tiny_conformer_config()
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    torch.manual_seed(0)
+    return SupernetConformerForCTC(tiny_config).eval()
+
+
+def padded_batch(lengths, num_mel_bins=16, seed=0):
+    """Random features for utterances of ``lengths`` frames, zero-padded, with their attention mask."""
+    gen = torch.Generator().manual_seed(seed)
+    frames = max(lengths)
+    features = torch.randn(len(lengths), frames, num_mel_bins, generator=gen)
+    mask = (torch.arange(frames)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return features * mask[..., None], mask

@@ -1,0 +1,38 @@
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from hf_supernet import SupernetConformerForCTC
+from hf_supernet.costs import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS, conformer_flops
+
+from .conftest import tiny_conformer_config
+
+
+@pytest.mark.parametrize("subsampling_factor", [4, 8])
+@pytest.mark.parametrize("which", ["largest", "smallest", "sampled"])
+def test_analytic_flops_match_torch_flop_counter(subsampling_factor, which):
+    model = SupernetConformerForCTC(tiny_conformer_config(subsampling_factor=subsampling_factor)).eval()
+    space = model.subnet_space
+    spec = {"largest": space.largest(), "smallest": space.smallest(), "sampled": space.sample(torch.Generator().manual_seed(2))}[which]
+    frames = 123
+    # The math SDPA backend runs attention as counted matmuls (the fused CPU kernel is not counted by torch).
+    with torch.no_grad(), model.use_subnet(spec), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, frames, 16))
+    assert counter.get_total_flops() == conformer_flops(model.config, model.mask.block_plans(spec), frames)
+
+
+def test_costs_are_monotone_and_consistent(tiny_model):
+    space = tiny_model.subnet_space
+    small, large = tiny_model.subnet_costs(space.smallest()), tiny_model.subnet_costs(space.largest())
+    assert small.params < large.params and small.flops < large.flops and small.int8_mb < large.int8_mb
+    assert large.params == tiny_model.num_parameters() == tiny_model.subnet_costs().params
+    assert large.int8_mb == pytest.approx(large.params / 1e6)
+    frames = int(REFERENCE_SECONDS * FEATURE_FRAMES_PER_SECOND)
+    assert large.flops == pytest.approx(conformer_flops(tiny_model.config, tiny_model.mask.full_plans(), frames) / REFERENCE_SECONDS)
+
+
+def test_encoder_costs_exclude_the_head(tiny_model):
+    encoder = tiny_model.conformer
+    head = tiny_model.lm_head.weight.numel() + tiny_model.lm_head.bias.numel()
+    assert encoder.subnet_costs().params == tiny_model.subnet_costs().params - head == encoder.num_parameters()

@@ -1,0 +1,98 @@
+"""The core promise: an extracted subnet gives the masked supernet's logits, for any subnet of the space."""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import AutoModelForCTC
+
+from hf_supernet import LayerWidthSpec, SupernetConformerForCTC, SupernetConformerModel
+
+from .conftest import padded_batch, tiny_conformer_config
+
+torch.manual_seed(0)
+# Uneven per-layer widths and subsampling 8 exercise the fixed-architecture path of the config too.
+MODELS = {
+    "uniform": SupernetConformerForCTC(tiny_conformer_config()).eval(),
+    "per_layer": SupernetConformerForCTC(
+        tiny_conformer_config(num_hidden_layers=5, layer_ffn_dims=[64, 48, 40, 64, 24], subsampling_factor=8)
+    ).eval(),
+}
+
+
+@st.composite
+def subnets(draw, model):
+    space = model.subnet_space
+    depth = draw(st.sampled_from(space.depths))
+    return LayerWidthSpec(tuple(draw(st.sampled_from(space.width_choices[i])) for i in range(depth)))
+
+
+@st.composite
+def model_subnet_batch(draw):
+    name = draw(st.sampled_from(sorted(MODELS)))
+    model = MODELS[name]
+    spec = draw(subnets(model))
+    lengths = draw(st.lists(st.integers(min_value=9, max_value=48), min_size=1, max_size=3))
+    seed = draw(st.integers(0, 2**16))
+    return model, spec, lengths, seed
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_subnet_batch())
+def test_extracted_subnet_matches_masked_supernet(case):
+    model, spec, lengths, seed = case
+    features, mask = padded_batch(lengths, seed=seed)
+    assert spec in model.subnet_space
+    with torch.no_grad(), model.use_subnet(spec):
+        masked = model(features, attention_mask=mask)
+    dense = model.extract_subnet(spec)
+    with torch.no_grad():
+        extracted = dense(features, attention_mask=mask)
+    valid = masked.output_attention_mask
+    assert torch.equal(valid, extracted.output_attention_mask)
+    torch.testing.assert_close(extracted.logits[valid], masked.logits[valid], atol=1e-4, rtol=0)
+    # Analytic parameter count == what the dense model really holds.
+    assert dense.num_parameters() == model.subnet_costs(spec).params
+    assert dense.config.num_hidden_layers == spec.num_layers
+
+
+def test_extracted_subnet_is_physically_smaller_and_reloads(tmp_path):
+    model = MODELS["uniform"]
+    spec = model.subnet_space.smallest()
+    dense = model.extract_subnet(spec)
+    assert len(dense.conformer.layers) == 2
+    assert dense.conformer.layers[0].ffn1.intermediate_dense.weight.shape == (8, 32)
+    assert dense.subnet_space.largest() == dense.subnet_space.smallest()  # one architecture, nothing to carve
+    assert dense.config.subnet_spec == spec.to_dict()
+    dense.save_pretrained(tmp_path)
+    loaded = AutoModelForCTC.from_pretrained(tmp_path)
+    features, mask = padded_batch([30, 20])
+    torch.testing.assert_close(loaded(features, mask).logits, dense(features, mask).logits, rtol=0, atol=0)
+
+
+def test_extracting_the_largest_subnet_reproduces_the_supernet():
+    model = MODELS["per_layer"]
+    dense = model.extract_subnet(model.subnet_space.largest())
+    assert dense.num_parameters() == model.num_parameters()
+    features, mask = padded_batch([33, 21])
+    torch.testing.assert_close(dense(features, mask).logits, model(features, mask).logits, rtol=0, atol=0)
+
+
+def test_extraction_from_the_bare_encoder():
+    torch.manual_seed(0)
+    encoder = SupernetConformerModel(tiny_conformer_config()).eval()
+    spec = encoder.subnet_space.sample(torch.Generator().manual_seed(1))
+    features, mask = padded_batch([30, 17])
+    with encoder.use_subnet(spec):
+        expected = encoder(features, mask).last_hidden_state
+    dense = encoder.extract_subnet(spec)
+    assert isinstance(dense, SupernetConformerModel)
+    assert dense.num_parameters() == encoder.subnet_costs(spec).params
+    got = dense(features, mask).last_hidden_state
+    valid = torch.tensor([[True] * 8, [True] * 5 + [False] * 3])
+    torch.testing.assert_close(got[valid], expected[valid], atol=1e-4, rtol=0)
+
+
+def test_extract_rejects_a_spec_outside_the_space():
+    with pytest.raises(ValueError, match="not a subnet"):
+        MODELS["uniform"].extract_subnet(LayerWidthSpec((64,)))
