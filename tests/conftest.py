@@ -9,6 +9,10 @@ import torch  # noqa: E402
 
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC  # noqa: E402
 
+# Test models are tiny: one intra-op thread is faster than two fighting over small matmuls (and over the CPU with
+# whatever else runs on the machine), by 10x or more on 2 cores.
+torch.set_num_threads(1)
+
 
 def tiny_conformer_config(**overrides) -> SupernetConformerConfig:
     """A Conformer small enough for hundreds of forward passes per test."""

@@ -81,6 +81,9 @@ class SupernetConformerConfig(PreTrainedConfig):
             subnet_budget=...)` picks from them first.
         subnet_spec (`dict`, *optional*):
             On an extracted subnet: the spec it was cut with, for provenance.
+        adaptive_dropout (`bool`, *optional*, defaults to `False`):
+            Scale the dropout of a reduced module by the share of it a subnet keeps (TODM). Set by
+            `SupernetTrainingArguments(adaptive_dropout=True)`; has no effect in eval mode.
 
     Example:
 
@@ -121,6 +124,7 @@ class SupernetConformerConfig(PreTrainedConfig):
     layer_ffn_dims: list[int] | None = None
     selected_subnets: list[dict] | None = None
     subnet_spec: dict | None = None
+    adaptive_dropout: bool = False
 
     def __post_init__(self, **kwargs):
         if self.layer_drop_choices is None:

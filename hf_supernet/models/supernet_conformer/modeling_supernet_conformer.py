@@ -269,7 +269,6 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(SupernetConformerBlock(config, i) for i in range(config.num_hidden_layers))
         self.mask = build_mask(config)
-        self.adaptive_dropout = False  # set by SupernetTrainer(adaptive_dropout=True)
         self.gradient_checkpointing = False
         self.post_init()
 
@@ -312,7 +311,7 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         plans = self.mask.block_plans(spec) if spec is not None else self.mask.full_plans()
         hidden_states = (x,) if output_hidden_states else None
         for plan in plans:
-            scale = plan.dropout_scale if (self.adaptive_dropout and self.training) else 1.0
+            scale = plan.dropout_scale if (self.config.adaptive_dropout and self.training) else 1.0
             x = self.layers[plan.layer_index](x, cos, sin, key_mask, plan, scale)
             if output_hidden_states:
                 hidden_states += (x,)

@@ -1,0 +1,83 @@
+"""``SupernetTrainingArguments``: ``TrainingArguments`` plus the supernet-training knobs (defaults from TODM)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+BATCH_SPLITS = ("full", "quarter", "split")
+DISTILLATION_METHODS = ("none", "kl", "alpha")
+# Our extra optimizer name; TrainingArguments validates `optim` against its own enum, so we intercept it.
+SCALED_ADAM = "scaled_adam"
+
+
+@dataclass
+class SupernetTrainingArguments(TrainingArguments):
+    """
+    Args:
+        num_random_subnets (`int`, *optional*, defaults to 2):
+            Random subnets trained per step besides the largest and the smallest (sandwich rule; TODM uses 2).
+        sandwich_batch_split (`str`, *optional*, defaults to `"full"`):
+            How a batch is shared among the subnets of a step: `"full"` (every subnet sees the whole batch),
+            `"quarter"` (the largest sees the whole batch, every other subnet its own quarter — TODM) or `"split"` (the
+            batch is cut into one equal part per subnet — Omni-sparsity).
+        distillation (`str`, *optional*, defaults to `"kl"`):
+            In-place distillation from the largest subnet's detached output to the others: `"none"`, `"kl"` or
+            `"alpha"` (AlphaNet's adaptive alpha-divergence).
+        distill_top_k (`int`, *optional*, defaults to 10):
+            Per frame, distill over the teacher's top-k classes plus one "rest" bin (TODM); 0 = full distribution.
+        alpha_min (`float`, *optional*, defaults to -1.0), alpha_max (`float`, *optional*, defaults to 1.0),
+        alpha_clip (`float`, *optional*, defaults to 5.0):
+            AlphaNet's alpha range and the clip of the ratio p/q in the gradient surrogate.
+        distill_weight (`float`, *optional*, defaults to 1.0):
+            Weight λ of the distillation term (`L = CTC + λ·KD` per student subnet).
+        distill_weight_drop_step (`int`, *optional*):
+            Optimizer step from which λ becomes `distill_weight_after_drop` (TODM lowers it late in training, where KD
+            alone made validation loss diverge). `None`: never.
+        distill_weight_after_drop (`float`, *optional*, defaults to 0.1):
+            λ after `distill_weight_drop_step`.
+        adaptive_dropout (`bool`, *optional*, defaults to `False`):
+            Scale a reduced module's dropout by the share of it the subnet keeps (TODM's `p_i = p_max·c_i/m_i`).
+        subnet_seed (`int`, *optional*):
+            Seed of the subnet sampler (saved in checkpoints for exact resume); defaults to `seed`.
+        optim (`str`):
+            Any of `TrainingArguments`' optimizers, or `"scaled_adam"` for ScaledAdam (Zipformer) with its Eden
+            schedule options left to `lr_scheduler_type`.
+    """
+
+    num_random_subnets: int = field(default=2, metadata={"help": "Random subnets per step besides largest/smallest."})
+    sandwich_batch_split: str = field(default="full", metadata={"help": f"One of {BATCH_SPLITS}."})
+    distillation: str = field(default="kl", metadata={"help": f"One of {DISTILLATION_METHODS}."})
+    distill_top_k: int = field(default=10, metadata={"help": "Teacher top-k classes + a rest bin; 0 = all."})
+    alpha_min: float = field(default=-1.0, metadata={"help": "AlphaNet lower alpha."})
+    alpha_max: float = field(default=1.0, metadata={"help": "AlphaNet upper alpha."})
+    alpha_clip: float = field(default=5.0, metadata={"help": "AlphaNet clip of p/q in the gradient surrogate."})
+    distill_weight: float = field(default=1.0, metadata={"help": "Weight of the distillation loss."})
+    distill_weight_drop_step: int | None = field(default=None, metadata={"help": "Step where the weight drops."})
+    distill_weight_after_drop: float = field(default=0.1, metadata={"help": "Distillation weight after the drop."})
+    adaptive_dropout: bool = field(default=False, metadata={"help": "Scale dropout by the kept share."})
+    subnet_seed: int | None = field(default=None, metadata={"help": "Seed of the subnet sampler (default: seed)."})
+
+    def __post_init__(self):
+        self.use_scaled_adam = str(self.optim) == SCALED_ADAM
+        if self.use_scaled_adam:
+            # Keep TrainingArguments' validation happy; SupernetTrainer builds ScaledAdam itself.
+            self.optim = "adamw_torch"
+        super().__post_init__()
+        if self.sandwich_batch_split not in BATCH_SPLITS:
+            raise ValueError(f"sandwich_batch_split must be one of {BATCH_SPLITS}, got {self.sandwich_batch_split!r}.")
+        if self.distillation not in DISTILLATION_METHODS:
+            raise ValueError(f"distillation must be one of {DISTILLATION_METHODS}, got {self.distillation!r}.")
+        if self.num_random_subnets < 0:
+            raise ValueError(f"num_random_subnets must be >= 0, got {self.num_random_subnets}.")
+        if self.distill_top_k < 0:
+            raise ValueError(f"distill_top_k must be >= 0, got {self.distill_top_k}.")
+        if self.subnet_seed is None:
+            self.subnet_seed = self.seed
+
+    def distill_weight_at(self, step: int) -> float:
+        """λ at optimizer step ``step``."""
+        if self.distill_weight_drop_step is not None and step >= self.distill_weight_drop_step:
+            return self.distill_weight_after_drop
+        return self.distill_weight

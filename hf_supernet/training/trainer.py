@@ -1,0 +1,162 @@
+"""``SupernetTrainer``: transformers' ``Trainer`` that trains a whole family of subnets at once.
+
+Each optimizer step runs the sandwich rule (largest + smallest + k random subnets of ``model.subnet_space``),
+distils the largest subnet's detached output into the others, sums the losses and lets ``Trainer`` do one
+backward and one optimizer step. Mask types contribute extra losses and per-step hooks through the model's mask
+interface (``model.mask.extra_loss`` / ``model.mask.on_optimizer_step``); the trainer never asks which mask type
+it holds. The math lives in :mod:`.sandwich` and :mod:`.distillation`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import Trainer, TrainerCallback
+
+from ..subnets import SubnetSpec
+from .arguments import SupernetTrainingArguments
+from .distillation import ctc_distillation_loss
+from .sandwich import LARGEST, batch_rows, sandwich_subnets, take_rows
+
+SAMPLER_STATE_FILE = "subnet_sampler.safetensors"
+
+
+class MaskHooksCallback(TrainerCallback):
+    """Forwards ``on_optimizer_step`` to the model's mask method (e.g. Omni-sparsity's pruning step)."""
+
+    def __init__(self, trainer: SupernetTrainer):
+        self.trainer = trainer
+
+    def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        model.mask.on_optimizer_step(model, optimizer, state.global_step)
+
+
+class SupernetTrainer(Trainer):
+    """``Trainer`` with sandwich sampling and in-place distillation.
+
+    Args:
+        eval_subnets (`dict[str, SubnetSpec]`, *optional*):
+            Subnets to evaluate besides the largest and smallest (and any `config.selected_subnets`); `evaluate()`
+            reports metrics per subnet as `eval_<name>_<metric>`.
+        Everything else as for [`~transformers.Trainer`]; `args` must be a [`SupernetTrainingArguments`].
+    """
+
+    def __init__(self, model=None, args: SupernetTrainingArguments | None = None, *pos, eval_subnets=None, **kwargs):
+        if not isinstance(args, SupernetTrainingArguments):
+            raise TypeError("SupernetTrainer needs SupernetTrainingArguments (it adds the sandwich/distillation fields).")
+        if args.use_scaled_adam and kwargs.get("optimizer_cls_and_kwargs") is None:
+            from .optim import ScaledAdam
+
+            kwargs["optimizer_cls_and_kwargs"] = (ScaledAdam, {"lr": args.learning_rate})
+        super().__init__(model, args, *pos, **kwargs)
+        self.model.config.adaptive_dropout = args.adaptive_dropout
+        self.subnet_generator = torch.Generator().manual_seed(args.subnet_seed)
+        self.eval_subnets = dict(eval_subnets or {})
+        self._role_losses: dict[str, list[float]] = defaultdict(list)
+        self.add_callback(MaskHooksCallback(self))
+
+    # ---------------------------------------------------------------- training
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:
+            # Evaluation / prediction: one forward as the active subnet (see `evaluate`).
+            outputs = model(**inputs)
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+        supernet = self.accelerator.unwrap_model(model)
+        args: SupernetTrainingArguments = self.args
+        subnets = sandwich_subnets(supernet.subnet_space, args.num_random_subnets, self.subnet_generator)
+        rows = batch_rows(inputs["input_features"].shape[0], len(subnets), args.sandwich_batch_split)
+
+        teacher_logits = None
+        if args.distillation != "none" and rows[0] != slice(0, inputs["input_features"].shape[0]):
+            # "split": the largest trains on its own part only, but every student needs a teacher on its rows.
+            with torch.no_grad():
+                teacher_logits = model(**inputs, subnet=subnets[0][1]).logits.detach()
+
+        total, largest_outputs, distill_terms = 0.0, None, []
+        weight = args.distill_weight_at(self.state.global_step)
+        for (role, spec), part in zip(subnets, rows):
+            outputs = model(**take_rows(inputs, part), subnet=spec)
+            total = total + outputs.loss
+            self._role_losses[f"loss_{role}"].append(outputs.loss.detach().item())
+            if role == LARGEST:
+                largest_outputs = outputs
+                if teacher_logits is None:
+                    teacher_logits = outputs.logits.detach()
+            elif args.distillation != "none":
+                kd = ctc_distillation_loss(
+                    teacher_logits[part],
+                    outputs.logits,
+                    attention_mask=outputs.output_attention_mask,
+                    method=args.distillation,
+                    top_k=args.distill_top_k or None,
+                    alpha_min=args.alpha_min,
+                    alpha_max=args.alpha_max,
+                    alpha_clip=args.alpha_clip,
+                )
+                distill_terms.append(kd.detach().item())
+                total = total + weight * kd
+        if distill_terms:
+            self._role_losses["loss_distill"].append(sum(distill_terms) / len(distill_terms))
+
+        extra = supernet.mask.extra_loss(supernet, self.state.global_step)
+        if extra is not None:
+            total = total + extra
+            self._role_losses["loss_mask"].append(extra.detach().item())
+        return (total, largest_outputs) if return_outputs else total
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds the mean per-role losses since the last log (``loss_largest``, ``loss_smallest``, ...)."""
+        if self._role_losses and "loss" in logs:
+            names = sorted(self._role_losses)
+            local = torch.tensor([sum(v) / len(v) for v in (self._role_losses[n] for n in names)], device=self.args.device)
+            means = self.accelerator.reduce(local, reduction="mean") if self.accelerator.num_processes > 1 else local
+            logs.update({name: round(value, 4) for name, value in zip(names, means.tolist())})
+            self._role_losses.clear()
+        super().log(logs, start_time)
+
+    # ---------------------------------------------------------------- evaluation
+    def subnets_to_evaluate(self) -> dict[str, SubnetSpec]:
+        """largest, smallest, every `config.selected_subnets` entry and `eval_subnets`, by name."""
+        supernet = self.accelerator.unwrap_model(self.model)
+        space = supernet.subnet_space
+        subnets = {"largest": space.largest(), "smallest": space.smallest()}
+        for entry in supernet.config.selected_subnets or []:
+            subnets[entry["name"]] = SubnetSpec.from_dict(entry["spec"])
+        subnets.update(self.eval_subnets)
+        return subnets
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """Evaluates each subnet of :meth:`subnets_to_evaluate`; metrics are ``{prefix}_{name}_{metric}``. The
+        plain ``{prefix}_loss`` is the largest subnet's, so ``metric_for_best_model`` keeps working."""
+        supernet = self.accelerator.unwrap_model(self.model)
+        metrics = {}
+        for name, spec in self.subnets_to_evaluate().items():
+            with supernet.use_subnet(spec):
+                metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+        metrics[f"{metric_key_prefix}_loss"] = metrics[f"{metric_key_prefix}_largest_loss"]
+        return metrics
+
+    # ---------------------------------------------------------------- resume
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        # The subnet sampler is part of the training state: without it a resumed run trains other subnets.
+        name = SAMPLER_STATE_FILE if self.args.world_size <= 1 else f"subnet_sampler_{self.args.process_index}.safetensors"
+        save_file({"state": self.subnet_generator.get_state()}, os.path.join(output_dir, name))
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None:
+            return
+        name = SAMPLER_STATE_FILE if self.args.world_size <= 1 else f"subnet_sampler_{self.args.process_index}.safetensors"
+        path = os.path.join(checkpoint, name)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path} is missing: this checkpoint was not written by SupernetTrainer, so the subnet sampler "
+                "cannot resume exactly. Resume from a SupernetTrainer checkpoint or start a new run."
+            )
+        self.subnet_generator.set_state(load_file(path)["state"])
