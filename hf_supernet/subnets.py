@@ -104,6 +104,17 @@ class SubnetSpace(ABC):
     def __iter__(self) -> Iterator[SubnetSpec]:
         raise TypeError(f"{type(self).__name__} cannot be enumerated")
 
+    # --- genome view, used by evolutionary search (mutation and crossover work on genes, whatever the mask type) ---
+    def gene_choices(self) -> list[int]:
+        """Number of values each gene can take; a spec is a tuple of gene values ``0 <= g < choices``."""
+        raise TypeError(f"{type(self).__name__} does not expose a genome for evolutionary search")
+
+    def to_genes(self, spec: SubnetSpec) -> tuple[int, ...]:
+        raise TypeError(f"{type(self).__name__} does not expose a genome for evolutionary search")
+
+    def from_genes(self, genes: tuple[int, ...]) -> SubnetSpec:
+        raise TypeError(f"{type(self).__name__} does not expose a genome for evolutionary search")
+
     def validate(self, spec: SubnetSpec) -> None:
         """Raise a ValueError saying why ``spec`` is not a member of this space."""
         if spec not in self:

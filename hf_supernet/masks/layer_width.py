@@ -53,6 +53,18 @@ class LayerWidthSpace(SubnetSpace):
         depth = self.depths[randint(len(self.depths), generator)]
         return LayerWidthSpec(tuple(w[randint(len(w), generator)] for w in self.width_choices[:depth]))
 
+    # Genome: gene 0 picks the depth, gene 1 + i the width of layer i (ignored for layers the depth drops).
+    def gene_choices(self) -> list[int]:
+        return [len(self.depths)] + [len(w) for w in self.width_choices]
+
+    def to_genes(self, spec: LayerWidthSpec) -> tuple[int, ...]:
+        widths = [self.width_choices[i].index(d) for i, d in enumerate(spec.ffn_dims)]
+        return (self.depths.index(spec.num_layers), *widths, *[0] * (self.num_layers_total - spec.num_layers))
+
+    def from_genes(self, genes: tuple[int, ...]) -> LayerWidthSpec:
+        depth = self.depths[genes[0]]
+        return LayerWidthSpec(tuple(self.width_choices[i][g] for i, g in enumerate(genes[1 : 1 + depth])))
+
     def neighbors_up(self, spec: LayerWidthSpec) -> list[LayerWidthSpec]:
         """Subnets one step bigger: one layer one width choice wider, or the next depth (new layers narrowest)."""
         out = []
