@@ -307,7 +307,7 @@ def ctc_distillation_loss(
         return student_logits.sum().float() * 0.0
 
     # (N, V) rows of the valid frames only.
-    teacher_logp, student_logp = _frame_distributions(teacher_logits[valid], student_logits[valid], top_k)
+    teacher_logp, student_logp = _frame_distributions(teacher_logits.detach()[valid], student_logits[valid], top_k)
     if method == "kl":
         return kl_divergence(teacher_logp, student_logp).mean()
 
