@@ -164,3 +164,12 @@ def test_trainer_requires_supernet_arguments(tmp_path):
 
     with pytest.raises(TypeError, match="SupernetTrainingArguments"):
         SupernetTrainer(model=SupernetConformerForCTC(tiny_conformer_config()), args=TrainingArguments(str(tmp_path)))
+
+
+def test_scaled_adam_is_an_optimizer_choice(tmp_path):
+    from hf_supernet.training.optim import ScaledAdam
+
+    trainer = make_trainer(tmp_path, max_steps=3, optim="scaled_adam", learning_rate=0.02)
+    trainer.train()
+    assert isinstance(trainer.optimizer.optimizer, ScaledAdam) and trainer.args.max_grad_norm == 0.0
+    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)

@@ -42,8 +42,8 @@ class SupernetTrainingArguments(TrainingArguments):
         subnet_seed (`int`, *optional*):
             Seed of the subnet sampler (saved in checkpoints for exact resume); defaults to `seed`.
         optim (`str`):
-            Any of `TrainingArguments`' optimizers, or `"scaled_adam"` for ScaledAdam (Zipformer) with its Eden
-            schedule options left to `lr_scheduler_type`.
+            Any of `TrainingArguments`' optimizers, or `"scaled_adam"` for ScaledAdam (Zipformer), which does its
+            own gradient clipping (so `max_grad_norm` is set to 0); the schedule is still `lr_scheduler_type`.
     """
 
     num_random_subnets: int = field(default=2, metadata={"help": "Random subnets per step besides largest/smallest."})
@@ -62,8 +62,10 @@ class SupernetTrainingArguments(TrainingArguments):
     def __post_init__(self):
         self.use_scaled_adam = str(self.optim) == SCALED_ADAM
         if self.use_scaled_adam:
-            # Keep TrainingArguments' validation happy; SupernetTrainer builds ScaledAdam itself.
+            # Keep TrainingArguments' validation happy; SupernetTrainer builds ScaledAdam itself. ScaledAdam clips
+            # gradients on its own (median-based, clipping_scale=2 as in icefall's recipes): no second clipping.
             self.optim = "adamw_torch"
+            self.max_grad_norm = 0.0
         super().__post_init__()
         if self.sandwich_batch_split not in BATCH_SPLITS:
             raise ValueError(f"sandwich_batch_split must be one of {BATCH_SPLITS}, got {self.sandwich_batch_split!r}.")

@@ -51,7 +51,7 @@ class SupernetTrainer(Trainer):
         if args.use_scaled_adam and kwargs.get("optimizer_cls_and_kwargs") is None:
             from .optim import ScaledAdam
 
-            kwargs["optimizer_cls_and_kwargs"] = (ScaledAdam, {"lr": args.learning_rate})
+            kwargs["optimizer_cls_and_kwargs"] = (ScaledAdam, {"lr": args.learning_rate, "clipping_scale": 2.0})
         super().__init__(model, args, *pos, **kwargs)
         self.model.config.adaptive_dropout = args.adaptive_dropout
         self.subnet_generator = torch.Generator().manual_seed(args.subnet_seed)
