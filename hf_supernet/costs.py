@@ -53,11 +53,10 @@ def conformer_block_params(config, plan: BlockPlan) -> int:
 
 def conformer_frontend_params(config) -> int:
     c, freq = config.subsampling_conv_channels, config.num_mel_bins
-    params, in_channels = 0, 1
     num_convs = 2 if config.subsampling_factor == 4 else 3
+    params = 9 * c + c  # first 3x3 conv, 1 -> c channels
+    params += (num_convs - 1) * ((9 * c + c) + (c * c + c))  # depthwise 3x3 + pointwise 1x1
     for _ in range(num_convs):
-        params += in_channels * c * 9 + c
-        in_channels = c
         freq = _frames_after_conv(freq)
     return params + c * freq * config.hidden_size + config.hidden_size
 
@@ -76,11 +75,11 @@ def conformer_flops(config, plans: list[BlockPlan], num_frames: int, with_head: 
     """FLOPs of one forward pass over ``num_frames`` feature frames (batch of one)."""
     c, freq, frames = config.subsampling_conv_channels, config.num_mel_bins, num_frames
     num_convs = 2 if config.subsampling_factor == 4 else 3
-    flops, in_channels = 0, 1
-    for _ in range(num_convs):
+    frames, freq = _frames_after_conv(frames), _frames_after_conv(freq)
+    flops = 2 * c * 9 * frames * freq  # first 3x3 conv
+    for _ in range(num_convs - 1):
         frames, freq = _frames_after_conv(frames), _frames_after_conv(freq)
-        flops += 2 * in_channels * c * 9 * frames * freq
-        in_channels = c
+        flops += 2 * c * 9 * frames * freq + 2 * c * c * frames * freq  # depthwise + pointwise
     t, d, k = frames, config.hidden_size, config.conv_kernel_size
     flops += 2 * t * c * freq * d
     for plan in plans:
