@@ -1,0 +1,18 @@
+"""Deploy many: pick the best subnet per budget (evolutionary search) and resolve a budget to a subnet."""
+
+from .evaluation import collate_batches, evaluate_subnet
+from .evolution import Candidate, evolutionary_search, pareto_front
+from .selection import normalize_budget
+from .subnet_search import budget_name, plot_pareto, search_subnets
+
+__all__ = [
+    "Candidate",
+    "budget_name",
+    "collate_batches",
+    "evaluate_subnet",
+    "evolutionary_search",
+    "normalize_budget",
+    "pareto_front",
+    "plot_pareto",
+    "search_subnets",
+]

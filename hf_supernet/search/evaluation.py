@@ -1,0 +1,58 @@
+"""Scoring subnets on speech: CTC loss (the cheap search proxy) and WER/CER, without extracting anything.
+
+Each subnet runs as a masked supernet (``model.use_subnet``); batches are collated once and reused for every
+subnet, since collation (feature padding, label padding) is the same whatever subnet runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..metrics import ctc_greedy_decode, load_metric
+from ..subnets import SubnetSpec
+
+
+def collate_batches(dataset, data_collator, batch_size: int = 32, max_examples: int | None = None) -> list[dict]:
+    """``dataset`` (or its first ``max_examples`` rows) as a list of collated batches, in order."""
+    n = len(dataset) if max_examples is None else min(max_examples, len(dataset))
+    if hasattr(data_collator, "eval"):
+        data_collator = data_collator.eval()  # never SpecAugment what we score
+    return [data_collator([dataset[j] for j in range(i, min(i + batch_size, n))]) for i in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def evaluate_subnet(model, spec: SubnetSpec | None, batches: Sequence[dict], tokenizer=None) -> dict[str, float]:
+    """Mean CTC ``loss`` of ``spec`` over ``batches`` (weighted by utterances) and, given the ``tokenizer``, the
+    ``wer``/``cer`` of its greedy CTC transcripts against the labels — all from one forward pass per batch."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count, hypotheses, references = 0.0, 0, [], []
+    try:
+        with model.use_subnet(spec):
+            for batch in batches:
+                batch = {k: v.to(device) for k, v in batch.items()}
+                out = model(**batch)
+                size = batch["input_features"].shape[0]
+                total, count = total + float(out.loss) * size, count + size
+                if tokenizer is not None:
+                    pad = tokenizer.pad_token_id
+                    ids = ctc_greedy_decode(out.logits, attention_mask=out.output_attention_mask, blank_id=pad)
+                    hypotheses += tokenizer.batch_decode(ids, group_tokens=False)
+                    labels = batch["labels"].masked_fill(batch["labels"] < 0, pad)
+                    references += tokenizer.batch_decode(labels.tolist(), group_tokens=False)
+    finally:
+        model.train(was_training)
+    scores = {"loss": total / max(count, 1)}
+    if tokenizer is not None:
+        scores.update(error_rates(hypotheses, references))
+    return scores
+
+
+def error_rates(hypotheses: list[str], references: list[str]) -> dict[str, float]:
+    """WER and CER (offline `evaluate` modules shipped with hf_supernet)."""
+    return {
+        name: float(load_metric(name).compute(predictions=hypotheses, references=references)) for name in ("wer", "cer")
+    }

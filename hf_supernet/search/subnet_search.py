@@ -1,0 +1,106 @@
+"""``search_subnets``: budgets in, the best measured subnet per budget out (and into ``config.selected_subnets``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..subnets import SubnetSpec
+from .evaluation import collate_batches, evaluate_subnet
+from .evolution import Candidate, evolutionary_search
+from .selection import normalize_budget
+
+
+def budget_name(budget: float | dict[str, float]) -> str:
+    """A readable, filesystem-safe name for a budget: ``0.5`` -> ``params_50pct``, ``{"flops": 2e9}`` ->
+    ``flops_2e+09``."""
+    if isinstance(budget, dict):
+        return "_".join(f"{k}_{v:.3g}" for k, v in sorted(budget.items()))
+    return f"params_{round(budget * 100)}pct"
+
+
+def search_subnets(
+    model,
+    eval_dataset,
+    *,
+    data_collator,
+    tokenizer=None,
+    budgets: Sequence[float | dict[str, float]] = (0.25, 0.5, 0.75, 1.0),
+    metric: str = "loss",
+    population: int = 12,
+    generations: int = 4,
+    proxy_examples: int = 64,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+    write_config: bool = True,
+) -> tuple[list[dict], list[Candidate]]:
+    """Evolutionary search for the best subnet under each budget.
+
+    Fitness is the cheap proxy ``metric`` (``"loss"``: CTC loss, or ``"wer"``: word error rate) on the first
+    ``proxy_examples`` utterances of ``eval_dataset``; the winner of each budget is then scored on all of
+    ``eval_dataset`` (loss, and WER/CER when ``tokenizer`` is given). Deterministic for a ``seed``.
+
+    Returns the selected entries ``{"name", "budget", "spec", "costs", "metrics"}`` (one per budget that something
+    fits; budgets nothing fits are skipped with their name in no entry) and every candidate scored (for a Pareto
+    plot). With ``write_config`` the entries become ``model.config.selected_subnets`` so that
+    ``from_pretrained(..., subnet_budget=...)`` returns them after ``save_pretrained``.
+    """
+    if metric not in ("loss", "wer"):
+        raise ValueError(f"metric must be 'loss' or 'wer', got {metric!r}.")
+    if metric == "wer" and tokenizer is None:
+        raise ValueError("metric='wer' needs the tokenizer to decode transcripts; pass tokenizer=processor.tokenizer.")
+    full_costs = model.subnet_costs()
+    limits = [normalize_budget(b, full_costs) for b in budgets]
+    proxy = collate_batches(eval_dataset, data_collator, batch_size, proxy_examples)
+
+    def score(spec: SubnetSpec) -> float:
+        return evaluate_subnet(model, spec, proxy, tokenizer if metric == "wer" else None)[metric]
+
+    best, scored = evolutionary_search(
+        model.subnet_space, model.subnet_costs, score, limits, population, generations, seed=seed, progress=progress
+    )
+    full = collate_batches(eval_dataset, data_collator, batch_size)
+    selected = []
+    for budget, candidate in zip(budgets, best):
+        if candidate is None:
+            continue
+        selected.append(
+            {
+                "name": budget_name(budget),
+                "budget": budget,
+                "spec": candidate.spec.to_dict(),
+                "costs": candidate.costs.to_dict(),
+                "metrics": evaluate_subnet(model, candidate.spec, full, tokenizer),
+            }
+        )
+    if write_config:
+        model.config.selected_subnets = selected
+    return selected, scored
+
+
+def plot_pareto(scored: Sequence[Candidate], selected: Sequence[dict], path, cost: str = "params", title: str = ""):
+    """Scatter of every scored subnet (cost vs proxy score), the Pareto front, and the selected subnets marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .evolution import pareto_front
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([getattr(c.costs, cost) for c in scored], [c.score for c in scored], s=12, alpha=0.5, label="scored")
+    front = pareto_front(scored, cost)
+    ax.plot([getattr(c.costs, cost) for c in front], [c.score for c in front], "k--", lw=1, label="Pareto front")
+    by_spec = {c.spec.to_json(): c for c in scored}
+    for entry in selected:
+        cand = by_spec.get(SubnetSpec.from_dict(entry["spec"]).to_json())
+        if cand is not None:
+            ax.scatter(getattr(cand.costs, cost), cand.score, s=80, marker="*", color="red")
+            ax.annotate(entry["name"], (getattr(cand.costs, cost), cand.score), fontsize=7)
+    ax.set_xlabel(cost)
+    ax.set_ylabel("proxy score (lower is better)")
+    ax.set_title(title or "subnet search")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,52 @@
+"""The README's main job, end to end at toy size: data -> supernet -> search -> extraction -> results.json."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCTC, AutoProcessor
+
+import hf_supernet  # noqa: F401
+from hf_supernet import SubnetSpec, SupernetConformerForCTC
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "quickstart.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("quickstart", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quickstart_smoke_writes_loadable_subnets(tmp_path):
+    results = load_script().main(["--smoke", "--output_dir", str(tmp_path)])
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written == results
+    names = [row["name"] for row in written]
+    assert names[:2] == ["largest", "smallest"] and len(names) >= 4
+    for row in written:
+        assert set(row) == {"name", "params", "flops", "wer", "cer"}
+        assert 0 <= row["cer"] and 0 <= row["wer"]
+    by_name = {row["name"]: row for row in written}
+    assert by_name["smallest"]["params"] < by_name["largest"]["params"]
+
+    supernet = SupernetConformerForCTC.from_pretrained(tmp_path / "supernet").eval()
+    assert [e["name"] for e in supernet.config.selected_subnets] == names[2:]
+    processor = AutoProcessor.from_pretrained(tmp_path / "supernet")
+    features = processor.feature_extractor([torch.randn(8000).numpy()], sampling_rate=16000, return_tensors="pt")
+    for entry in supernet.config.selected_subnets:
+        folder = tmp_path / "subnets" / entry["name"]
+        dense = AutoModelForCTC.from_pretrained(folder).eval()
+        assert dense.num_parameters() == by_name[entry["name"]]["params"]
+        AutoProcessor.from_pretrained(folder)
+        with torch.no_grad(), supernet.use_subnet(SubnetSpec.from_dict(entry["spec"])):
+            expected = supernet(**features).logits
+        torch.testing.assert_close(dense(**features).logits, expected, atol=1e-4, rtol=0)
+    # The 50% budget resolves to the subnet the search selected for it.
+    chosen = SupernetConformerForCTC.from_pretrained(tmp_path / "supernet", subnet_budget=0.5)
+    selected_50 = next(e for e in supernet.config.selected_subnets if e["name"] == "params_50pct")
+    assert chosen.config.subnet_spec == selected_50["spec"]
