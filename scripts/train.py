@@ -1,0 +1,124 @@
+"""Train a supernet Conformer-CTC with ``SupernetTrainer`` — the same script under ``python`` and ``accelerate launch``.
+
+    python scripts/train.py --dataset fsdd --output_dir out --max_steps 1000
+    python scripts/train.py config.json                    # or config.yaml: every argument below as a key
+    accelerate launch --config_file scripts/accelerate_configs/cpu_ddp_2proc.yaml scripts/train.py --dataset fsdd ...
+
+Arguments: the model fields of `SupernetConformerConfig` that size the network (`ModelArguments`), the data
+(`DataArguments`) and every `SupernetTrainingArguments` / `TrainingArguments` field. The trained supernet and its
+processor are saved to `output_dir`; `--resume_from_checkpoint` continues an interrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser, set_seed
+
+import hf_supernet  # noqa: F401  (registers the Auto classes)
+from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
+from hf_supernet.data import (
+    DataCollatorCTCWithPadding,
+    SpecAugmentCallback,
+    build_processor,
+    filter_ctc_feasible,
+    load_speech_dataset,
+    prepare_dataset,
+    train_tokenizer,
+)
+from hf_supernet.metrics import make_compute_metrics, preprocess_logits_for_metrics
+from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
+
+logger = logging.getLogger("train")
+
+
+@dataclass
+class ModelArguments:
+    hidden_size: int = field(default=144, metadata={"help": "Model dimension."})
+    num_hidden_layers: int = field(default=4, metadata={"help": "Conformer blocks of the largest subnet."})
+    num_attention_heads: int = field(default=4, metadata={"help": "Attention heads."})
+    intermediate_size: int = field(default=576, metadata={"help": "Feed-forward width."})
+    conv_kernel_size: int = field(default=15, metadata={"help": "Depthwise conv kernel."})
+    subsampling_conv_channels: int = field(default=96, metadata={"help": "Front-end conv channels."})
+    subsampling_factor: int = field(default=4, metadata={"help": "4 or 8."})
+    mask_type: str = field(default="layer_width", metadata={"help": "How subnets are carved."})
+    dropout: float = field(default=0.1, metadata={"help": "All dropout rates."})
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(default="fsdd", metadata={"help": "'fsdd', 'mini_librispeech', a manifest folder or a datasets name."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    eval_split: str | None = field(default="test", metadata={"help": "Split to evaluate on (empty: no evaluation)."})
+    tokenizer_type: str = field(default="char", metadata={"help": "char, unigram or bpe."})
+    vocab_size: int = field(default=128, metadata={"help": "Tokenizer vocabulary bound (unigram/bpe)."})
+    max_duration: float | None = field(default=None, metadata={"help": "Drop longer utterances (seconds)."})
+    mask_time_prob: float = field(default=0.05, metadata={"help": "SpecAugment time masking probability."})
+    mask_feature_prob: float = field(default=0.05, metadata={"help": "SpecAugment frequency masking probability."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "num_proc of datasets.map."})
+
+
+def parse_args(argv):
+    parser = HfArgumentParser((ModelArguments, DataArguments, SupernetTrainingArguments))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+
+    splits = [data_args.train_split] + ([data_args.eval_split] if data_args.eval_split else [])
+    # The main process decodes first; the others then read datasets' cache instead of decoding again.
+    with training_args.main_process_first(desc="load and prepare data"):
+        raw = {s: load_speech_dataset(data_args.dataset, s, max_duration=data_args.max_duration, num_proc=data_args.preprocessing_num_workers) for s in splits}
+        tokenizer = train_tokenizer(raw[data_args.train_split]["text"], vocab_size=data_args.vocab_size, model_type=data_args.tokenizer_type)
+        processor = build_processor(tokenizer)
+        prepared = {s: prepare_dataset(d, processor, num_proc=data_args.preprocessing_num_workers) for s, d in raw.items()}
+
+    dropout = model_args.dropout
+    config = SupernetConformerConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout=dropout,
+        activation_dropout=dropout,
+        attention_dropout=dropout,
+        final_dropout=dropout,
+        **{k: v for k, v in vars(model_args).items() if k != "dropout"},
+    )
+    # Seeded right before the weights are drawn: data preparation may consume random numbers on some processes only.
+    set_seed(training_args.seed)
+    model = SupernetConformerForCTC(config)
+    train = filter_ctc_feasible(prepared[data_args.train_split], model._get_feat_extract_output_lengths)
+    masking = data_args.mask_time_prob > 0 or data_args.mask_feature_prob > 0
+    spec_augment = {"mask_time_prob": data_args.mask_time_prob, "mask_feature_prob": data_args.mask_feature_prob}
+    collator = DataCollatorCTCWithPadding(processor, spec_augment=spec_augment if masking else None)
+    trainer = SupernetTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=prepared.get(data_args.eval_split),
+        data_collator=collator,
+        processing_class=processor,
+        compute_metrics=make_compute_metrics(processor),
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+        callbacks=[SpecAugmentCallback(collator)],
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()  # model + processor, safetensors
+    trainer.save_state()  # trainer_state.json with the per-step log history
+    if data_args.eval_split:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    return trainer
+
+
+if __name__ == "__main__":
+    main()
