@@ -1,11 +1,12 @@
 """hf_supernet: train once, deploy many — supernet CTC speech recognition for the Hugging Face ecosystem.
 
-Importing the package registers its configs and models with transformers' Auto classes, so ``AutoConfig``,
-``AutoModel`` and ``AutoModelForCTC`` load hf_supernet checkpoints from a folder or the Hub.
+Importing the package registers its configs, models and processor with transformers' Auto classes, so
+``AutoConfig``, ``AutoModel``, ``AutoModelForCTC`` and ``AutoProcessor`` load hf_supernet checkpoints.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForCTC
 
+from . import data  # noqa: F401  (registers the feature extractor, tokenizer and processor with the Auto classes)
 from .costs import SubnetCosts, costs_of
 from .extraction import extract_subnet
 from .masks import BlockPlan, LayerWidthSpec, MaskMethod
@@ -15,6 +16,8 @@ from .models.supernet_conformer import (
     SupernetConformerForCTC,
     SupernetConformerModel,
 )
+from .data import build_processor, load_speech_dataset, train_tokenizer
+from .metrics import load_metric
 from .subnets import SubnetSpace, SubnetSpec
 
 __version__ = "0.1.0"
@@ -34,6 +37,10 @@ __all__ = [
     "SupernetConformerConfig",
     "SupernetConformerForCTC",
     "SupernetConformerModel",
+    "build_processor",
     "costs_of",
     "extract_subnet",
+    "load_metric",
+    "load_speech_dataset",
+    "train_tokenizer",
 ]
