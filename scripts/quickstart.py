@@ -43,8 +43,8 @@ logger = logging.getLogger("quickstart")
 @dataclass
 class QuickstartArguments:
     output_dir: str = field(default="outputs/quickstart", metadata={"help": "Where everything is written."})
-    max_steps: int = field(default=1400, metadata={"help": "Optimizer steps (sets the learning-rate schedule)."})
-    time_budget_minutes: float = field(default=8.0, metadata={"help": "Training stops early after this long."})
+    max_steps: int = field(default=1300, metadata={"help": "Optimizer steps (sets the learning-rate schedule)."})
+    time_budget_minutes: float = field(default=8.5, metadata={"help": "Training stops early after this long."})
     seed: int = field(default=0, metadata={"help": "Seed of everything (data split, init, subnet sampling)."})
     budgets: str = field(default="0.5,0.75", metadata={"help": "Parameter fractions to search subnets for."})
     smoke: bool = field(default=False, metadata={"help": "Tiny model, data and step count: checks the pipeline."})
@@ -76,9 +76,13 @@ def training_arguments(args: QuickstartArguments) -> SupernetTrainingArguments:
         lr_scheduler_type="linear",
         weight_decay=0.01,
         num_random_subnets=2,
-        sandwich_batch_split="full",
+        sandwich_batch_split="quarter",
         distillation="kl",
         logging_steps=50,
+        # Batches of similar lengths: less padding, so more audio per second of CPU.
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        remove_unused_columns=False,
         save_strategy="no",
         report_to=[],
         seed=args.seed,
@@ -120,10 +124,11 @@ def main(argv=None) -> list[dict]:
         data_collator=collator,
         callbacks=[SpecAugmentCallback(collator), clock],
     )
+    train_start = time.monotonic()
     trainer.train()
     if clock.stopped_early:
         logger.warning("training stopped by the %.1f-minute budget at step %d", args.time_budget_minutes, trainer.state.global_step)
-    train_minutes = (time.monotonic() - start) / 60
+    train_minutes = (time.monotonic() - train_start) / 60
 
     # 3. search the best subnet per budget on the dev split (proxy: CTC loss).
     budgets = [float(b) for b in args.budgets.split(",")]
