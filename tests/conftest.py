@@ -4,6 +4,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import socket  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -28,6 +30,24 @@ def tiny_conformer_config(**overrides) -> SupernetConformerConfig:
     )
     values.update(overrides)
     return SupernetConformerConfig(**values)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Any attempt to reach the network fails the test: everything must work offline (subprocesses, such as the
+    2-process training test, are not affected)."""
+    local_connect = socket.socket.connect
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            raise AssertionError(f"network access attempted: {address}")
+        return local_connect(sock, address)  # unix sockets: datasets' worker processes talk over them
+
+    def refuse(address, *args, **kwargs):
+        raise AssertionError(f"network access attempted: {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

