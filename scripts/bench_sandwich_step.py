@@ -1,6 +1,6 @@
 """Step overhead of supernet training: one sandwich step vs the same subnets trained as separate dense models.
 
-One `SupernetTrainer.training_step` (largest + smallest + 2 random subnets, in-place KL distillation, one backward)
+One `SupernetTrainer.compute_loss` (largest + smallest + 2 random subnets, in-place KL distillation), one backward
 plus its optimizer step, against the sum of one forward+backward+optimizer step of each of the 4 extracted dense
 models on the same batch. Timed interleaved (A, B, A, B, ...) and compared by medians, on random features shaped
 like the bundled spoken digits (batch 32 x 80 frames x 80 mel). Goal: sandwich <= 1.15x the separate sum.
@@ -74,8 +74,10 @@ def main():
     dense = [supernet.extract_subnet(spec).train() for spec in specs]
     optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-3) for m in dense]
 
+    supernet.train()
+
     def sandwich_step():
-        trainer.training_step(supernet, batch)
+        trainer.compute_loss(supernet, batch).backward()
         trainer.optimizer.step()
         trainer.optimizer.zero_grad()
 
