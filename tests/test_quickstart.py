@@ -50,3 +50,20 @@ def test_quickstart_smoke_writes_loadable_subnets(tmp_path):
     chosen = SupernetConformerForCTC.from_pretrained(tmp_path / "supernet", subnet_budget=0.5)
     selected_50 = next(e for e in supernet.config.selected_subnets if e["name"] == "params_50pct")
     assert chosen.config.subnet_spec == selected_50["spec"]
+
+
+def test_evaluate_checkpoint_reproduces_the_quickstart_table(tmp_path, monkeypatch):
+    """The saved supernet, reloaded by scripts/evaluate_checkpoint.py, gives the table the quickstart printed."""
+    import runpy
+
+    load_script().main(["--smoke", "--output_dir", str(tmp_path)])
+    written = {row["name"]: row for row in json.loads((tmp_path / "results.json").read_text())}
+    table = tmp_path / "table.json"
+    script = str(SCRIPT.parent / "evaluate_checkpoint.py")
+    monkeypatch.setattr(sys, "argv", [script, str(tmp_path / "supernet"), "--dataset", "fsdd", "--split", "test", "--output_json", str(table)])
+    runpy.run_path(script, run_name="__main__")
+    rows = json.loads(table.read_text())
+    assert {r["name"] for r in rows} == set(written)
+    for row in rows:
+        assert row["params"] == written[row["name"]]["params"] and row["rtf"] > 0
+        assert 0 <= row["wer"] <= 1.5 and 0 <= row["cer"] <= 1.5
