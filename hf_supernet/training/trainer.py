@@ -138,7 +138,8 @@ class SupernetTrainer(Trainer):
         for name, spec in self.subnets_to_evaluate().items():
             with supernet.use_subnet(spec):
                 metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
-        metrics[f"{metric_key_prefix}_loss"] = metrics[f"{metric_key_prefix}_largest_loss"]
+        if f"{metric_key_prefix}_largest_loss" in metrics:  # absent when the eval set has no labels
+            metrics[f"{metric_key_prefix}_loss"] = metrics[f"{metric_key_prefix}_largest_loss"]
         return metrics
 
     # ---------------------------------------------------------------- resume
