@@ -10,8 +10,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from safetensors import SafetensorError
+from transformers import PreTrainedConfig
+
 from .costs import SubnetCosts, costs_of
 from .subnets import SubnetSpace, SubnetSpec
+
+
+# from_pretrained arguments that say where to find the config (passed on when reading its model_type).
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 
 
 class SupernetMixin:
@@ -79,7 +86,27 @@ class SupernetMixin:
         """As ``PreTrainedModel.from_pretrained``; with ``subnet_budget`` (a float fraction of the parameters, or a
         dict such as ``{"params": 3e6}`` / ``{"flops": 2e9}`` / ``{"int8_mb": 4}``) it returns the extracted dense
         subnet chosen by :meth:`select_subnet` instead of the supernet."""
-        model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        cls._check_checkpoint_type(pretrained_model_name_or_path, kwargs)
+        try:
+            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        except SafetensorError as err:
+            raise ValueError(
+                f"The weights in {pretrained_model_name_or_path} are not a readable safetensors file ({err}); the "
+                "checkpoint is corrupt or truncated. Save it again with save_pretrained, or copy it again."
+            ) from err
         if subnet_budget is None:
             return model
         return model.extract_subnet(model.select_subnet(subnet_budget))
+
+    @classmethod
+    def _check_checkpoint_type(cls, path, kwargs) -> None:
+        """Refuse a checkpoint of another model type instead of loading it into freshly initialised weights."""
+        if kwargs.get("config") is not None:
+            return  # the caller chose the config explicitly
+        config_dict, _ = PreTrainedConfig.get_config_dict(path, **{k: kwargs[k] for k in _HUB_KWARGS if k in kwargs})
+        found, expected = config_dict.get("model_type"), cls.config_class.model_type
+        if found != expected:
+            raise ValueError(
+                f"{path} holds a {found!r} checkpoint, not a {expected!r} one, so {cls.__name__} cannot load its "
+                f"weights. Load it with the class of its model type (e.g. transformers.AutoModelForCTC)."
+            )

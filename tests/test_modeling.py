@@ -142,3 +142,22 @@ def test_use_subnet_rejects_foreign_spec(tiny_model):
     with pytest.raises(ValueError, match="not a subnet"):
         with tiny_model.use_subnet(LayerWidthSpec((3,))):
             pass
+
+
+def test_foreign_checkpoint_is_refused_not_loaded_into_random_weights(tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    config = Wav2Vec2Config(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, conv_dim=(8, 8),
+        conv_stride=(5, 5), conv_kernel=(10, 3), num_feat_extract_layers=2, vocab_size=10,
+    )
+    Wav2Vec2ForCTC(config).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="'wav2vec2' checkpoint, not a 'supernet_conformer'"):
+        SupernetConformerForCTC.from_pretrained(tmp_path)
+
+
+def test_corrupt_weights_give_a_clear_error(tiny_model, tmp_path):
+    tiny_model.save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        SupernetConformerForCTC.from_pretrained(tmp_path)
