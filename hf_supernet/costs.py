@@ -100,6 +100,13 @@ def costs_of_plans(config, plans: list[BlockPlan], with_head: bool = True) -> Su
 
 
 def costs_of(model, spec) -> SubnetCosts:
-    """Analytic costs of ``spec`` as a subnet of ``model`` (``spec=None``: the whole model)."""
+    """Analytic costs of ``spec`` as a subnet of ``model`` (``spec=None``: the whole model).
+
+    A model family other than the Conformer gives its own analytic costs by defining
+    ``costs_of_plans(self, plans) -> SubnetCosts``; everything else (budgets, search, cards) only calls this.
+    """
     plans = model.mask.full_plans() if spec is None else model.mask.block_plans(spec)
+    family_costs = getattr(model, "costs_of_plans", None)
+    if family_costs is not None:
+        return family_costs(plans)
     return costs_of_plans(model.config, plans, with_head=hasattr(model, "lm_head"))

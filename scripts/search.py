@@ -1,0 +1,69 @@
+"""Search the best subnet of a saved supernet for each budget, and write them into its config.
+
+    python scripts/search.py outputs/quickstart/supernet --dataset fsdd --split train --budgets 0.3,0.5,0.75
+    python scripts/search.py SUPERNET --budgets '{"flops": 1e8}' --metric wer --output_dir searched/
+
+The fitness is the dev-set CTC loss (or WER) on the first `--proxy_examples` utterances; each budget's winner is
+then scored on the whole split. The supernet (with `selected_subnets`) and its processor are saved to
+`--output_dir` (default: in place), with `pareto.png` (every scored subnet, the selected ones starred).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+from transformers import AutoModelForCTC, AutoProcessor
+
+import hf_supernet  # noqa: F401  (registers the Auto classes)
+from hf_supernet import load_speech_dataset
+from hf_supernet.data import DataCollatorCTCWithPadding, prepare_dataset
+from hf_supernet.search import plot_pareto, search_subnets
+
+
+def parse_budgets(text: str) -> list:
+    """``0.3,0.5`` (fractions of the parameters) or a JSON list/dict of absolute limits."""
+    text = text.strip()
+    if text.startswith(("{", "[")):
+        value = json.loads(text)
+        return value if isinstance(value, list) else [value]
+    return [float(b) for b in text.split(",")]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("supernet", help="Folder of a saved supernet and its processor.")
+    parser.add_argument("--dataset", default="fsdd")
+    parser.add_argument("--split", default="test", help="Split scored by the search (use a dev split).")
+    parser.add_argument("--budgets", default="0.25,0.5,0.75", type=parse_budgets)
+    parser.add_argument("--metric", default="loss", choices=["loss", "wer"])
+    parser.add_argument("--population", type=int, default=12)
+    parser.add_argument("--generations", type=int, default=4)
+    parser.add_argument("--proxy_examples", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output_dir", default=None, help="Where to save the supernet (default: in place).")
+    args = parser.parse_args()
+
+    model = AutoModelForCTC.from_pretrained(args.supernet).eval()
+    processor = AutoProcessor.from_pretrained(args.supernet)
+    data = prepare_dataset(load_speech_dataset(args.dataset, args.split), processor)
+    selected, scored = search_subnets(
+        model, data, data_collator=DataCollatorCTCWithPadding(processor), tokenizer=processor.tokenizer,
+        budgets=args.budgets, metric=args.metric, population=args.population, generations=args.generations,
+        proxy_examples=args.proxy_examples, seed=args.seed,
+    )
+    output_dir = args.output_dir or args.supernet
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    plot_pareto(scored, selected, os.path.join(output_dir, "pareto.png"), title=f"subnet search ({args.metric})")
+    print(f"{len(scored)} subnets scored; selected (metrics on all of {args.dataset}/{args.split}):\n")
+    print("| name | params | GFLOPs / s audio | loss | WER | CER |\n|---|---:|---:|---:|---:|---:|")
+    for e in selected:
+        m, c = e["metrics"], e["costs"]
+        print(f"| {e['name']} | {c['params'] / 1e6:.2f} M | {c['flops'] / 1e9:.3f} | {m['loss']:.3f} | {100 * m['wer']:.1f}% | {100 * m['cer']:.1f}% |")
+    print(f"\nSaved to {output_dir} (config.selected_subnets, pareto.png).")
+
+
+if __name__ == "__main__":
+    main()
