@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from .masks import BlockPlan
+from .masks.base import kept_count, select_channels
 
 # Log-mel features arrive at 100 frames per second (10 ms hop), the rate of every feature extractor we ship.
 FEATURE_FRAMES_PER_SECOND = 100
@@ -38,17 +39,64 @@ def _frames_after_conv(n: int) -> int:
     return (n + 1) // 2
 
 
-def _block_ffn_dim(config, plan: BlockPlan) -> int:
-    return plan.ffn_dim if plan.ffn_dim is not None else config.ffn_dim_of_layer(plan.layer_index)
+@dataclasses.dataclass(frozen=True)
+class BlockShape:
+    """The dense architecture one plan gives a Conformer block (0 / False = the unit is gone), and the share of
+    nonzero weights in each weight matrix a weight mask thins (1.0 for unmasked ones)."""
+
+    ffn_dims: tuple[int, int]
+    heads: int
+    conv: bool
+    densities: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def density(self, name: str) -> float:
+        return self.densities.get(name, 1.0)
+
+
+def conformer_block_shape(config, plan: BlockPlan) -> BlockShape:
+    """What a block runs under ``plan``: the widths the dense model gets, and the density of masked weights."""
+    full_ffn = config.ffn_dims_of_layer(plan.layer_index)
+    full_heads = config.heads_of_layer(plan.layer_index)
+    ffn_dims = tuple(kept_count(plan.ffn_keep(i + 1), full_ffn[i]) if full_ffn[i] else 0 for i in range(2))
+    heads = kept_count(plan.attention_heads, full_heads) if full_heads else 0
+    conv = bool(plan.conv and config.has_conv_module(plan.layer_index))
+    densities = {}
+    head_dim = config.hidden_size // config.num_attention_heads
+    for name, mask in (plan.weight_masks or {}).items():
+        unit, _, param = name.partition(".")
+        if unit in ("ffn1", "ffn2"):
+            dim = 1 if param.startswith("output_dense") else 0
+            mask = select_channels(mask, dim, plan.ffn_keep(int(unit[-1])))
+        elif unit == "self_attn":
+            dim = 1 if param.startswith("out_proj") else 0
+            mask = select_channels(mask, dim, plan.attention_heads, head_dim)
+        densities[name] = float(mask.float().mean()) if mask.numel() else 0.0
+    return BlockShape(ffn_dims=ffn_dims, heads=heads, conv=conv, densities=densities)
 
 
 def conformer_block_params(config, plan: BlockPlan) -> int:
-    d, w, k = config.hidden_size, _block_ffn_dim(config, plan), config.conv_kernel_size
+    """Nonzero parameters of one block under ``plan`` (weights a mask zeroes are not counted)."""
+    shape = conformer_block_shape(config, plan)
+    d, k = config.hidden_size, config.conv_kernel_size
+    inner = shape.heads * (d // config.num_attention_heads)
     layer_norm = 2 * d
-    ffn = layer_norm + (d * w + w) + (w * d + d)
-    attention = layer_norm + 4 * (d * d + d)
-    conv = layer_norm + (d * 2 * d + 2 * d) + (d * k + d) + layer_norm + (d * d + d)
-    return 2 * ffn + attention + conv + layer_norm
+    params = layer_norm  # the final LayerNorm: all that is left of a block whose units are all gone
+    for i, w in enumerate(shape.ffn_dims):
+        if w:
+            unit = f"ffn{i + 1}"
+            params += layer_norm + w + d
+            params += round(d * w * shape.density(f"{unit}.intermediate_dense.weight"))
+            params += round(w * d * shape.density(f"{unit}.output_dense.weight"))
+    if inner:
+        params += layer_norm + 3 * inner + d
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            params += round(d * inner * shape.density(f"self_attn.{proj}.weight"))
+    if shape.conv:
+        params += 2 * layer_norm + 2 * d + d + d
+        params += round(d * 2 * d * shape.density("conv_module.pointwise_in.weight"))
+        params += round(d * k * shape.density("conv_module.depthwise_conv.weight"))
+        params += round(d * d * shape.density("conv_module.pointwise_out.weight"))
+    return params
 
 
 def conformer_frontend_params(config) -> int:
@@ -80,15 +128,32 @@ def conformer_flops(config, plans: list[BlockPlan], num_frames: int, with_head: 
     for _ in range(num_convs - 1):
         frames, freq = _frames_after_conv(frames), _frames_after_conv(freq)
         flops += 2 * c * 9 * frames * freq + 2 * c * c * frames * freq  # depthwise + pointwise
-    t, d, k = frames, config.hidden_size, config.conv_kernel_size
+    t, d = frames, config.hidden_size
     flops += 2 * t * c * freq * d
     for plan in plans:
-        w = _block_ffn_dim(config, plan)
-        flops += 2 * (2 * t * d * w + 2 * t * w * d)  # two feed-forward modules
-        flops += 4 * 2 * t * d * d + 2 * 2 * t * t * d  # q/k/v/out projections, scores and weighted values
-        flops += 2 * t * d * 2 * d + 2 * t * d * k + 2 * t * d * d  # pointwise, depthwise, pointwise
+        flops += conformer_block_flops(config, plan, t)
     if with_head:
         flops += 2 * t * d * config.vocab_size
+    return flops
+
+
+def conformer_block_flops(config, plan: BlockPlan, t: int) -> float:
+    """FLOPs of one block under ``plan`` over ``t`` frames. A weight mask scales its matmul's FLOPs by the share of
+    nonzero weights (what a sparse kernel would do; dense kernels do the full product)."""
+    shape = conformer_block_shape(config, plan)
+    d, k = config.hidden_size, config.conv_kernel_size
+    inner = shape.heads * (d // config.num_attention_heads)
+    flops = 0.0
+    for i, w in enumerate(shape.ffn_dims):
+        unit = f"ffn{i + 1}"
+        flops += 2 * t * d * w * (shape.density(f"{unit}.intermediate_dense.weight") + shape.density(f"{unit}.output_dense.weight"))
+    if inner:
+        flops += sum(2 * t * d * inner * shape.density(f"self_attn.{p}.weight") for p in ("q_proj", "k_proj", "v_proj", "out_proj"))
+        flops += 2 * 2 * t * t * inner  # scores and weighted values
+    if shape.conv:
+        flops += 2 * t * d * 2 * d * shape.density("conv_module.pointwise_in.weight")
+        flops += 2 * t * d * k * shape.density("conv_module.depthwise_conv.weight")
+        flops += 2 * t * d * d * shape.density("conv_module.pointwise_out.weight")
     return flops
 
 

@@ -9,23 +9,34 @@ from __future__ import annotations
 
 import torch
 
+from .costs import conformer_block_shape
 from .masks import BlockPlan
 from .subnets import SubnetSpec
 
 # Config fields that describe the supernet's subnet space; an extracted subnet is a single architecture.
 _SPACE_RESET = {"layer_drop_choices": [0], "ffn_width_choices": [1.0], "selected_subnets": None}
+# An extracted subnet is one fixed architecture: whatever mask type carved it, its own space is layer_width's
+# trivial one (drop nothing, full width), which needs no learned mask state.
+_DENSE_MASK_TYPE = "layer_width"
 
 
 def subnet_config(config, plans: list[BlockPlan], spec: SubnetSpec):
-    """Config of the dense model that runs ``plans``: same class, same fields, the subnet's architecture."""
-    ffn_dims = [p.ffn_dim if p.ffn_dim is not None else config.ffn_dim_of_layer(p.layer_index) for p in plans]
-    uniform = len(set(ffn_dims)) == 1
+    """Config of the dense model that runs ``plans``: same class, same fields, the subnet's architecture (per-layer
+    lists only where layers differ from the uniform case)."""
+    shapes = [conformer_block_shape(config, plan) for plan in plans]
+    ffn_dims = [list(s.ffn_dims) if s.ffn_dims[0] != s.ffn_dims[1] else s.ffn_dims[0] for s in shapes]
+    heads = [s.heads for s in shapes]
+    convs = [s.conv for s in shapes]
+    widest = max(max(s.ffn_dims) for s in shapes)
     values = config.to_dict()
     values.update(_SPACE_RESET)
     values.update(
+        mask_type=_DENSE_MASK_TYPE,
         num_hidden_layers=len(plans),
-        intermediate_size=ffn_dims[0] if uniform else max(ffn_dims),
-        layer_ffn_dims=None if uniform else ffn_dims,
+        intermediate_size=widest,
+        layer_ffn_dims=None if all(d == widest for d in ffn_dims) else ffn_dims,
+        layer_attention_heads=None if all(h == config.num_attention_heads for h in heads) else heads,
+        layer_conv_modules=None if all(convs) else convs,
         subnet_spec=spec.to_dict(),
     )
     for key in ("model_type", "transformers_version", "architectures"):

@@ -30,7 +30,7 @@ def test_layer_drop_defaults_scale_todm_to_depth():
         ({"conv_kernel_size": 4}, "odd"),
         ({"num_hidden_layers": 4, "layer_drop_choices": [0, 4]}, "keep at least one"),
         ({"ffn_width_choices": [0.0, 1.0]}, "fractions"),
-        ({"num_hidden_layers": 2, "layer_ffn_dims": [8]}, "one width per layer"),
+        ({"num_hidden_layers": 2, "layer_ffn_dims": [8]}, "one entry per layer"),
         ({"num_hidden_layers": 0}, "num_hidden_layers"),
     ],
 )

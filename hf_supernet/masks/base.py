@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import ClassVar, Union
 
 import torch
 from torch import nn
@@ -23,20 +24,85 @@ from torch import nn
 from ..subnets import SubnetSpace, SubnetSpec
 
 
+# What ``BlockPlan.ffn_keep`` returns: ``None`` (every channel), an ``int`` (that many leading channels: a slicing
+# view, the cheap case) or a tuple of channel indices (any subset, in order).
+ChannelSelection = Union[int, tuple[int, ...], None]
+
+
 @dataclasses.dataclass(frozen=True)
 class BlockPlan:
     """How one logical block of a subnet runs.
 
+    A block has four units (feed-forward 1, self-attention, convolution, feed-forward 2) plus its final LayerNorm. A
+    plan can shrink each unit, drop it, scale its output (soft masks, while a learned mask is still being trained)
+    and zero individual weights. Every field defaults to "unchanged", so a mask type sets only what it carves.
+
     Attributes:
-        layer_index: the physical block (index into the supernet's stored blocks) that executes.
+        layer_index: the physical block (index into the supernet's stored blocks) that executes. The same physical
+            block may appear in several plans (unfolding).
         ffn_dim: prefix width kept in both feed-forward modules of the block (`None` = the block's full width).
+        ffn1_channels / ffn2_channels: hidden channels kept in feed-forward module 1 / 2, as indices; overrides
+            `ffn_dim` for that module. An empty tuple removes the module.
+        attention_heads: indices of the self-attention heads kept (`None` = all; empty = no self-attention).
+        conv: whether the convolution module runs.
+        unit_scales: soft masks multiplied into unit outputs, keyed `"ffn1"` / `"ffn2"` (one factor per hidden
+            channel), `"self_attn"` (one per head) or `"conv_module"` (a scalar). They carry gradients into the mask
+            type's own parameters; a plan with unit scales describes a training-time model and cannot be extracted.
+        weight_masks: multiplicative masks of the block's weights, keyed by parameter name inside the block (e.g.
+            `"ffn1.intermediate_dense.weight"`), each of the weight's full shape. Extraction bakes them in (zeros).
         dropout_scale: factor applied to the block's dropout rates when adaptive dropout is on (the kept share of
             the block, TODM's ``p_i = p_max * c_i / m_i``).
     """
 
     layer_index: int
     ffn_dim: int | None = None
+    ffn1_channels: tuple[int, ...] | None = None
+    ffn2_channels: tuple[int, ...] | None = None
+    attention_heads: tuple[int, ...] | None = None
+    conv: bool = True
+    unit_scales: Mapping[str, torch.Tensor] | None = dataclasses.field(default=None, compare=False, repr=False)
+    weight_masks: Mapping[str, torch.Tensor] | None = dataclasses.field(default=None, compare=False, repr=False)
     dropout_scale: float = 1.0
+
+    def ffn_keep(self, which: int) -> ChannelSelection:
+        """The hidden channels kept in feed-forward module ``which`` (1 or 2)."""
+        explicit = self.ffn1_channels if which == 1 else self.ffn2_channels
+        return explicit if explicit is not None else self.ffn_dim
+
+    def weight_masks_of(self, unit: str) -> dict[str, torch.Tensor]:
+        """The weight masks of one unit, keyed by parameter name inside that unit."""
+        if not self.weight_masks:
+            return {}
+        prefix = unit + "."
+        return {k[len(prefix) :]: v for k, v in self.weight_masks.items() if k.startswith(prefix)}
+
+    @property
+    def extractable(self) -> bool:
+        """Whether a dense model can run this plan exactly (soft masks exist only inside the supernet)."""
+        return not self.unit_scales
+
+
+def kept_count(selection: ChannelSelection, full: int) -> int:
+    """How many of ``full`` channels (or heads) a selection keeps."""
+    if selection is None:
+        return full
+    return selection if isinstance(selection, int) else len(selection)
+
+
+def select_channels(tensor: torch.Tensor, dim: int, keep: ChannelSelection, group: int = 1) -> torch.Tensor:
+    """The part of ``tensor`` along ``dim`` that ``keep`` selects, in groups of ``group`` rows (one attention head
+    is ``head_dim`` rows). A prefix is a view (shares storage and gradients with the supernet); an index set is a
+    gather, whose gradient still flows back into the supernet's weights."""
+    if keep is None:
+        return tensor
+    if isinstance(keep, int):
+        return tensor.narrow(dim, 0, keep * group)
+    if keep == tuple(range(len(keep))):
+        return tensor.narrow(dim, 0, len(keep) * group)
+    index = torch.tensor(keep, device=tensor.device)
+    if group > 1:
+        index = (index[:, None] * group + torch.arange(group, device=tensor.device)).reshape(-1)
+    return tensor.index_select(dim, index)
 
 
 class MaskMethod(nn.Module):

@@ -73,9 +73,15 @@ class SupernetConformerConfig(PreTrainedConfig):
             `num_hidden_layers`.
         ffn_width_choices (`list[float]`, *optional*, defaults to `[0.125, 0.25, 0.5, 1.0]`):
             `layer_width`: feed-forward widths a kept layer may use, as fractions of its full width.
-        layer_ffn_dims (`list[int]`, *optional*):
-            Fixed per-layer feed-forward width (one entry per layer). Extracted subnets use it so that a subnet is an
-            ordinary instance of this class; `None` means `intermediate_size` everywhere.
+        layer_ffn_dims (`list[int | list[int]]`, *optional*):
+            Fixed per-layer feed-forward width (one entry per layer): an int for both feed-forward modules of the
+            layer, or a pair `[ffn1, ffn2]`; 0 means the layer has no such module. Extracted subnets use it so that a
+            subnet is an ordinary instance of this class; `None` means `intermediate_size` everywhere.
+        layer_attention_heads (`list[int]`, *optional*):
+            Fixed per-layer number of self-attention heads (0 = no self-attention in that layer); `None` means
+            `num_attention_heads` everywhere. The head size stays `hidden_size // num_attention_heads`.
+        layer_conv_modules (`list[bool]`, *optional*):
+            Fixed per-layer presence of the convolution module; `None` means every layer has one.
         selected_subnets (`list[dict]`, *optional*):
             Subnets chosen by search, each `{"name", "spec", "costs", "metrics"}`; `from_pretrained(...,
             subnet_budget=...)` picks from them first.
@@ -121,7 +127,9 @@ class SupernetConformerConfig(PreTrainedConfig):
     mask_type: str = "layer_width"
     layer_drop_choices: list[int] | None = None
     ffn_width_choices: list[float] | None = None
-    layer_ffn_dims: list[int] | None = None
+    layer_ffn_dims: list[int | list[int]] | None = None
+    layer_attention_heads: list[int] | None = None
+    layer_conv_modules: list[bool] | None = None
     selected_subnets: list[dict] | None = None
     subnet_spec: dict | None = None
     adaptive_dropout: bool = False
@@ -134,7 +142,11 @@ class SupernetConformerConfig(PreTrainedConfig):
         self.layer_drop_choices = sorted(int(d) for d in self.layer_drop_choices)
         self.ffn_width_choices = sorted(float(f) for f in self.ffn_width_choices)
         if self.layer_ffn_dims is not None:
-            self.layer_ffn_dims = [int(d) for d in self.layer_ffn_dims]
+            self.layer_ffn_dims = [int(d) if isinstance(d, int) else [int(x) for x in d] for d in self.layer_ffn_dims]
+        if self.layer_attention_heads is not None:
+            self.layer_attention_heads = [int(h) for h in self.layer_attention_heads]
+        if self.layer_conv_modules is not None:
+            self.layer_conv_modules = [bool(c) for c in self.layer_conv_modules]
         super().__post_init__(**kwargs)
         self._validate_supernet_fields()
 
@@ -167,18 +179,45 @@ class SupernetConformerConfig(PreTrainedConfig):
             )
         if not self.ffn_width_choices or not all(0 < f <= 1 for f in self.ffn_width_choices):
             raise ValueError(f"ffn_width_choices must be fractions in (0, 1], got {self.ffn_width_choices}.")
-        if self.layer_ffn_dims is not None:
-            if len(self.layer_ffn_dims) != self.num_hidden_layers:
+        for name in ("layer_ffn_dims", "layer_attention_heads", "layer_conv_modules"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.num_hidden_layers:
                 raise ValueError(
-                    f"layer_ffn_dims has {len(self.layer_ffn_dims)} entries but num_hidden_layers="
-                    f"{self.num_hidden_layers}; give one width per layer."
+                    f"{name} has {len(values)} entries but num_hidden_layers={self.num_hidden_layers}; give one "
+                    "entry per layer."
                 )
-            if min(self.layer_ffn_dims) < 1:
-                raise ValueError(f"layer_ffn_dims must be positive, got {self.layer_ffn_dims}.")
+        if self.layer_ffn_dims is not None:
+            for entry in self.layer_ffn_dims:
+                dims = [entry] if isinstance(entry, int) else entry
+                if len(dims) not in (1, 2) or min(dims) < 0:
+                    raise ValueError(
+                        f"layer_ffn_dims entries must be a width >= 0 or a pair [ffn1, ffn2] of them, got {entry!r}."
+                    )
+        if self.layer_attention_heads is not None and not all(
+            0 <= h <= self.num_attention_heads for h in self.layer_attention_heads
+        ):
+            raise ValueError(
+                f"layer_attention_heads must be between 0 and num_attention_heads={self.num_attention_heads}, got "
+                f"{self.layer_attention_heads}."
+            )
 
-    def ffn_dim_of_layer(self, layer: int) -> int:
-        """Full feed-forward width of physical layer ``layer``."""
-        return self.intermediate_size if self.layer_ffn_dims is None else self.layer_ffn_dims[layer]
+    def ffn_dims_of_layer(self, layer: int) -> tuple[int, int]:
+        """Hidden widths of feed-forward modules 1 and 2 of physical layer ``layer`` (0 = no such module)."""
+        if self.layer_ffn_dims is None:
+            return self.intermediate_size, self.intermediate_size
+        entry = self.layer_ffn_dims[layer]
+        return (entry, entry) if isinstance(entry, int) else (entry[0], entry[-1])
+
+    def ffn_dim_of_layer(self, layer: int, which: int = 1) -> int:
+        """Hidden width of feed-forward module ``which`` (1 or 2) of physical layer ``layer``."""
+        return self.ffn_dims_of_layer(layer)[which - 1]
+
+    def heads_of_layer(self, layer: int) -> int:
+        """Number of self-attention heads of physical layer ``layer`` (0 = none)."""
+        return self.num_attention_heads if self.layer_attention_heads is None else self.layer_attention_heads[layer]
+
+    def has_conv_module(self, layer: int) -> bool:
+        return True if self.layer_conv_modules is None else self.layer_conv_modules[layer]
 
 
 __all__ = ["SupernetConformerConfig", "MASK_TYPES"]

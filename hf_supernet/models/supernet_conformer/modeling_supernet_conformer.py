@@ -27,6 +27,8 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
 from ...masks import BlockPlan, build_mask
+from ...masks.base import ChannelSelection, kept_count
+from ...masks.base import select_channels as _select
 from ...supernet import SupernetMixin
 from .configuration_supernet_conformer import SupernetConformerConfig
 
@@ -133,8 +135,25 @@ def rotary_cos_sin(length: int, head_dim: int, theta: float, device, dtype) -> t
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
+def _masked(weight: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return weight if mask is None else weight * mask.to(weight.dtype)
+
+
+def _reduced_module_state(module: nn.Module, masks: dict[str, torch.Tensor], cuts: dict[str, tuple]) -> dict:
+    """A copy of ``module``'s state with weight masks baked in, then each tensor in ``cuts`` cut to
+    ``(dim, keep, group)`` — the same selection the forward pass makes, so the dense module computes the same."""
+    state = {}
+    for key, value in module.state_dict().items():
+        value = _masked(value.detach(), masks.get(key))
+        if key in cuts:
+            value = _select(value, *cuts[key])
+        state[key] = value.clone()
+    return state
+
+
 class SupernetConformerFeedForward(nn.Module):
-    """Pre-norm feed-forward module whose hidden width can be prefix-trimmed at run time."""
+    """Pre-norm feed-forward module whose hidden channels can be trimmed (any subset, a prefix being the cheap case)
+    and soft-masked at run time."""
 
     def __init__(self, config: SupernetConformerConfig, ffn_dim: int):
         super().__init__()
@@ -144,54 +163,86 @@ class SupernetConformerFeedForward(nn.Module):
         self.activation_dropout = config.activation_dropout
         self.output_dense = nn.Linear(ffn_dim, config.hidden_size)
 
-    def forward(self, x: torch.Tensor, ffn_dim: int | None = None, dropout_scale: float = 1.0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        keep: ChannelSelection = None,
+        dropout_scale: float = 1.0,
+        scale: torch.Tensor | None = None,
+        weight_masks: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        masks = weight_masks or {}
         x = self.layer_norm(x)
-        w_in, b_in, w_out = self.intermediate_dense.weight, self.intermediate_dense.bias, self.output_dense.weight
-        if ffn_dim is not None and ffn_dim < w_in.shape[0]:
-            # Slicing views, not copies: the subnet shares (and trains) the supernet's leading channels.
-            w_in, b_in, w_out = w_in[:ffn_dim], b_in[:ffn_dim], w_out[:, :ffn_dim]
+        w_in = _select(_masked(self.intermediate_dense.weight, masks.get("intermediate_dense.weight")), 0, keep)
+        b_in = _select(self.intermediate_dense.bias, 0, keep)
+        w_out = _select(_masked(self.output_dense.weight, masks.get("output_dense.weight")), 1, keep)
         x = self.activation(F.linear(x, w_in, b_in))
+        if scale is not None:
+            x = x * _select(scale, 0, keep)
         x = F.dropout(x, self.activation_dropout * dropout_scale, self.training)
         return F.linear(x, w_out, self.output_dense.bias)
 
-    def reduced_state_dict(self, ffn_dim: int | None) -> dict[str, torch.Tensor]:
-        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
-        if ffn_dim is not None:
-            for key in ("intermediate_dense.weight", "intermediate_dense.bias"):
-                state[key] = state[key][:ffn_dim].clone()
-            state["output_dense.weight"] = state["output_dense.weight"][:, :ffn_dim].clone()
-        return state
+    def reduced_state_dict(self, keep: ChannelSelection, weight_masks: dict[str, torch.Tensor]) -> dict:
+        cuts = {
+            "intermediate_dense.weight": (0, keep),
+            "intermediate_dense.bias": (0, keep),
+            "output_dense.weight": (1, keep),
+        }
+        return _reduced_module_state(self, weight_masks, cuts)
 
 
 class SupernetConformerSelfAttention(nn.Module):
-    """Pre-norm multi-head self-attention with rotary relative positions, via ``scaled_dot_product_attention``."""
+    """Pre-norm multi-head self-attention with rotary relative positions, via ``scaled_dot_product_attention``.
+    Any subset of heads can run (the q/k/v rows and out_proj columns of the others are skipped)."""
 
-    def __init__(self, config: SupernetConformerConfig):
+    def __init__(self, config: SupernetConformerConfig, num_heads: int):
         super().__init__()
-        self.num_heads = config.num_attention_heads
+        self.num_heads = num_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.dropout = config.attention_dropout
+        inner = num_heads * self.head_dim
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size)
-        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.q_proj = nn.Linear(config.hidden_size, inner)
+        self.k_proj = nn.Linear(config.hidden_size, inner)
+        self.v_proj = nn.Linear(config.hidden_size, inner)
+        self.out_proj = nn.Linear(inner, config.hidden_size)
 
-    def forward(self, x, cos, sin, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x,
+        cos,
+        sin,
+        key_mask: torch.Tensor | None,
+        heads: tuple[int, ...] | None = None,
+        scale: torch.Tensor | None = None,
+        weight_masks: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        masks = weight_masks or {}
         batch, time, _ = x.shape
+        num_heads = kept_count(heads, self.num_heads)
         x = self.layer_norm(x)
 
-        def heads(proj: nn.Linear) -> torch.Tensor:
-            return proj(x).view(batch, time, self.num_heads, self.head_dim).transpose(1, 2)
+        def project(proj: nn.Linear, name: str) -> torch.Tensor:
+            weight = _select(_masked(proj.weight, masks.get(f"{name}.weight")), 0, heads, self.head_dim)
+            bias = _select(proj.bias, 0, heads, self.head_dim)
+            return F.linear(x, weight, bias).view(batch, time, num_heads, self.head_dim).transpose(1, 2)
 
-        q, k, v = heads(self.q_proj), heads(self.k_proj), heads(self.v_proj)
+        q, k, v = project(self.q_proj, "q_proj"), project(self.k_proj, "k_proj"), project(self.v_proj, "v_proj")
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )
-        return self.out_proj(out.transpose(1, 2).reshape(batch, time, -1))
+        if scale is not None:
+            out = out * _select(scale, 0, heads)[None, :, None, None]
+        w_out = _select(_masked(self.out_proj.weight, masks.get("out_proj.weight")), 1, heads, self.head_dim)
+        return F.linear(out.transpose(1, 2).reshape(batch, time, -1), w_out, self.out_proj.bias)
+
+    def reduced_state_dict(self, heads: tuple[int, ...] | None, weight_masks: dict[str, torch.Tensor]) -> dict:
+        cuts = {f"{p}.{t}": (0, heads, self.head_dim) for p in ("q_proj", "k_proj", "v_proj") for t in ("weight", "bias")}
+        cuts["out_proj.weight"] = (1, heads, self.head_dim)
+        return _reduced_module_state(self, weight_masks, cuts)
 
 
 class SupernetConformerConvModule(nn.Module):
@@ -208,44 +259,92 @@ class SupernetConformerConvModule(nn.Module):
         self.depthwise_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.pointwise_out = nn.Linear(hidden, hidden)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = F.glu(self.pointwise_in(self.layer_norm(x)), dim=-1)
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        scale: torch.Tensor | None = None,
+        weight_masks: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        masks = weight_masks or {}
+        w_in = _masked(self.pointwise_in.weight, masks.get("pointwise_in.weight"))
+        x = F.glu(F.linear(self.layer_norm(x), w_in, self.pointwise_in.bias), dim=-1)
         x = _time_mask(x, mask)  # the depthwise conv must see zeros, not padding garbage, past the end
-        x = self.depthwise_conv(x.transpose(1, 2)).transpose(1, 2)
-        return self.pointwise_out(F.silu(self.depthwise_norm(x)))
+        w_dw = _masked(self.depthwise_conv.weight, masks.get("depthwise_conv.weight"))
+        conv = self.depthwise_conv
+        x = F.conv1d(x.transpose(1, 2), w_dw, conv.bias, padding=conv.padding, groups=conv.groups).transpose(1, 2)
+        w_out = _masked(self.pointwise_out.weight, masks.get("pointwise_out.weight"))
+        x = F.linear(F.silu(self.depthwise_norm(x)), w_out, self.pointwise_out.bias)
+        return x if scale is None else x * scale
+
+    def reduced_state_dict(self, weight_masks: dict[str, torch.Tensor]) -> dict:
+        return _reduced_module_state(self, weight_masks, {})
 
 
 class SupernetConformerBlock(GradientCheckpointingLayer):
-    """Macaron Conformer block: ½ FFN, MHSA, conv module, ½ FFN, LayerNorm (all residual, pre-norm)."""
+    """Macaron Conformer block: ½ FFN, MHSA, conv module, ½ FFN, LayerNorm (all residual, pre-norm).
+
+    A plan may drop any of the four units; a dense (extracted) block built from a config that lacks a unit has
+    ``None`` in its place, so a block with no units left is just its final LayerNorm."""
 
     def __init__(self, config: SupernetConformerConfig, layer_idx: int):
         super().__init__()
-        ffn_dim = config.ffn_dim_of_layer(layer_idx)
-        self.ffn1 = SupernetConformerFeedForward(config, ffn_dim)
-        self.self_attn = SupernetConformerSelfAttention(config)
-        self.conv_module = SupernetConformerConvModule(config)
-        self.ffn2 = SupernetConformerFeedForward(config, ffn_dim)
+        ffn1_dim, ffn2_dim = config.ffn_dims_of_layer(layer_idx)
+        num_heads = config.heads_of_layer(layer_idx)
+        self.ffn1 = SupernetConformerFeedForward(config, ffn1_dim) if ffn1_dim else None
+        self.self_attn = SupernetConformerSelfAttention(config, num_heads) if num_heads else None
+        self.conv_module = SupernetConformerConvModule(config) if config.has_conv_module(layer_idx) else None
+        self.ffn2 = SupernetConformerFeedForward(config, ffn2_dim) if ffn2_dim else None
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = config.hidden_dropout
 
+    def runs(self, plan: BlockPlan) -> dict[str, bool]:
+        """Which units run under ``plan`` (present in this block and not removed by the plan)."""
+        return {
+            "ffn1": self.ffn1 is not None and kept_count(plan.ffn_keep(1), 1) > 0,
+            "self_attn": self.self_attn is not None and kept_count(plan.attention_heads, 1) > 0,
+            "conv_module": self.conv_module is not None and plan.conv,
+            "ffn2": self.ffn2 is not None and kept_count(plan.ffn_keep(2), 1) > 0,
+        }
+
     def forward(self, x, cos, sin, mask, plan: BlockPlan, dropout_scale: float = 1.0) -> torch.Tensor:
         drop = self.dropout * dropout_scale
-        x = x + 0.5 * F.dropout(self.ffn1(x, plan.ffn_dim, dropout_scale), drop, self.training)
-        x = x + F.dropout(self.self_attn(x, cos, sin, mask), self.dropout, self.training)
-        x = x + F.dropout(self.conv_module(x, mask), self.dropout, self.training)
-        x = x + 0.5 * F.dropout(self.ffn2(x, plan.ffn_dim, dropout_scale), drop, self.training)
+        scales = plan.unit_scales or {}
+        runs = self.runs(plan)
+        if runs["ffn1"]:
+            out = self.ffn1(x, plan.ffn_keep(1), dropout_scale, scales.get("ffn1"), plan.weight_masks_of("ffn1"))
+            x = x + 0.5 * F.dropout(out, drop, self.training)
+        if runs["self_attn"]:
+            out = self.self_attn(
+                x, cos, sin, mask, plan.attention_heads, scales.get("self_attn"), plan.weight_masks_of("self_attn")
+            )
+            x = x + F.dropout(out, self.dropout, self.training)
+        if runs["conv_module"]:
+            out = self.conv_module(x, mask, scales.get("conv_module"), plan.weight_masks_of("conv_module"))
+            x = x + F.dropout(out, self.dropout, self.training)
+        if runs["ffn2"]:
+            out = self.ffn2(x, plan.ffn_keep(2), dropout_scale, scales.get("ffn2"), plan.weight_masks_of("ffn2"))
+            x = x + 0.5 * F.dropout(out, drop, self.training)
         return self.final_layer_norm(x)
 
     def reduced_state_dict(self, plan: BlockPlan) -> dict[str, torch.Tensor]:
-        """This block's weights cut down to ``plan`` (for extraction)."""
-        state = {}
-        for name, module in self.named_children():
-            if isinstance(module, SupernetConformerFeedForward):
-                sub = module.reduced_state_dict(plan.ffn_dim)
-            else:
-                sub = {k: v.detach().clone() for k, v in module.state_dict().items()}
-            state.update({f"{name}.{k}": v for k, v in sub.items()})
-        return state
+        """This block's weights cut down to ``plan`` (for extraction); units the plan drops are left out."""
+        if not plan.extractable:
+            raise ValueError(
+                "This subnet's plan carries soft masks (a learned mask still in its soft stage), which only the "
+                "supernet can run; extract after the mask type has frozen its masks."
+            )
+        runs = self.runs(plan)
+        parts = {"final_layer_norm": {k: v.detach().clone() for k, v in self.final_layer_norm.state_dict().items()}}
+        if runs["ffn1"]:
+            parts["ffn1"] = self.ffn1.reduced_state_dict(plan.ffn_keep(1), plan.weight_masks_of("ffn1"))
+        if runs["self_attn"]:
+            parts["self_attn"] = self.self_attn.reduced_state_dict(plan.attention_heads, plan.weight_masks_of("self_attn"))
+        if runs["conv_module"]:
+            parts["conv_module"] = self.conv_module.reduced_state_dict(plan.weight_masks_of("conv_module"))
+        if runs["ffn2"]:
+            parts["ffn2"] = self.ffn2.reduced_state_dict(plan.ffn_keep(2), plan.weight_masks_of("ffn2"))
+        return {f"{unit}.{k}": v for unit, state in parts.items() for k, v in state.items()}
 
 
 class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
