@@ -8,7 +8,9 @@ from transformers import AutoConfig, AutoModel, AutoModelForCTC
 
 from . import data  # noqa: F401  (registers the feature extractor, tokenizer and processor with the Auto classes)
 from .costs import SubnetCosts, costs_of
+from . import latency  # noqa: F401  (measured real-time factors, per-machine table)
 from .extraction import extract_subnet
+from .latency import LatencyTable
 from .masks import BlockPlan, LayerWidthSpec, MaskMethod
 from .models.supernet_conformer import (
     MASK_TYPES,
@@ -39,6 +41,7 @@ __all__ = [
     "SupernetConformerModel",
     "build_processor",
     "costs_of",
+    "LatencyTable",
     "extract_subnet",
     "load_metric",
     "load_speech_dataset",

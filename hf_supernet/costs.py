@@ -1,4 +1,5 @@
-"""What a subnet costs: parameters, FLOPs, int8 size — analytic functions of a ``SubnetSpec``.
+"""What a subnet costs: parameters, FLOPs, int8 size — analytic functions of a ``SubnetSpec`` — and, on request,
+its measured CPU latency (real-time factor, from the per-machine table in :mod:`hf_supernet.latency`).
 
 Counting convention (the one ``torch.utils.flop_counter`` uses, checked by a test): a multiply-accumulate is 2
 FLOPs; matrix multiplications, attention score/value products and convolutions are counted; element-wise work
@@ -18,17 +19,24 @@ FEATURE_FRAMES_PER_SECOND = 100
 # Attention cost grows with utterance length, so "FLOPs per second of audio" is quoted for this length.
 REFERENCE_SECONDS = 10.0
 # The costs every budget may name, and their units.
-COST_NAMES = {"params": "parameters", "flops": "FLOPs per second of audio", "int8_mb": "MB at one byte per weight"}
+COST_NAMES = {
+    "params": "parameters",
+    "flops": "FLOPs per second of audio",
+    "int8_mb": "MB at one byte per weight",
+    "latency": "real-time factor on this CPU (compute seconds per second of audio, batch of one)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class SubnetCosts:
     """Costs of one subnet. ``flops`` is FLOPs per second of audio for a ``REFERENCE_SECONDS`` utterance;
-    ``int8_mb`` stores every parameter in one byte (1 MB = 10^6 bytes)."""
+    ``int8_mb`` stores every parameter in one byte (1 MB = 10^6 bytes); ``latency`` is the measured real-time
+    factor of the extracted subnet on this machine, or ``None`` when it was not asked for."""
 
     params: int
     flops: float
     int8_mb: float
+    latency: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -164,14 +172,23 @@ def costs_of_plans(config, plans: list[BlockPlan], with_head: bool = True) -> Su
     return SubnetCosts(params=params, flops=float(flops), int8_mb=params / 1e6)
 
 
-def costs_of(model, spec) -> SubnetCosts:
-    """Analytic costs of ``spec`` as a subnet of ``model`` (``spec=None``: the whole model).
+def costs_of(model, spec, latency=False) -> SubnetCosts:
+    """Costs of ``spec`` as a subnet of ``model`` (``spec=None``: the whole model).
 
-    A model family other than the Conformer gives its own analytic costs by defining
-    ``costs_of_plans(self, plans) -> SubnetCosts``; everything else (budgets, search, cards) only calls this.
+    Analytic params/FLOPs/int8 MB always; with ``latency=True`` (or a :class:`~hf_supernet.latency.LatencyTable`)
+    also the measured real-time factor, looked up in (or measured into) the per-machine table. A model family other
+    than the Conformer gives its own analytic costs by defining ``costs_of_plans(self, plans) -> SubnetCosts``;
+    everything else (budgets, search, cards) only calls this.
     """
     plans = model.mask.full_plans() if spec is None else model.mask.block_plans(spec)
     family_costs = getattr(model, "costs_of_plans", None)
     if family_costs is not None:
-        return family_costs(plans)
-    return costs_of_plans(model.config, plans, with_head=hasattr(model, "lm_head"))
+        costs = family_costs(plans)
+    else:
+        costs = costs_of_plans(model.config, plans, with_head=hasattr(model, "lm_head"))
+    if latency is False or latency is None:
+        return costs
+    from .latency import LatencyTable, default_latency_table
+
+    table = latency if isinstance(latency, LatencyTable) else default_latency_table()
+    return dataclasses.replace(costs, latency=table.rtf(model, spec))

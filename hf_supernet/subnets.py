@@ -106,7 +106,8 @@ class SubnetSpace(ABC):
 
     # --- genome view, used by evolutionary search (mutation and crossover work on genes, whatever the mask type) ---
     def gene_choices(self) -> list[int]:
-        """Number of values each gene can take; a spec is a tuple of gene values ``0 <= g < choices``."""
+        """Number of values each gene can take; a spec is a tuple of gene values ``0 <= g < choices``. By
+        convention a larger gene value never makes the subnet smaller (so ``neighbors_up`` can enlarge gene-wise)."""
         raise TypeError(f"{type(self).__name__} does not expose a genome for evolutionary search")
 
     def to_genes(self, spec: SubnetSpec) -> tuple[int, ...]:
@@ -114,6 +115,17 @@ class SubnetSpace(ABC):
 
     def from_genes(self, genes: tuple[int, ...]) -> SubnetSpec:
         raise TypeError(f"{type(self).__name__} does not expose a genome for evolutionary search")
+
+    def neighbors_up(self, spec: SubnetSpec) -> list[SubnetSpec]:
+        """The subnets one step larger than ``spec`` (one gene raised by one), for greedy budget fitting."""
+        genes = self.to_genes(spec)
+        bigger = []
+        for i, choices in enumerate(self.gene_choices()):
+            if genes[i] + 1 < choices:
+                candidate = self.from_genes(genes[:i] + (genes[i] + 1,) + genes[i + 1 :])
+                if candidate in self and candidate != spec:
+                    bigger.append(candidate)
+        return bigger
 
     def validate(self, spec: SubnetSpec) -> None:
         """Raise a ValueError saying why ``spec`` is not a member of this space."""

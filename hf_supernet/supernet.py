@@ -54,9 +54,17 @@ class SupernetMixin:
 
         return extract_subnet(self, spec)
 
-    def subnet_costs(self, spec: SubnetSpec | None = None) -> SubnetCosts:
-        """Analytic parameters / FLOPs per second of audio / int8 MB of ``spec`` (``None``: the whole model)."""
-        return costs_of(self, spec)
+    def subnet_config(self, spec: SubnetSpec):
+        """The config of the dense model ``extract_subnet(spec)`` returns, without copying any weight."""
+        from .extraction import subnet_config
+
+        self.subnet_space.validate(spec)
+        return subnet_config(self.config, self.mask.block_plans(spec), spec)
+
+    def subnet_costs(self, spec: SubnetSpec | None = None, latency=False) -> SubnetCosts:
+        """Analytic parameters / FLOPs per second of audio / int8 MB of ``spec`` (``None``: the whole model); with
+        ``latency=True`` (or a :class:`~hf_supernet.latency.LatencyTable`) also its measured real-time factor."""
+        return costs_of(self, spec, latency=latency)
 
     def select_subnet(self, budget: float | dict[str, float]) -> SubnetSpec:
         """The subnet ``from_pretrained(..., subnet_budget=budget)`` returns.
@@ -68,12 +76,20 @@ class SupernetMixin:
         from .search.selection import largest_fitting, normalize_budget, select_from_selected
 
         limits = normalize_budget(budget, self.subnet_costs())
-        entry = select_from_selected(self.config.selected_subnets or [], limits)
+        measure = "latency" in limits
+
+        def cost_fn(spec):
+            return self.subnet_costs(spec, latency=measure)
+
+        selected = self.config.selected_subnets or []
+        if measure:  # latency is a property of this machine: measure (or look up) it here, not where search ran
+            selected = [{**e, "costs": cost_fn(SubnetSpec.from_dict(e["spec"])).to_dict()} for e in selected]
+        entry = select_from_selected(selected, limits)
         if entry is not None:
             return SubnetSpec.from_dict(entry["spec"])
-        spec = largest_fitting(self.subnet_space, self.subnet_costs, limits)
+        spec = largest_fitting(self.subnet_space, cost_fn, limits)
         if spec is None:
-            smallest = self.subnet_costs(self.subnet_space.smallest()).to_dict()
+            smallest = cost_fn(self.subnet_space.smallest()).to_dict()
             needed = ", ".join(f"{k} >= {smallest[k]:.4g}" for k in limits)
             raise ValueError(
                 f"No subnet fits the budget {budget!r} (limits {limits}). The smallest subnet needs {needed}; "
@@ -84,7 +100,8 @@ class SupernetMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, subnet_budget=None, **kwargs):
         """As ``PreTrainedModel.from_pretrained``; with ``subnet_budget`` (a float fraction of the parameters, or a
-        dict such as ``{"params": 3e6}`` / ``{"flops": 2e9}`` / ``{"int8_mb": 4}``) it returns the extracted dense
+        dict such as ``{"params": 3e6}`` / ``{"flops": 2e9}`` / ``{"int8_mb": 4}`` / ``{"latency": 0.02}`` (real-time
+        factor measured on this machine)) it returns the extracted dense
         subnet chosen by :meth:`select_subnet` instead of the supernet."""
         cls._check_checkpoint_type(pretrained_model_name_or_path, kwargs)
         try:

@@ -1,8 +1,11 @@
 import os
+import tempfile
 
 # Nothing in the test suite may reach the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Latency tables measured by tests (tiny models, a loaded machine) must not land in the user's cache.
+os.environ.setdefault("HF_SUPERNET_CACHE", tempfile.mkdtemp(prefix="hf_supernet_test_cache_"))
 
 import socket  # noqa: E402
 

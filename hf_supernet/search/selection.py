@@ -34,6 +34,9 @@ def normalize_budget(budget: float | dict[str, float], full_costs: SubnetCosts) 
 
 def fits(costs: SubnetCosts | dict[str, float], limits: dict[str, float]) -> bool:
     values = costs.to_dict() if isinstance(costs, SubnetCosts) else costs
+    missing = [name for name in limits if values.get(name) is None]
+    if missing:
+        raise ValueError(f"Costs {values} lack {missing}, which the budget limits; compute them (e.g. latency=True).")
     return all(values[name] <= limit for name, limit in limits.items())
 
 
@@ -60,7 +63,9 @@ def largest_fitting(
     parameters while still fitting (mask types expose steps through ``space.neighbors_up``).
     """
     size = _space_size(space)
-    if size is not None and size <= EXACT_SEARCH_LIMIT:
+    # Measured costs (latency) take a few forward passes each: never scan a whole space for them.
+    measured = "latency" in limits
+    if size is not None and size <= (EXACT_SEARCH_LIMIT if not measured else 16):
         fitting = [(cost_fn(s), s) for s in space]
         fitting = [(c, s) for c, s in fitting if fits(c, limits)]
         return max(fitting, key=lambda cs: cs[0].params)[1] if fitting else None

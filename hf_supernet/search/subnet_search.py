@@ -33,6 +33,7 @@ def search_subnets(
     seed: int = 0,
     progress: bool = True,
     write_config: bool = True,
+    measure_latency: bool = True,
 ) -> tuple[list[dict], list[Candidate]]:
     """Evolutionary search for the best subnet under each budget.
 
@@ -42,7 +43,9 @@ def search_subnets(
 
     Returns the selected entries ``{"name", "budget", "spec", "costs", "metrics"}`` (one per budget that something
     fits; budgets nothing fits are skipped with their name in no entry) and every candidate scored (for a Pareto
-    plot). With ``write_config`` the entries become ``model.config.selected_subnets`` so that
+    plot). A budget may limit ``"latency"`` (real-time factor on this machine: candidates are then measured, through
+    the per-machine table); with ``measure_latency`` every selected entry's costs carry its measured latency too. With
+    ``write_config`` the entries become ``model.config.selected_subnets`` so that
     ``from_pretrained(..., subnet_budget=...)`` returns them after ``save_pretrained``.
     """
     if metric not in ("loss", "wer"):
@@ -56,8 +59,13 @@ def search_subnets(
     def score(spec: SubnetSpec) -> float:
         return evaluate_subnet(model, spec, proxy, tokenizer if metric == "wer" else None)[metric]
 
+    needs_latency = any("latency" in limit for limit in limits)
+
+    def cost_fn(spec: SubnetSpec):
+        return model.subnet_costs(spec, latency=needs_latency)
+
     best, scored = evolutionary_search(
-        model.subnet_space, model.subnet_costs, score, limits, population, generations, seed=seed, progress=progress
+        model.subnet_space, cost_fn, score, limits, population, generations, seed=seed, progress=progress
     )
     full = collate_batches(eval_dataset, data_collator, batch_size)
     selected = []
@@ -69,7 +77,7 @@ def search_subnets(
                 "name": budget_name(budget),
                 "budget": budget,
                 "spec": candidate.spec.to_dict(),
-                "costs": candidate.costs.to_dict(),
+                "costs": model.subnet_costs(candidate.spec, latency=measure_latency).to_dict(),
                 "metrics": evaluate_subnet(model, candidate.spec, full, tokenizer),
             }
         )

@@ -1,0 +1,163 @@
+"""Measured CPU latency of subnets, as a real-time factor, cached per machine.
+
+FLOPs do not predict CPU latency well for narrow subnets (norms, activations, depthwise convs and per-op overhead do
+not shrink with width: see ``benchmarks/results/model.md``), so budgets may name ``"latency"``: the real-time factor
+(compute seconds per second of audio, batch of one, ``REFERENCE_SECONDS`` of audio) of the *extracted* dense subnet
+on this machine. Measuring takes a few forward passes, so every measurement goes into a per-machine table on disk,
+keyed by the extracted architecture: a search, a later ``from_pretrained(..., subnet_budget={"latency": ...})`` or
+another supernet with the same subnet architecture never measures it again.
+
+The table lives in ``$HF_SUPERNET_CACHE`` (default ``~/.cache/hf_supernet``), one JSON file per machine fingerprint
+(CPU model, core count, torch version and intra-op threads): a latency measured elsewhere is never reused here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+# Config fields that do not change what a forward pass computes.
+_NOT_ARCHITECTURE = {
+    "subnet_spec", "selected_subnets", "transformers_version", "architectures", "_name_or_path", "adaptive_dropout",
+    "layer_drop_choices", "ffn_width_choices", "id2label", "label2id", "dtype", "torch_dtype",
+}
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HF_SUPERNET_CACHE", Path.home() / ".cache" / "hf_supernet"))
+
+
+def machine_fingerprint() -> dict[str, object]:
+    """What makes a latency measured here valid only here."""
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu or platform.machine(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def architecture_key(config) -> str:
+    """A stable hash of everything in ``config`` that shapes the computation."""
+    values = {k: v for k, v in config.to_dict().items() if k not in _NOT_ARCHITECTURE and "dropout" not in k}
+    return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def dummy_inputs(model, seconds: float) -> dict[str, torch.Tensor]:
+    """Inputs for ``seconds`` of audio in the form ``model`` takes: log-mel frames or raw samples."""
+    from .costs import FEATURE_FRAMES_PER_SECOND
+
+    gen = torch.Generator().manual_seed(0)
+    device = next(model.parameters()).device
+    if model.main_input_name == "input_features":
+        frames = int(seconds * FEATURE_FRAMES_PER_SECOND)
+        return {"input_features": torch.randn(1, frames, model.config.num_mel_bins, generator=gen).to(device)}
+    if model.main_input_name == "input_values":
+        rate = getattr(model.config, "sampling_rate", 16000)
+        return {"input_values": torch.randn(1, int(seconds * rate), generator=gen).to(device)}
+    raise TypeError(f"Cannot build latency inputs for a model whose main input is {model.main_input_name!r}.")
+
+
+@torch.no_grad()
+def measure_rtf(model, seconds: float | None = None, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall-clock seconds of one eval forward pass over ``seconds`` of audio, divided by ``seconds``."""
+    from .costs import REFERENCE_SECONDS
+
+    seconds = REFERENCE_SECONDS if seconds is None else seconds
+    was_training = model.training
+    model.eval()
+    inputs = dummy_inputs(model, seconds)
+    try:
+        for _ in range(warmup):
+            model(**inputs)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(**inputs)
+            times.append(time.perf_counter() - start)
+    finally:
+        model.train(was_training)
+    return statistics.median(times) / seconds
+
+
+def default_table_path(fingerprint: dict[str, object]) -> Path:
+    digest = hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    return default_cache_dir() / "latency" / f"{digest}.json"
+
+
+class LatencyTable:
+    """Real-time factors of extracted subnet architectures on this machine, measured once and kept on disk.
+
+    Args:
+        path: the JSON file (default: one per machine fingerprint under :func:`default_cache_dir`).
+        repeats: timed forward passes per measurement (the median is kept).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, repeats: int = 5):
+        self.fingerprint = machine_fingerprint()
+        self.path = Path(path) if path is not None else default_table_path(self.fingerprint)
+        self.repeats = repeats
+        self.entries: dict[str, float] = self._load()
+
+    def _load(self) -> dict[str, float]:
+        if not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            # A damaged cache only costs re-measuring; never fail a search over it.
+            return {}
+        if data.get("machine") != self.fingerprint:
+            return {}
+        return {k: float(v) for k, v in data.get("rtf", {}).items()}
+
+    def save(self) -> None:
+        """Write the table atomically (a crash mid-write leaves the previous table intact)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps({"machine": self.fingerprint, "rtf": self.entries}, indent=1, sort_keys=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".latency-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            f.write(payload)
+        os.replace(tmp, self.path)
+
+    def rtf(self, model, spec=None) -> float:
+        """Real-time factor of ``spec`` extracted from ``model`` (``None``: the whole model), measured on a miss."""
+        key = architecture_key(model.config if spec is None else model.subnet_config(spec))
+        if key not in self.entries:
+            dense = model if spec is None else model.extract_subnet(spec)
+            self.entries[key] = measure_rtf(dense, repeats=self.repeats)
+            self.save()
+        return self.entries[key]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+_DEFAULT_TABLE: LatencyTable | None = None
+
+
+def default_latency_table() -> LatencyTable:
+    """The process-wide table for this machine (re-read when the fingerprint, e.g. the thread count, or the cache
+    directory changes)."""
+    global _DEFAULT_TABLE
+    fingerprint = machine_fingerprint()
+    if _DEFAULT_TABLE is None or _DEFAULT_TABLE.path != default_table_path(fingerprint):
+        _DEFAULT_TABLE = LatencyTable()
+    return _DEFAULT_TABLE
