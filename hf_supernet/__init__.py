@@ -20,6 +20,7 @@ from .models.supernet_conformer import (
 )
 from .data import build_processor, load_speech_dataset, train_tokenizer
 from .metrics import load_metric
+from .publishing import publish_subnets
 from .subnets import SubnetSpace, SubnetSpec
 
 __version__ = "0.1.0"
@@ -45,5 +46,6 @@ __all__ = [
     "extract_subnet",
     "load_metric",
     "load_speech_dataset",
+    "publish_subnets",
     "train_tokenizer",
 ]

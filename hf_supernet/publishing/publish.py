@@ -1,0 +1,365 @@
+"""``publish_subnets``: every selected subnet of a supernet -> a self-contained folder -> its own Hub repo."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from huggingface_hub import HfApi
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers import AutoModelForCTC, AutoProcessor
+
+from ..search.selection import normalize_budget, select_from_selected
+from ..subnets import SubnetSpec
+from .cards import CardMetadata, loading_info, subnet_card
+from .hub import call_with_retries, check_hub_access, upload_folder_to_repo
+
+PARETO_FILE = "pareto.png"
+_LOADING_ONLY_TOKENIZER_KWARGS = ("is_local", "local_files_only")
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedSubnet:
+    """One published subnet: its ``name`` in ``config.selected_subnets``, the repo it goes to, the local folder
+    (``None`` when it was written to a temporary folder for the upload only), the class that loads it, and the
+    commit URL when it was pushed."""
+
+    name: str
+    repo_id: str
+    folder: Path | None
+    model_class: str
+    loads_with_stock_transformers: bool
+    commit_url: str | None = None
+
+
+class PublishError(RuntimeError):
+    """Some subnets were not uploaded. ``published`` lists those that were, ``failed`` maps the others' names to
+    their errors. Running the same command again retries; repos already up to date are not re-uploaded."""
+
+    def __init__(self, message: str, published: list[PublishedSubnet], failed: dict[str, BaseException]):
+        super().__init__(message)
+        self.published, self.failed = published, failed
+
+
+# ------------------------------------------------------------------------------------------------ which subnets
+
+
+def select_entries(selected: Sequence[dict], wanted, full_costs) -> list[dict]:
+    """The entries of ``config.selected_subnets`` to publish: all of them (``wanted=None``), or per item of
+    ``wanted`` the entry of that name (a str) or the one ``from_pretrained(..., subnet_budget=item)`` would return
+    (a float fraction or a dict of cost limits). In order, without duplicates."""
+    if not selected:
+        raise ValueError(
+            "The supernet has no selected subnets (config.selected_subnets is empty), so there is nothing to "
+            "publish. Run the subnet search first, e.g. `python scripts/search.py SUPERNET --budgets 0.5,0.75`."
+        )
+    if wanted is None:
+        return list(selected)
+    if isinstance(wanted, (str, int, float, dict)):
+        wanted = [wanted]
+    by_name = {entry["name"]: entry for entry in selected}
+    available = ", ".join(f"{e['name']} ({e['costs']['params']} params)" for e in selected)
+    chosen: list[dict] = []
+    for item in wanted:
+        if isinstance(item, str):
+            entry = by_name.get(item)
+            if entry is None:
+                raise ValueError(f"No selected subnet is named {item!r}; the supernet's selected subnets: {available}.")
+        else:
+            entry = select_from_selected(selected, normalize_budget(item, full_costs))
+            if entry is None:
+                raise ValueError(
+                    f"No selected subnet fits the budget {item!r}; the supernet's selected subnets: {available}. "
+                    "Search one for it first (scripts/search.py --budgets ...)."
+                )
+        if all(entry is not c for c in chosen):
+            chosen.append(entry)
+    return chosen
+
+
+# ------------------------------------------------------------------------------------------------ names
+
+
+def repo_id_for(repo_prefix: str, name: str, namespace: str | None = None) -> str:
+    """``{repo_prefix}-{name}``, with characters repo names cannot hold replaced by ``-`` (budget names such as
+    ``flops_2e+09`` have a ``+``) and the user's ``namespace`` added when the prefix has none."""
+    if "/" not in repo_prefix and namespace:
+        repo_prefix = f"{namespace}/{repo_prefix}"
+    owner, _, prefix = repo_prefix.rpartition("/")
+    repo_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{prefix}-{name}")
+    repo_name = re.sub(r"-{2,}", "-", re.sub(r"\.{2,}", ".", repo_name)).strip("-.")
+    repo_id = f"{owner}/{repo_name}" if owner else repo_name
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise ValueError(
+            f"repo_prefix={repo_prefix!r} and subnet {name!r} make the invalid repo id {repo_id!r} ({err}). Use a "
+            "prefix like 'user/model-name' (letters, digits, '-', '_', '.'; at most 96 characters with the name)."
+        ) from err
+    if len(repo_name) > 96:
+        raise ValueError(f"Repo name {repo_name!r} is longer than the Hub's 96 characters; use a shorter repo_prefix.")
+    return repo_id
+
+
+def _check_folder_name(name: str) -> str:
+    if not name or name.startswith(".") or os.sep in name or (os.altsep and os.altsep in name):
+        raise ValueError(f"Selected subnet name {name!r} cannot be a folder name; rename it in config.selected_subnets.")
+    return name
+
+
+# ------------------------------------------------------------------------------------------------ local folders
+
+
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``target``; on success it replaces ``target``.
+
+    An interrupted write leaves ``target`` as it was (plus a hidden ``.{name}.tmp-*`` folder), never half-written.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it owner-only; the published folder is meant to be read by others
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        # Directories cannot be renamed over non-empty ones: move the old one aside, then swap.
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, old / target.name)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+def write_subnet_folder(
+    folder: Path,
+    entry: dict,
+    supernet,
+    processor,
+    *,
+    repo_id: str,
+    supernet_name: str,
+    metadata: CardMetadata,
+    pareto_plot: Path | None,
+    template_path: str | None,
+) -> PublishedSubnet:
+    """Extract ``entry``'s subnet and write weights (safetensors), config, processor, model card (README.md) and
+    the Pareto plot into ``folder``, atomically."""
+    model = supernet.extract_subnet(SubnetSpec.from_dict(entry["spec"])).eval()
+    card = subnet_card(
+        entry,
+        repo_id=repo_id,
+        model=model,
+        processor=processor,
+        mask_type=supernet.config.mask_type,
+        supernet_name=supernet_name,
+        supernet_class=type(supernet).__name__,
+        metadata=metadata,
+        pareto_plot=PARETO_FILE if pareto_plot is not None else None,
+        template_path=template_path,
+    )
+    with atomic_directory(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        card.save(tmp / "README.md")
+        if pareto_plot is not None:
+            shutil.copyfile(pareto_plot, tmp / PARETO_FILE)
+    info = loading_info(model, processor)
+    return PublishedSubnet(entry["name"], repo_id, folder, info.model_class, info.loads_with_stock_transformers)
+
+
+# ------------------------------------------------------------------------------------------------ loading the supernet
+
+
+def load_supernet(supernet_path, token=None):
+    """The supernet and its processor, with errors that say what is missing."""
+    model = AutoModelForCTC.from_pretrained(supernet_path, token=token).eval()
+    if not hasattr(model, "extract_subnet") or not hasattr(model.config, "selected_subnets"):
+        raise ValueError(
+            f"{supernet_path} holds a {type(model).__name__}, not an hf_supernet supernet; publish_subnets needs the "
+            "supernet folder that search_subnets / scripts/search.py saved."
+        )
+    try:
+        processor = AutoProcessor.from_pretrained(supernet_path, token=token)
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(
+            f"Could not load a processor from {supernet_path} ({err}). Published subnets need one: save it next to the "
+            "supernet with `processor.save_pretrained(supernet_path)` (scripts/quickstart.py and search.py do)."
+        ) from err
+    if not hasattr(processor, "feature_extractor") or not hasattr(processor, "tokenizer"):
+        raise ValueError(
+            f"{supernet_path} holds a {type(processor).__name__}, not a speech processor with a feature extractor and a "
+            "tokenizer; save the SupernetSpeechProcessor (hf_supernet.build_processor) there."
+        )
+    # transformers records how the tokenizer was loaded ("is_local", "local_files_only": true when offline) in its
+    # init kwargs, which save_pretrained writes out; they describe this machine, not the published checkpoint.
+    for key in _LOADING_ONLY_TOKENIZER_KWARGS:
+        processor.tokenizer.init_kwargs.pop(key, None)
+    return model, processor
+
+
+def _default_pareto_plot(supernet_path) -> Path | None:
+    candidate = Path(supernet_path) / PARETO_FILE
+    return candidate if candidate.is_file() else None
+
+
+# ------------------------------------------------------------------------------------------------ the whole job
+
+
+def publish_subnets(
+    supernet_path: str | os.PathLike,
+    repo_prefix: str,
+    budgets_or_names=None,
+    *,
+    push: bool = True,
+    local_dir: str | os.PathLike | None = None,
+    private: bool = False,
+    token: str | None = None,
+    language: str | list[str] | None = None,
+    license: str | None = None,
+    datasets: list[str] | None = None,
+    eval_dataset: str | None = None,
+    eval_split: str | None = None,
+    supernet_repo_id: str | None = None,
+    pareto_plot: str | os.PathLike | None = None,
+    template_path: str | os.PathLike | None = None,
+    commit_message: str = "Upload subnet with hf_supernet",
+) -> list[PublishedSubnet]:
+    """Publish selected subnets of a supernet, each as a complete, self-contained model repo.
+
+    For each subnet (all of ``config.selected_subnets`` by default), writes ``local_dir/<name>/``: the extracted
+    dense weights (``model.safetensors``), ``config.json``, the processor (feature extractor + tokenizer), a model
+    card (``README.md``: metrics, costs, the class that loads it, a usage snippet) and the Pareto plot; then, with
+    ``push=True``, creates ``{repo_prefix}-{name}`` on the Hub and uploads the folder.
+
+    Args:
+        supernet_path: folder (or Hub repo id) of a supernet saved after ``search_subnets``, with its processor.
+        repo_prefix: ``"user/name"`` (or ``"name"``: the logged-in user's namespace); each subnet goes to
+            ``{repo_prefix}-{subnet name}``.
+        budgets_or_names: which subnets: ``None`` (all selected), or a name / budget or a list of them; a budget
+            (``0.5``, ``{"flops": 1e8}``) picks the subnet ``from_pretrained(..., subnet_budget=...)`` returns.
+        push: upload to the Hub; ``False`` only writes the folders (then ``local_dir`` is required).
+        local_dir: where the folders go (rewritten atomically); default with ``push=True``: a temporary folder.
+        private: create new repos private (existing repos keep their visibility).
+        token: Hub token; default: what huggingface_hub finds (``HF_TOKEN``, ``hf auth login``).
+        language, license, datasets: card metadata (see :class:`~hf_supernet.publishing.CardMetadata`).
+        eval_dataset, eval_split: which data the search measured the metrics on (the card says so).
+        supernet_repo_id: Hub repo of the supernet, if published (cards link to it as their ``base_model``);
+            defaults to ``supernet_path`` when that is a Hub repo id rather than a folder.
+        pareto_plot: image of the search to put in each repo; default ``supernet_path/pareto.png`` if it exists.
+        template_path: a Jinja card template replacing hf_supernet's ``model_cards/subnet_card.md``.
+
+    Returns:
+        One :class:`PublishedSubnet` per subnet. Raises :class:`~hf_supernet.publishing.HubAccessError` before
+        writing anything when pushing is impossible (offline, not logged in), and :class:`PublishError` after trying
+        every subnet when some uploads failed; running again retries them, and repos already up to date get no
+        new commit (``upload_folder`` skips unchanged files).
+    """
+    if not push and local_dir is None:
+        raise ValueError("push=False only writes the folders, so it needs local_dir=... to write them to.")
+    api = HfApi(token=token)
+    namespace = check_hub_access(api, token) if push else None
+    supernet, processor = load_supernet(supernet_path, token=token)
+    entries = select_entries(supernet.config.selected_subnets, budgets_or_names, supernet.subnet_costs())
+    is_local = Path(supernet_path).is_dir()
+    metadata = CardMetadata(
+        language=language,
+        license=license,
+        datasets=list(datasets) if datasets else None,
+        eval_dataset=eval_dataset,
+        eval_split=eval_split,
+        supernet_repo_id=supernet_repo_id or (None if is_local else str(supernet_path)),
+    )
+    if pareto_plot is None:
+        pareto_plot = _default_pareto_plot(supernet_path) if is_local else None
+    elif not Path(pareto_plot).is_file():
+        raise FileNotFoundError(f"pareto_plot={str(pareto_plot)!r} is not a file.")
+    repo_ids = {e["name"]: repo_id_for(repo_prefix, _check_folder_name(e["name"]), namespace) for e in entries}
+    supernet_name = Path(supernet_path).name if is_local else str(supernet_path)
+
+    with contextlib.ExitStack() as stack:
+        if local_dir is None:
+            root, keep = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hf_supernet-publish-"))), False
+        else:
+            root, keep = Path(local_dir), True
+        written = [
+            write_subnet_folder(
+                root / entry["name"],
+                entry,
+                supernet,
+                processor,
+                repo_id=repo_ids[entry["name"]],
+                supernet_name=supernet_name,
+                metadata=metadata,
+                pareto_plot=Path(pareto_plot) if pareto_plot is not None else None,
+                template_path=template_path,
+            )
+            for entry in entries
+        ]
+        if push:
+            written = _push_all(api, written, private=private, token=token, commit_message=commit_message)
+        if not keep:
+            written = [dataclasses.replace(p, folder=None) for p in written]
+    return written
+
+
+def _push_all(api, written, *, private, token, commit_message) -> list[PublishedSubnet]:
+    """Upload every folder; one failure does not stop the others. Raises :class:`PublishError` naming the failed."""
+    published, failed = [], {}
+    for subnet in written:
+        try:
+            info = upload_folder_to_repo(
+                api, subnet.folder, subnet.repo_id, private=private, token=token, commit_message=commit_message
+            )
+        except Exception as error:  # noqa: BLE001  (reported below, with every other failure)
+            failed[subnet.name] = error
+            continue
+        published.append(dataclasses.replace(subnet, commit_url=getattr(info, "commit_url", None)))
+    if failed:
+        lines = "\n".join(f"  {name} -> {next(s.repo_id for s in written if s.name == name)}: {type(err).__name__}: {err}" for name, err in failed.items())
+        done = ", ".join(p.repo_id for p in published) or "none"
+        raise PublishError(
+            f"{len(failed)} of {len(written)} subnets were not uploaded:\n{lines}\nUploaded: {done}. Run the same "
+            "command again to retry; repos already up to date are not re-uploaded.",
+            published,
+            failed,
+        ) from next(iter(failed.values()))
+    return published
+
+
+def push_supernet(
+    supernet_path: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    pareto_plot: str | os.PathLike | None = None,
+) -> str:
+    """Push the supernet itself (model with its ``selected_subnets``, and processor) the way a transformers user
+    does, ``model.push_to_hub`` + ``processor.push_to_hub``, plus its Pareto plot. Returns the full repo id.
+
+    The repo holds no code: after ``import hf_supernet``, ``AutoModelForCTC.from_pretrained(repo_id)`` loads the
+    supernet (and ``subnet_budget=...`` cuts a subnet) without ``trust_remote_code``.
+    """
+    api = HfApi(token=token)
+    namespace = check_hub_access(api, token)
+    repo_id = repo_id if "/" in repo_id else f"{namespace}/{repo_id}"
+    model, processor = load_supernet(supernet_path, token=token)
+    call_with_retries(model.push_to_hub, repo_id, private=private, token=token)
+    call_with_retries(processor.push_to_hub, repo_id, private=private, token=token)
+    if pareto_plot is None and Path(supernet_path).is_dir():
+        pareto_plot = _default_pareto_plot(supernet_path)
+    if pareto_plot is not None:
+        call_with_retries(
+            api.upload_file, path_or_fileobj=str(pareto_plot), path_in_repo=PARETO_FILE, repo_id=repo_id, token=token
+        )
+    return repo_id
