@@ -38,8 +38,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("supernet", help="Folder (or Hub repo id) of a searched supernet with its processor.")
     parser.add_argument("repo_prefix", help="'user/name' or 'name'; each subnet goes to '<repo_prefix>-<subnet name>'.")
-    parser.add_argument("--subnets", nargs="+", type=parse_subnet, default=None, help="Names or budgets (default: all selected).")
-    parser.add_argument("--local_dir", default=None, help="Where the folders are written (default with --no_push: 'published').")
+    parser.add_argument(
+        "--subnets", nargs="+", type=parse_subnet, default=None, help="Names or budgets (default: all selected)."
+    )
+    parser.add_argument(
+        "--local_dir", default=None, help="Where the folders are written (default with --no_push: 'published')."
+    )
     parser.add_argument("--no_push", action="store_true", help="Only write the local folders.")
     parser.add_argument("--private", action="store_true", help="Create new repos private.")
     parser.add_argument("--language", nargs="+", default=None, help="Language code(s) of the speech, e.g. en.")
@@ -47,11 +51,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", default=None, help="Training data (Hub ids or names).")
     parser.add_argument("--eval_dataset", default=None, help="Data the search measured the metrics on.")
     parser.add_argument("--eval_split", default=None, help="Its split, e.g. dev.")
-    parser.add_argument("--pareto_plot", default=None, help="Search plot to include (default: SUPERNET/pareto.png if any).")
+    parser.add_argument(
+        "--pareto_plot", default=None, help="Search plot to include (default: SUPERNET/pareto.png if any)."
+    )
     parser.add_argument("--template", default=None, help="A Jinja model card template replacing the default one.")
     parser.add_argument("--supernet_repo_id", default=None, help="Hub repo of the supernet, if already published.")
     parser.add_argument(
-        "--push_supernet", nargs="?", const="", default=None, metavar="REPO_ID",
+        "--push_supernet",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="REPO_ID",
         help="Also push the supernet (push_to_hub) to REPO_ID (default: '<repo_prefix>-supernet'); cards link to it.",
     )
     args = parser.parse_args(argv)
@@ -72,15 +82,27 @@ def main(argv=None) -> int:
     try:
         if args.push_supernet is not None:
             supernet_repo_id = push_supernet(
-                args.supernet, args.push_supernet or f"{args.repo_prefix}-supernet", private=args.private,
+                args.supernet,
+                args.push_supernet or f"{args.repo_prefix}-supernet",
+                private=args.private,
                 pareto_plot=args.pareto_plot,
             )
             print(f"supernet -> {supernet_repo_id}")
         published = publish_subnets(
-            args.supernet, args.repo_prefix, args.subnets, push=not args.no_push, local_dir=args.local_dir,
-            private=args.private, language=language, license=args.license, datasets=args.datasets,
-            eval_dataset=args.eval_dataset, eval_split=args.eval_split, supernet_repo_id=supernet_repo_id,
-            pareto_plot=args.pareto_plot, template_path=args.template,
+            args.supernet,
+            args.repo_prefix,
+            args.subnets,
+            push=not args.no_push,
+            local_dir=args.local_dir,
+            private=args.private,
+            language=language,
+            license=args.license,
+            datasets=args.datasets,
+            eval_dataset=args.eval_dataset,
+            eval_split=args.eval_split,
+            supernet_repo_id=supernet_repo_id,
+            pareto_plot=args.pareto_plot,
+            template_path=args.template,
         )
     except HubAccessError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -90,7 +112,11 @@ def main(argv=None) -> int:
         return 1
     print("| subnet | repo | folder | loads with |\n|---|---|---|---|")
     for p in published:
-        loads = f"transformers.{p.model_class}" if p.loads_with_stock_transformers else f"{p.model_class} (import hf_supernet)"
+        loads = (
+            f"transformers.{p.model_class}"
+            if p.loads_with_stock_transformers
+            else f"{p.model_class} (import hf_supernet)"
+        )
         print(f"| {p.name} | {p.repo_id} | {p.folder or '(uploaded from a temporary folder)'} | {loads} |")
     return 0
 

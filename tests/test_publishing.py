@@ -15,7 +15,6 @@ from huggingface_hub import HfApi, ModelCard, RepoUrl, constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from transformers import AutoModelForCTC, AutoProcessor
 
-import hf_supernet.publishing.hub as hub
 from hf_supernet import SubnetSpec, SupernetConformerForCTC, publish_subnets
 from hf_supernet.data import build_processor, train_tokenizer
 from hf_supernet.publishing import (
@@ -23,6 +22,7 @@ from hf_supernet.publishing import (
     HubAccessError,
     PublishError,
     default_template,
+    hub,
     loading_info,
     push_supernet,
     repo_id_for,
@@ -39,11 +39,16 @@ except ImportError:  # pragma: no cover
     import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-DIGITS = "zero one two three four five six seven eight nine".split()
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 FAKE_PNG = b"\x89PNG\r\n\x1a\n not really an image"
 SUBNET_FILES = {
-    "README.md", "config.json", "model.safetensors", "pareto.png",
-    "processor_config.json", "tokenizer.model", "tokenizer_config.json",
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "pareto.png",
+    "processor_config.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
 }
 
 
@@ -89,8 +94,15 @@ def published(supernet_dir, tmp_path_factory):
     """The supernet's subnets written locally (no push), with full card metadata."""
     local_dir = tmp_path_factory.mktemp("published")
     result = publish_subnets(
-        supernet_dir, "someone/digits", push=False, local_dir=local_dir, language="en", license="apache-2.0",
-        datasets=["fsdd"], eval_dataset="fsdd", eval_split="dev",
+        supernet_dir,
+        "someone/digits",
+        push=False,
+        local_dir=local_dir,
+        language="en",
+        license="apache-2.0",
+        datasets=["fsdd"],
+        eval_dataset="fsdd",
+        eval_split="dev",
     )
     return local_dir, result
 
@@ -155,30 +167,58 @@ def test_cards_carry_metadata_metrics_costs_and_the_loading_class(published, sup
 def test_card_usage_snippet_runs(published, tmp_path, monkeypatch):
     local_dir, result = published
     card = ModelCard.load(local_dir / result[0].name / "README.md")
-    code = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", card.text, re.DOTALL).group(1)
     assert code.startswith("import hf_supernet")
     soundfile.write(tmp_path / "speech.wav", speech(0.8), 16000)
     monkeypatch.chdir(tmp_path)
     printed = []
     monkeypatch.setattr("builtins.print", lambda *args: printed.append(args))
-    exec(compile(code.replace(result[0].repo_id, str(result[0].folder)), "snippet", "exec"), {})
+    snippet = compile(code.replace(result[0].repo_id, str(result[0].folder)), "snippet", "exec")
+    exec(snippet, {})  # noqa: S102  (the card's own snippet, rendered by this test)
     assert len(printed) == 1 and isinstance(printed[0][0], str)
 
 
 def test_card_of_a_stock_class_says_plain_transformers_loads_it(supernet, tmp_path):
     """'Which class loads it' comes from the published model and processor, not from the mask type."""
-    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     vocab = tmp_path / "vocab.json"
     vocab.write_text(json.dumps({"<pad>": 0, "<unk>": 1, "|": 2, "a": 3}))
     processor = Wav2Vec2Processor(Wav2Vec2FeatureExtractor(), Wav2Vec2CTCTokenizer(str(vocab)))
-    model = Wav2Vec2ForCTC(Wav2Vec2Config(vocab_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, conv_dim=(8,), conv_stride=(5,), conv_kernel=(10,), num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2))
+    model = Wav2Vec2ForCTC(
+        Wav2Vec2Config(
+            vocab_size=4,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            conv_dim=(8,),
+            conv_stride=(5,),
+            conv_kernel=(10,),
+            num_conv_pos_embeddings=4,
+            num_conv_pos_embedding_groups=2,
+        )
+    )
     info = loading_info(model, processor)
     assert info.loads_with_stock_transformers and info.stock_processor and not info.needs_hf_supernet
     entry = supernet.config.selected_subnets[0]
-    card = subnet_card(entry, repo_id="someone/w2v", model=model, processor=processor, mask_type="folding", supernet_name="s", supernet_class="FoldableWav2Vec2ForCTC")
+    card = subnet_card(
+        entry,
+        repo_id="someone/w2v",
+        model=model,
+        processor=processor,
+        mask_type="folding",
+        supernet_name="s",
+        supernet_class="FoldableWav2Vec2ForCTC",
+    )
     assert "`Wav2Vec2ForCTC`, a class of stock `transformers`" in card.text
-    code = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", card.text, re.DOTALL).group(1)
     assert "import hf_supernet" not in code and "AutoModelForCTC" in code
 
     hf_info = loading_info(model, build_processor(train_tokenizer(DIGITS, model_type="char")))
@@ -198,7 +238,17 @@ def test_custom_template(published, supernet, tmp_path):
     entry = supernet.config.selected_subnets[0]
     processor = AutoProcessor.from_pretrained(published[0] / entry["name"])
     dense = supernet.extract_subnet(SubnetSpec.from_dict(entry["spec"]))
-    card = subnet_card(entry, repo_id="a/b", model=dense, processor=processor, mask_type="layer_width", supernet_name="s", supernet_class="X", metadata=CardMetadata(language="en"), template_path=template)
+    card = subnet_card(
+        entry,
+        repo_id="a/b",
+        model=dense,
+        processor=processor,
+        mask_type="layer_width",
+        supernet_name="s",
+        supernet_class="X",
+        metadata=CardMetadata(language="en"),
+        template_path=template,
+    )
     assert card.text.strip() == "b WER 25.00% via AutoModelForCTC" and card.data.language == "en"
 
 
@@ -206,8 +256,15 @@ def test_rerun_rewrites_the_same_bytes_and_leaves_no_temporary_folders(published
     local_dir, _ = published
     before = {p.relative_to(local_dir): p.read_bytes() for p in local_dir.rglob("*") if p.is_file()}
     publish_subnets(
-        supernet_dir, "someone/digits", push=False, local_dir=local_dir, language="en", license="apache-2.0",
-        datasets=["fsdd"], eval_dataset="fsdd", eval_split="dev",
+        supernet_dir,
+        "someone/digits",
+        push=False,
+        local_dir=local_dir,
+        language="en",
+        license="apache-2.0",
+        datasets=["fsdd"],
+        eval_dataset="fsdd",
+        eval_split="dev",
     )
     after = {p.relative_to(local_dir): p.read_bytes() for p in local_dir.rglob("*") if p.is_file()}
     assert after == before  # deterministic output: a re-upload changes nothing on the Hub
@@ -263,7 +320,18 @@ def test_repo_ids():
 
 def test_cli_writes_the_folders_without_pushing(supernet_dir, tmp_path, monkeypatch, capsys):
     script = str(REPO / "scripts" / "publish.py")
-    argv = [script, str(supernet_dir), "me/digits", "--subnets", "params_50pct", "--no_push", "--local_dir", str(tmp_path), "--language", "en"]
+    argv = [
+        script,
+        str(supernet_dir),
+        "me/digits",
+        "--subnets",
+        "params_50pct",
+        "--no_push",
+        "--local_dir",
+        str(tmp_path),
+        "--language",
+        "en",
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(script, run_name="__main__")
@@ -382,7 +450,9 @@ def test_not_logged_in_gives_a_clear_error(supernet_dir, fake_hub, monkeypatch):
     monkeypatch.setattr(HfApi, "whoami", lambda api, token=None, **kw: (_ for _ in ()).throw(http_error(401)))
     with pytest.raises(HubAccessError, match="rejected the token"):
         publish_subnets(supernet_dir, "me/digits", token="hf_bad")
-    monkeypatch.setattr(HfApi, "whoami", lambda api, token=None, **kw: (_ for _ in ()).throw(httpx.ConnectError("no route")))
+    monkeypatch.setattr(
+        HfApi, "whoami", lambda api, token=None, **kw: (_ for _ in ()).throw(httpx.ConnectError("no route"))
+    )
     with pytest.raises(HubAccessError, match="Could not reach the Hub"):
         publish_subnets(supernet_dir, "me/digits", token="hf_test")
     assert fake_hub.create_calls == [] and fake_hub.upload_calls == []
@@ -391,7 +461,9 @@ def test_not_logged_in_gives_a_clear_error(supernet_dir, fake_hub, monkeypatch):
 # ------------------------------------------------------------------------------------------------ the supernet itself
 
 
-def test_supernet_push_to_hub_uploads_weights_config_and_processor_only(supernet_dir, supernet, fake_hub, monkeypatch, tmp_path):
+def test_supernet_push_to_hub_uploads_weights_config_and_processor_only(
+    supernet_dir, supernet, fake_hub, monkeypatch, tmp_path
+):
     """push_to_hub as transformers does it; the pushed repo loads back through AutoModelForCTC (no remote code)."""
     commits = []
 
@@ -403,7 +475,9 @@ def test_supernet_push_to_hub_uploads_weights_config_and_processor_only(supernet
     uploads = []
     monkeypatch.setattr(HfApi, "create_commit", create_commit)
     monkeypatch.setattr(HfApi, "upload_file", lambda api, **kwargs: uploads.append(kwargs))
-    monkeypatch.setattr(ModelCard, "load", classmethod(lambda cls, *a, **k: (_ for _ in ()).throw(EntryNotFoundError("no README"))))
+    monkeypatch.setattr(
+        ModelCard, "load", classmethod(lambda cls, *a, **k: (_ for _ in ()).throw(EntryNotFoundError("no README")))
+    )
 
     repo_id = push_supernet(supernet_dir, "digits-supernet", token="hf_test")
     assert repo_id == "me/digits-supernet"

@@ -101,7 +101,9 @@ def _usage_imports(info: LoadingInfo) -> tuple[list[str], str]:
     """Import lines of the card's usage snippet, and the name it calls ``from_pretrained`` on."""
     lines = []
     if info.needs_hf_supernet:
-        lines.append("import hf_supernet  # noqa: F401  (registers hf_supernet's classes with transformers' Auto classes)")
+        lines.append(
+            "import hf_supernet  # noqa: F401  (registers hf_supernet's classes with transformers' Auto classes)"
+        )
     lines += ["import soundfile", "import torch"]
     if info.auto_model_works or info.loads_with_stock_transformers:
         lines.append("from transformers import AutoModelForCTC, AutoProcessor")

@@ -43,7 +43,12 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     """Connection-level exception classes of the HTTP client(s) huggingface_hub may use (it moved from requests to
     httpx to httpx2 over its versions)."""
     classes: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"), ("requests", "ConnectionError"), ("requests", "Timeout")):
+    for module, name in (
+        ("httpx2", "TransportError"),
+        ("httpx", "TransportError"),
+        ("requests", "ConnectionError"),
+        ("requests", "Timeout"),
+    ):
         try:
             classes.append(getattr(importlib.import_module(module), name))
         except (ImportError, AttributeError):
@@ -87,7 +92,14 @@ def call_with_retries(fn: Callable[..., T], *args, attempts: int = RETRY_ATTEMPT
             if not is_transient(error) or attempt == attempts - 1:
                 raise
             delay = _retry_delay(error, attempt)
-            logger.warning("%s failed (%s); retrying in %.0f s (%d/%d)", getattr(fn, "__name__", fn), error, delay, attempt + 1, attempts - 1)
+            logger.warning(
+                "%s failed (%s); retrying in %.0f s (%d/%d)",
+                getattr(fn, "__name__", fn),
+                error,
+                delay,
+                attempt + 1,
+                attempts - 1,
+            )
             _sleep(delay)
     raise AssertionError("unreachable")
 

@@ -109,7 +109,9 @@ def repo_id_for(repo_prefix: str, name: str, namespace: str | None = None) -> st
 
 def _check_folder_name(name: str) -> str:
     if not name or name.startswith(".") or os.sep in name or (os.altsep and os.altsep in name):
-        raise ValueError(f"Selected subnet name {name!r} cannot be a folder name; rename it in config.selected_subnets.")
+        raise ValueError(
+            f"Selected subnet name {name!r} cannot be a folder name; rename it in config.selected_subnets."
+        )
     return name
 
 
@@ -160,7 +162,7 @@ def write_subnet_folder(
         repo_id=repo_id,
         model=model,
         processor=processor,
-        mask_type=supernet.config.mask_type,
+        mask_type=getattr(supernet.config, "mask_type", "unknown"),
         supernet_name=supernet_name,
         supernet_class=type(supernet).__name__,
         metadata=metadata,
@@ -306,10 +308,17 @@ def publish_subnets(
             for entry in entries
         ]
         if push:
-            written = _push_all(api, written, private=private, token=token, commit_message=commit_message)
-        if not keep:
-            written = [dataclasses.replace(p, folder=None) for p in written]
-    return written
+            try:
+                written = _push_all(api, written, private=private, token=token, commit_message=commit_message)
+            except PublishError as error:
+                if not keep:
+                    error.published = _without_folders(error.published)  # the temporary folder goes with this block
+                raise
+    return written if keep else _without_folders(written)
+
+
+def _without_folders(subnets: list[PublishedSubnet]) -> list[PublishedSubnet]:
+    return [dataclasses.replace(p, folder=None) for p in subnets]
 
 
 def _push_all(api, written, *, private, token, commit_message) -> list[PublishedSubnet]:
@@ -325,7 +334,8 @@ def _push_all(api, written, *, private, token, commit_message) -> list[Published
             continue
         published.append(dataclasses.replace(subnet, commit_url=getattr(info, "commit_url", None)))
     if failed:
-        lines = "\n".join(f"  {name} -> {next(s.repo_id for s in written if s.name == name)}: {type(err).__name__}: {err}" for name, err in failed.items())
+        repo_of = {s.name: s.repo_id for s in written}
+        lines = "\n".join(f"  {name} -> {repo_of[name]}: {type(err).__name__}: {err}" for name, err in failed.items())
         done = ", ".join(p.repo_id for p in published) or "none"
         raise PublishError(
             f"{len(failed)} of {len(written)} subnets were not uploaded:\n{lines}\nUploaded: {done}. Run the same "
