@@ -65,7 +65,8 @@ def make_entry(model, spec, budget, metrics, **extra_costs):
 def supernet_dir(tmp_path_factory):
     """A tiny trained-looking supernet folder: weights, processor, two selected subnets, a Pareto plot.
 
-    The second subnet's budget name has a '+' (not allowed in repo names) and its costs a measured latency."""
+    The first subnet's latency was not measured (``latency: None``, as search writes it with measure_latency=False);
+    the second's was, and its budget name has a '+' (not allowed in repo names)."""
     path = tmp_path_factory.mktemp("supernet")
     tokenizer = train_tokenizer(DIGITS * 3, model_type="char")
     processor = build_processor(tokenizer, feature_size=16)
@@ -76,7 +77,7 @@ def supernet_dir(tmp_path_factory):
     flops_budget = {"flops": model.subnet_costs(mid).flops * 1.01}
     model.config.selected_subnets = [
         make_entry(model, space.smallest(), 0.5, {"loss": 0.5, "wer": 0.25, "cer": 0.125}),
-        make_entry(model, mid, flops_budget, {"loss": 0.25, "wer": 0.1, "cer": 0.05}, latency_rtf=0.0123),
+        make_entry(model, mid, flops_budget, {"loss": 0.25, "wer": 0.1, "cer": 0.05}, latency=0.0123),
     ]
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -158,7 +159,11 @@ def test_cards_carry_metadata_metrics_costs_and_the_loading_class(published, sup
     assert "](pareto.png)" in text
 
     mid_card = ModelCard.load(local_dir / mid["name"] / "README.md")
-    assert "latency_rtf" in mid_card.text and "| 0.0123 |" in mid_card.text and "not measured |" not in mid_card.text
+    assert (
+        "| real-time factor (compute seconds per second of audio, batch of one, measured on the search's CPU) | 0.0123 |"
+        in mid_card.text
+    )
+    assert "not measured |" not in mid_card.text
     assert {r.metric_type: r.metric_value for r in mid_card.data.eval_results} == {"wer": 10.0, "cer": 5.0}
     # The '+' of the budget name is not allowed in repo names.
     assert result[1].repo_id == "someone/digits-flops_" + mid["name"].split("_", 1)[1].replace("+", "-")

@@ -23,8 +23,9 @@ from ..costs import COST_NAMES, REFERENCE_SECONDS
 TEMPLATE_PACKAGE = "hf_supernet"
 TEMPLATE_NAME = "subnet_card.md"
 TASK = "automatic-speech-recognition"
-# Costs every entry of ``config.selected_subnets`` has; any other cost key is a measurement (latency, RTF, ...).
-ANALYTIC_COSTS = frozenset(COST_NAMES)
+# Costs computed from the architecture; every other cost key of a selected entry is a measurement (``latency``: the
+# real-time factor search measured on its machine, ``None`` when it did not measure it).
+ANALYTIC_COSTS = frozenset({"params", "flops", "int8_mb"})
 
 
 @dataclasses.dataclass
@@ -127,9 +128,9 @@ def _percent(value) -> str:
 
 
 def _latency_label(key: str) -> str:
-    if "rtf" in key.lower():
-        return f"real-time factor (`{key}`: compute seconds per second of audio, measured)"
-    return f"latency (`{key}`, measured)"
+    if key == "latency" or "rtf" in key.lower():
+        return "real-time factor (compute seconds per second of audio, batch of one, measured on the search's CPU)"
+    return f"`{key}` (measured)"
 
 
 def _latency_value(value) -> str:
@@ -137,8 +138,10 @@ def _latency_value(value) -> str:
 
 
 def latency_rows(costs: dict[str, Any]) -> list[tuple[str, str]]:
-    """Measured costs of a selected entry (any cost key beyond the analytic ones), as (label, value) rows."""
-    return [(_latency_label(k), _latency_value(v)) for k, v in sorted(costs.items()) if k not in ANALYTIC_COSTS]
+    """Measured costs of a selected entry (any cost key beyond the analytic ones that has a value), as (label,
+    value) rows; none when nothing was measured."""
+    measured = sorted((k, v) for k, v in costs.items() if k not in ANALYTIC_COSTS and v is not None)
+    return [(_latency_label(k), _latency_value(v)) for k, v in measured]
 
 
 def _budget_text(budget) -> str:
