@@ -3,9 +3,16 @@
 FLOPs do not predict CPU latency well for narrow subnets (norms, activations, depthwise convs and per-op overhead do
 not shrink with width: see ``benchmarks/results/model.md``), so budgets may name ``"latency"``: the real-time factor
 (compute seconds per second of audio, batch of one, ``REFERENCE_SECONDS`` of audio) of the *extracted* dense subnet
-on this machine. Measuring takes a few forward passes, so every measurement goes into a per-machine table on disk,
-keyed by the extracted architecture: a search, a later ``from_pretrained(..., subnet_budget={"latency": ...})`` or
-another supernet with the same subnet architecture never measures it again.
+on this machine.
+
+Measuring every candidate of a search end to end would take seconds each, so a model family may split a subnet into
+*parts* whose latencies add up (the Conformer: front end + head, and one part per block, keyed by the block's shape:
+widths, heads, conv, frames). Each distinct part is timed once per machine (a few milliseconds) and kept in a table
+on disk (the lookup-table predictor of Once-for-All); a subnet's latency is the sum of its parts. Families without
+parts are timed end to end, keyed by the extracted architecture. Either way a search, a later
+``from_pretrained(..., subnet_budget={"latency": ...})`` or another supernet with the same shapes never measures
+again. ``measure_rtf`` times a whole model end to end (what ``scripts/bench_search_scoring.py`` compares the sum
+with).
 
 The table lives in ``$HF_SUPERNET_CACHE`` (default ``~/.cache/hf_supernet``), one JSON file per machine fingerprint
 (CPU model, core count, torch version and intra-op threads): a latency measured elsewhere is never reused here.
@@ -85,21 +92,27 @@ def measure_rtf(model, seconds: float | None = None, repeats: int = 5, warmup: i
     model.eval()
     inputs = dummy_inputs(model, seconds)
     try:
-        for _ in range(warmup):
-            model(**inputs)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(**inputs)
-            times.append(time.perf_counter() - start)
+        return time_runner(lambda: model(**inputs), repeats, warmup) / seconds
     finally:
         model.train(was_training)
-    return statistics.median(times) / seconds
 
 
 def default_table_path(fingerprint: dict[str, object]) -> Path:
     digest = hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
     return default_cache_dir() / "latency" / f"{digest}.json"
+
+
+@torch.no_grad()
+def time_runner(run, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall-clock seconds of ``run()``."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 class LatencyTable:
@@ -138,13 +151,35 @@ class LatencyTable:
         os.replace(tmp, self.path)
 
     def rtf(self, model, spec=None) -> float:
-        """Real-time factor of ``spec`` extracted from ``model`` (``None``: the whole model), measured on a miss."""
-        key = architecture_key(model.config if spec is None else model.subnet_config(spec))
-        if key not in self.entries:
-            dense = model if spec is None else model.extract_subnet(spec)
-            self.entries[key] = measure_rtf(dense, repeats=self.repeats)
-            self.save()
-        return self.entries[key]
+        """Real-time factor of ``spec`` extracted from ``model`` (``None``: the whole model): the sum of its parts'
+        latencies when the family splits subnets into parts, else the whole subnet's; measured on a miss."""
+        from .costs import REFERENCE_SECONDS
+
+        config = model.config if spec is None else model.subnet_config(spec)
+        parts = getattr(model, "latency_parts", None)
+        if parts is None:
+            key = "model:" + architecture_key(config)
+            if key not in self.entries:
+                self._store(key, self.measure_model(model if spec is None else model.extract_subnet(spec)))
+            return self.entries[key]
+        total = 0.0
+        for key, make_runner in parts(config, REFERENCE_SECONDS):
+            if key not in self.entries:
+                self._store(key, self.measure_part(key, make_runner) / REFERENCE_SECONDS)
+            total += self.entries[key]
+        return total
+
+    def measure_model(self, dense) -> float:
+        """Real-time factor of a whole dense model, timed end to end."""
+        return measure_rtf(dense, repeats=self.repeats)
+
+    def measure_part(self, key: str, make_runner) -> float:
+        """Seconds one run of a part takes (``key`` names it; the stopwatch does not need it)."""
+        return time_runner(make_runner(), self.repeats)
+
+    def _store(self, key: str, value: float) -> None:
+        self.entries[key] = value
+        self.save()
 
     def __len__(self) -> int:
         return len(self.entries)

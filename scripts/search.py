@@ -1,7 +1,10 @@
 """Search the best subnet of a saved supernet for each budget, and write them into its config.
 
     python scripts/search.py outputs/quickstart/supernet --dataset fsdd --split train --budgets 0.3,0.5,0.75
-    python scripts/search.py SUPERNET --budgets '{"flops": 1e8}' --metric wer --output_dir searched/
+    python scripts/search.py SUPERNET --budgets '[{"flops": 1e8}, {"latency": 0.005}]' --metric wer --output_dir searched/
+
+Budgets are fractions of the parameters or dicts of limits on params, flops (per second of audio), int8_mb or latency
+(real-time factor measured on this machine, cached per machine).
 
 The fitness is the dev-set CTC loss (or WER) on the first `--proxy_examples` utterances; each budget's winner is
 then scored on the whole split. The supernet (with `selected_subnets`) and its processor are saved to
@@ -19,7 +22,7 @@ from transformers import AutoModelForCTC, AutoProcessor
 import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import load_speech_dataset
 from hf_supernet.data import DataCollatorCTCWithPadding, prepare_dataset
-from hf_supernet.search import plot_pareto, search_subnets
+from hf_supernet.search import budget_name, plot_pareto, search_subnets
 
 
 def parse_budgets(text: str) -> list:
@@ -58,10 +61,20 @@ def main():
     processor.save_pretrained(output_dir)
     plot_pareto(scored, selected, os.path.join(output_dir, "pareto.png"), title=f"subnet search ({args.metric})")
     print(f"{len(scored)} subnets scored; selected (metrics on all of {args.dataset}/{args.split}):\n")
-    print("| name | params | GFLOPs / s audio | loss | WER | CER |\n|---|---:|---:|---:|---:|---:|")
+    print("| name | params | GFLOPs / s audio | RTF here | loss | WER | CER |\n|---|---:|---:|---:|---:|---:|---:|")
     for e in selected:
         m, c = e["metrics"], e["costs"]
-        print(f"| {e['name']} | {c['params'] / 1e6:.2f} M | {c['flops'] / 1e9:.3f} | {m['loss']:.3f} | {100 * m['wer']:.1f}% | {100 * m['cer']:.1f}% |")
+        print(
+            f"| {e['name']} | {c['params'] / 1e6:.2f} M | {c['flops'] / 1e9:.3f} | {c['latency']:.4f} | {m['loss']:.3f} "
+            f"| {100 * m['wer']:.1f}% | {100 * m['cer']:.1f}% |"
+        )
+    missing = [budget_name(b) for b in args.budgets if budget_name(b) not in {e["name"] for e in selected}]
+    if missing:
+        smallest = model.subnet_costs(model.subnet_space.smallest())
+        print(
+            f"\nNo subnet fits {', '.join(missing)}: the smallest subnet has {smallest.params / 1e6:.2f} M params and "
+            f"{smallest.flops / 1e9:.3f} GFLOPs / s audio."
+        )
     print(f"\nSaved to {output_dir} (config.selected_subnets, pareto.png).")
 
 

@@ -1,11 +1,12 @@
 """Measured latency: a per-machine table that measures each extracted architecture once, and latency budgets."""
 
 import json
+import re
 
 import pytest
 import torch
 
-from hf_supernet import SupernetConformerForCTC, latency
+from hf_supernet import SupernetConformerForCTC
 from hf_supernet.latency import LatencyTable, architecture_key, measure_rtf
 
 from .conftest import tiny_conformer_config
@@ -17,16 +18,21 @@ def cache_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
+def fake_seconds(key: str) -> float:
+    """A deterministic stand-in for a part's time that grows with its dimensions (the numbers in its key)."""
+    return sum(int(n) for n in re.findall(r"\d+", key)) * 1e-6
+
+
 @pytest.fixture
 def fake_measure(monkeypatch):
-    """Replace the stopwatch by a deterministic 'latency' proportional to the parameters, and count calls."""
+    """Replace the stopwatch by :func:`fake_seconds`, and record which parts were timed."""
     calls = []
 
-    def measure(model, seconds=None, repeats=5, warmup=1):
-        calls.append(model.config)
-        return model.num_parameters() * 1e-8
+    def measure_part(self, key, make_runner):
+        calls.append(key)
+        return fake_seconds(key)
 
-    monkeypatch.setattr(latency, "measure_rtf", measure)
+    monkeypatch.setattr(LatencyTable, "measure_part", measure_part)
     return calls
 
 
@@ -36,18 +42,39 @@ def test_measure_rtf_times_a_real_forward_pass(tiny_model):
     assert not tiny_model.training
 
 
-def test_each_architecture_is_measured_once_and_kept_on_disk(tiny_model, fake_measure, cache_dir):
+def test_real_parts_are_timed_and_add_up(tiny_model):
+    table = LatencyTable(repeats=2)
+    spec = tiny_model.subnet_space.smallest()
+    rtf = table.rtf(tiny_model, spec)
+    parts = tiny_model.latency_parts(tiny_model.subnet_config(spec), 10.0)
+    assert len(table) == len({key for key, _ in parts}) and rtf > 0
+    assert rtf == pytest.approx(sum(table.entries[key] for key, _ in parts))
+
+
+def test_each_part_is_timed_once_and_kept_on_disk(tiny_model, fake_measure, cache_dir):
     space = tiny_model.subnet_space
     table = LatencyTable()
     first = table.rtf(tiny_model, space.smallest())
+    # The smallest subnet's blocks all have the same shape: front end + head, and one block.
+    assert len(fake_measure) == 2
     assert table.rtf(tiny_model, space.smallest()) == first
     table.rtf(tiny_model, space.largest())
-    assert len(fake_measure) == 2
+    assert len(fake_measure) == 3  # only the full-width block was new
     assert table.path.is_relative_to(cache_dir)
 
     reloaded = LatencyTable()  # another process on the same machine
     assert reloaded.rtf(tiny_model, space.smallest()) == first
-    assert len(fake_measure) == 2
+    assert len(fake_measure) == 3
+
+
+def test_families_without_parts_are_timed_end_to_end(tiny_model, monkeypatch):
+    timed = []
+    monkeypatch.setattr(LatencyTable, "measure_model", lambda self, dense: timed.append(dense) or 0.5)
+    monkeypatch.setattr(type(tiny_model), "latency_parts", None)
+    table = LatencyTable()
+    spec = tiny_model.subnet_space.smallest()
+    assert table.rtf(tiny_model, spec) == table.rtf(tiny_model, spec) == 0.5
+    assert len(timed) == 1 and timed[0].num_parameters() == tiny_model.subnet_costs(spec).params
 
 
 def test_table_from_another_machine_or_damaged_is_not_trusted(tiny_model, fake_measure):
@@ -58,7 +85,7 @@ def test_table_from_another_machine_or_damaged_is_not_trusted(tiny_model, fake_m
     table.path.write_text(json.dumps(data))
     assert len(LatencyTable()) == 0
     table.path.write_text("{not json")
-    assert LatencyTable().rtf(tiny_model, None) == pytest.approx(tiny_model.num_parameters() * 1e-8)
+    assert LatencyTable().rtf(tiny_model, None) == table.rtf(tiny_model, None)
 
 
 def test_architecture_key_ignores_provenance_but_not_shape(tiny_model):
@@ -74,7 +101,7 @@ def test_architecture_key_ignores_provenance_but_not_shape(tiny_model):
 
 def test_latency_budget_picks_the_largest_subnet_that_is_fast_enough(tiny_model, fake_measure):
     costs = {s: tiny_model.subnet_costs(s, latency=True) for s in tiny_model.subnet_space}
-    assert all(c.latency == pytest.approx(c.params * 1e-8) for c in costs.values())
+    assert len({c.latency for c in costs.values()}) > 10
     limit = sorted(c.latency for c in costs.values())[len(costs) // 2]
     spec = tiny_model.select_subnet({"latency": limit})
     assert costs[spec].latency <= limit

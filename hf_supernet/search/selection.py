@@ -63,9 +63,9 @@ def largest_fitting(
     parameters while still fitting (mask types expose steps through ``space.neighbors_up``).
     """
     size = _space_size(space)
-    # Measured costs (latency) take a few forward passes each: never scan a whole space for them.
+    # Latency is a table lookup per subnet (after its parts are timed once), ~100x slower than analytic costs.
     measured = "latency" in limits
-    if size is not None and size <= (EXACT_SEARCH_LIMIT if not measured else 16):
+    if size is not None and size <= (EXACT_SEARCH_LIMIT if not measured else EXACT_SEARCH_LIMIT // 100):
         fitting = [(cost_fn(s), s) for s in space]
         fitting = [(c, s) for c, s in fitting if fits(c, limits)]
         return max(fitting, key=lambda cs: cs[0].params)[1] if fitting else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..latency import measure_rtf
 from ..subnets import SubnetSpec
 from .evaluation import collate_batches, evaluate_subnet
 from .evolution import Candidate, evolutionary_search
@@ -81,6 +82,8 @@ def search_subnets(
                 "metrics": evaluate_subnet(model, candidate.spec, full, tokenizer),
             }
         )
+        if measure_latency:
+            selected[-1]["metrics"]["rtf"] = measure_rtf(model.extract_subnet(candidate.spec))
     if write_config:
         model.config.selected_subnets = selected
     return selected, scored

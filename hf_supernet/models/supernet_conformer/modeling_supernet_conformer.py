@@ -15,6 +15,7 @@ and is exactly invariant to padding.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
+from ...costs import FEATURE_FRAMES_PER_SECOND
 from ...masks import BlockPlan, build_mask
 from ...masks.base import ChannelSelection, kept_count
 from ...masks.base import select_channels as _select
@@ -498,6 +500,36 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
             hidden_states=encoder_out.hidden_states,
         )
         return output if return_dict else output.to_tuple()
+
+    def latency_parts(self, config: SupernetConformerConfig, seconds: float) -> list[tuple[str, Callable]]:
+        """The parts whose latencies add up to a dense model of ``config`` on ``seconds`` of audio (front end + head,
+        then each block), each as ``(key, make_runner)``: equal keys time the same computation, so a latency table
+        times each distinct part once (see :mod:`hf_supernet.latency`)."""
+        frames = int(seconds * FEATURE_FRAMES_PER_SECOND)
+        t = self._get_feat_extract_output_lengths(frames)
+        d = config.hidden_size
+        front_key = (config.num_mel_bins, config.subsampling_factor, config.subsampling_conv_channels, d, config.vocab_size, frames)
+
+        def front_and_head():
+            subsampling, head = SupernetConformerSubsampling(config).eval(), nn.Linear(d, config.vocab_size)
+            features, lengths = torch.randn(1, frames, config.num_mel_bins), torch.tensor([frames])
+            return lambda: head(subsampling(features, lengths)[0])
+
+        def block_runner(layer: int):
+            def make():
+                block = SupernetConformerBlock(config, layer).eval()
+                cos, sin = rotary_cos_sin(t, d // config.num_attention_heads, config.rope_theta, "cpu", torch.float32)
+                x, plan = torch.randn(1, t, d), BlockPlan(layer_index=layer)
+                return lambda: block(x, cos, sin, None, plan)
+
+            return make
+
+        parts = [(f"conformer_front_head:{front_key}", front_and_head)]
+        for i in range(config.num_hidden_layers):
+            shape = (d, d // config.num_attention_heads, config.heads_of_layer(i), config.ffn_dims_of_layer(i),
+                     config.has_conv_module(i), config.conv_kernel_size, config.hidden_act, t)
+            parts.append((f"conformer_block:{shape}", block_runner(i)))
+        return parts
 
     def ctc_loss(self, logits: torch.Tensor, output_lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """CTC loss of ``logits`` (batch, frames, vocab) against ``labels`` padded with -100 (computed in fp32)."""
