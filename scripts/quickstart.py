@@ -157,7 +157,8 @@ def main(argv=None) -> list[dict]:
     supernet_dir = os.path.join(args.output_dir, "supernet")
     model.save_pretrained(supernet_dir)
     processor.save_pretrained(supernet_dir)
-    plot_pareto(scored, selected, os.path.join(args.output_dir, "pareto.png"), title="quickstart subnet search (dev loss)")
+    # Inside the supernet folder, where publishing (scripts/publish.py) finds it for the model cards.
+    plot_pareto(scored, selected, os.path.join(supernet_dir, "pareto.png"), title="quickstart subnet search (dev loss)")
     results = [{k: row[k] for k in ("name", "params", "flops", "wer", "cer")} for row in rows]
     with open(os.path.join(args.output_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
