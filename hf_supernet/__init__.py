@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCTC
 from . import data  # noqa: F401  (registers the feature extractor, tokenizer and processor with the Auto classes)
 from .costs import SubnetCosts, costs_of
 from .extraction import extract_subnet
-from .masks import BlockPlan, LayerWidthSpec, MaskMethod
+from .masks import BlockPlan, LayerWidthSpec, MaskMethod, OmniSparsitySpec
 from .models.supernet_conformer import (
     MASK_TYPES,
     SupernetConformerConfig,
@@ -18,6 +18,7 @@ from .models.supernet_conformer import (
 )
 from .data import build_processor, load_speech_dataset, train_tokenizer
 from .metrics import load_metric
+from .sparse_storage import load_sparse, save_sparse, storage_report
 from .subnets import SubnetSpace, SubnetSpec
 
 __version__ = "0.1.0"
@@ -31,6 +32,7 @@ __all__ = [
     "BlockPlan",
     "LayerWidthSpec",
     "MaskMethod",
+    "OmniSparsitySpec",
     "SubnetCosts",
     "SubnetSpace",
     "SubnetSpec",
@@ -41,6 +43,9 @@ __all__ = [
     "costs_of",
     "extract_subnet",
     "load_metric",
+    "load_sparse",
     "load_speech_dataset",
+    "save_sparse",
+    "storage_report",
     "train_tokenizer",
 ]
