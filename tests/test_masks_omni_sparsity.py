@@ -461,3 +461,22 @@ def test_supernet_trainer_resume_continues_the_schedule(tmp_path, drawn):
     assert [s_max for s_max, _ in drawn] == [0.8]
     assert int(resumed.model.mask.schedule_step) == 4 and int(resumed.model.mask.masks_step) == 4
     assert any(not torch.equal(ranks_at_3[k], v) for k, v in ranks(resumed.model).items())
+
+
+def test_training_reduces_the_largest_and_the_sparsest_subnets_loss(tmp_path):
+    torch.manual_seed(0)
+    model = SupernetConformerForCTC(omni_config(omni_sparsity_prune_interval=5, omni_sparsity_schedule_steps=20))
+    args = SupernetTrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=8, per_device_eval_batch_size=8, max_steps=40,
+        learning_rate=5e-3, logging_steps=10, save_strategy="no", report_to=[], use_cpu=True,
+        dataloader_num_workers=0, seed=0, sandwich_batch_split="split", adaptive_dropout=True,
+    )
+    trainer = SupernetTrainer(
+        model=model, args=args, train_dataset=synthetic_dataset(), eval_dataset=synthetic_dataset(8, 1),
+        data_collator=collate,
+    )
+    before = trainer.evaluate()
+    trainer.train()
+    after = trainer.evaluate()
+    for name in ("largest", "smallest"):  # smallest: every layer at 0.8 sparsity
+        assert after[f"eval_{name}_loss"] < 0.8 * before[f"eval_{name}_loss"], name
