@@ -133,7 +133,9 @@ def storage_report(model, block_shape: tuple[int, int] | None = None) -> Storage
             int8_sparse += tensor.numel()
         else:
             int8_sparse += parts["values"].numel() + _nbytes(parts["col_indices"]) + _nbytes(parts["crow_indices"])
-    return StorageReport(params, nonzero, dense_bytes, sparse_bytes, int8_dense, int8_sparse, block, tuple(sparse_names))
+    return StorageReport(
+        params, nonzero, dense_bytes, sparse_bytes, int8_dense, int8_sparse, block, tuple(sparse_names)
+    )
 
 
 # ------------------------------------------------------------------------------------------------ save / load
@@ -189,8 +191,9 @@ def load_sparse(directory: str | os.PathLike, model_class=None):
 
 
 def _model_class(name: str | None):
-    import hf_supernet
     from transformers import PreTrainedModel
+
+    import hf_supernet
 
     cls = getattr(hf_supernet, name or "", None)
     if not (isinstance(cls, type) and issubclass(cls, PreTrainedModel)):

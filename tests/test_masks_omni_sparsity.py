@@ -192,7 +192,8 @@ def test_adam_importance_and_block_scores():
     torch.testing.assert_close(adam_importance(w, v), torch.tensor([[2.0, 2.0], [0.0, 2.0]]))
     torch.testing.assert_close(adam_importance(w), w.abs())
     scores = torch.arange(12.0).view(3, 4)  # 3 rows: blocks of 2 rows leave a partial last block
-    torch.testing.assert_close(block_scores(scores, (2, 1)), torch.tensor([[2.0, 3.0, 4.0, 5.0], [8.0, 9.0, 10.0, 11.0]]))
+    expected = torch.tensor([[2.0, 3.0, 4.0, 5.0], [8.0, 9.0, 10.0, 11.0]])  # last block: row 2 alone
+    torch.testing.assert_close(block_scores(scores, (2, 1)), expected)
     assert descending_ranks(torch.tensor([0.1, 0.5, 0.5, 0.0])).tolist() == [2, 0, 1, 3]  # ties: lower index first
 
 
@@ -290,7 +291,9 @@ def test_training_space_opens_as_the_schedule_raises_the_largest_sparsity():
 # ---------------------------------------------------------------------------------------------- equivalence
 EQUIVALENCE_MODELS = {
     "matrix_8x1": omni_model(**UNEVEN),
-    "layer_1x8_sub8": omni_model(seed=1, omni_sparsity_pooling="layer", omni_sparsity_block_shape=[1, 8], subsampling_factor=8),
+    "layer_1x8_sub8": omni_model(
+        seed=1, omni_sparsity_pooling="layer", omni_sparsity_block_shape=[1, 8], subsampling_factor=8
+    ),
 }
 for _seed, _model in enumerate(EQUIVALENCE_MODELS.values()):
     prune_with_random_adam_state(_model, _seed)
@@ -383,8 +386,17 @@ def test_adaptive_dropout_scales_every_dropout_of_a_layer_by_one_minus_sparsity(
     model.config.adaptive_dropout = True
     rates = []
     dropout, sdpa = F.dropout, F.scaled_dot_product_attention
-    monkeypatch.setattr(F, "dropout", lambda x, p=0.5, training=True, inplace=False: rates.append(p) or dropout(x, p, training))
-    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, dropout_p=0.0, **k: rates.append(dropout_p) or sdpa(*a, dropout_p=dropout_p, **k))
+
+    def spy_dropout(x, p=0.5, training=True, inplace=False):
+        rates.append(p)
+        return dropout(x, p, training)
+
+    def spy_sdpa(*args, dropout_p=0.0, **kwargs):
+        rates.append(dropout_p)
+        return sdpa(*args, dropout_p=dropout_p, **kwargs)
+
+    monkeypatch.setattr(F, "dropout", spy_dropout)
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy_sdpa)
     features, mask = padded_batch([20])
     with model.use_subnet(OmniSparsitySpec((0.8,))):
         model(features, mask)

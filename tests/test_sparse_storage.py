@@ -61,7 +61,8 @@ def test_dense_subnet_is_stored_dense(tmp_path):
     assert report.sparse_tensors == () and report.sparse_bytes == report.dense_bytes
     assert report.int8_sparse_bytes == report.int8_dense_bytes
     features, mask = padded_batch([25])
-    torch.testing.assert_close(load_sparse(tmp_path)(features, mask).logits, dense(features, mask).logits, rtol=0, atol=0)
+    loaded = load_sparse(tmp_path)
+    torch.testing.assert_close(loaded(features, mask).logits, dense(features, mask).logits, rtol=0, atol=0)
 
 
 def test_load_sparse_errors_are_clear(tmp_path):

@@ -39,6 +39,9 @@ baked in) and costs (nonzero weights, density-scaled matmul FLOPs) need nothing 
   see the whole space (:meth:`OmniSparsityMask.space`), mixed specs with dense layers included [choice].
 * **Adaptive dropout** [paper]: a layer at sparsity ``s`` runs all its dropouts at ``p * (1 - s)`` (``p`` = the
   config's rates, 0.1 in the paper), when ``adaptive_dropout`` is on.
+* **Sizes**: ``subnet_costs(spec).params`` counts nonzero weights and ``int8_mb`` stores those at one byte with no
+  index (what budgets compare); :func:`hf_supernet.storage_report` adds the index bytes of the block-sparse format
+  that :func:`hf_supernet.save_sparse` writes.
 """
 
 from __future__ import annotations
@@ -360,10 +363,10 @@ class OmniSparsityMask(MaskMethod):
         second_moments = self._second_moments(weights, optimizer)
         with torch.inference_mode(False):  # buffers must stay ordinary tensors even if first used in inference mode
             for layer, layout in enumerate(self.layouts):
-                scores = [
-                    block_scores(adam_importance(weights[(layer, m.name)], second_moments.get((layer, m.name))), self.block_shape).flatten()
-                    for m in layout
+                importances = [
+                    adam_importance(weights[(layer, m.name)], second_moments.get((layer, m.name))) for m in layout
                 ]
+                scores = [block_scores(imp, self.block_shape).flatten() for imp in importances]
                 if not scores:
                     continue
                 if self.config.omni_sparsity_pooling == "matrix":
