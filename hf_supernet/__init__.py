@@ -11,7 +11,7 @@ from .costs import SubnetCosts, costs_of
 from . import latency  # noqa: F401  (measured real-time factors, per-machine table)
 from .extraction import extract_subnet
 from .latency import LatencyTable
-from .masks import BlockPlan, LayerWidthSpec, MaskMethod
+from .masks import BlockPlan, LayerWidthSpec, MaskMethod, OmniSparsitySpec
 from .models.supernet_conformer import (
     MASK_TYPES,
     SupernetConformerConfig,
@@ -21,6 +21,7 @@ from .models.supernet_conformer import (
 from .data import build_processor, load_speech_dataset, train_tokenizer
 from .metrics import load_metric
 from .publishing import publish_subnets
+from .sparse_storage import load_sparse, save_sparse, storage_report
 from .subnets import SubnetSpace, SubnetSpec
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "BlockPlan",
     "LayerWidthSpec",
     "MaskMethod",
+    "OmniSparsitySpec",
     "SubnetCosts",
     "SubnetSpace",
     "SubnetSpec",
@@ -45,7 +47,10 @@ __all__ = [
     "LatencyTable",
     "extract_subnet",
     "load_metric",
+    "load_sparse",
     "load_speech_dataset",
     "publish_subnets",
+    "save_sparse",
+    "storage_report",
     "train_tokenizer",
 ]

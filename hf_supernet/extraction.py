@@ -54,7 +54,9 @@ def extract_subnet(model, spec: SubnetSpec):
     encoder = model.base_model
     prefix = "" if encoder is model else f"{model.base_model_prefix}."
     layers_prefix = f"{prefix}layers."
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(layers_prefix)}
+    # The mask's own state (learned scores, pruning ranks) carved the subnet; the dense model has none.
+    skipped = (layers_prefix, f"{prefix}mask.")
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(skipped)}
     for i, plan in enumerate(plans):
         block_state = encoder.layers[plan.layer_index].reduced_state_dict(plan)
         state.update({f"{layers_prefix}{i}.{k}": v for k, v in block_state.items()})

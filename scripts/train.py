@@ -45,6 +45,10 @@ class ModelArguments:
     subsampling_conv_channels: int = field(default=96, metadata={"help": "Front-end conv channels."})
     subsampling_factor: int = field(default=4, metadata={"help": "4 or 8."})
     mask_type: str = field(default="layer_width", metadata={"help": "How subnets are carved."})
+    omni_sparsity_prune_interval: int = field(default=256, metadata={"help": "omni_sparsity: steps between pruning steps."})
+    omni_sparsity_schedule_steps: int = field(
+        default=2560, metadata={"help": "omni_sparsity: length of the cubic ramp of the largest trainable sparsity."}
+    )
     dropout: float = field(default=0.1, metadata={"help": "All dropout rates."})
 
 

@@ -9,7 +9,7 @@ def test_unknown_mask_type_lists_valid_values():
         SupernetConformerConfig(mask_type="magic")
 
 
-@pytest.mark.parametrize("mask_type", ["orthosoftmax", "omni_sparsity"])
+@pytest.mark.parametrize("mask_type", ["orthosoftmax"])
 def test_planned_mask_types_raise_not_implemented(mask_type):
     with pytest.raises(NotImplementedError, match="not implemented yet"):
         SupernetConformerConfig(mask_type=mask_type)
@@ -32,6 +32,14 @@ def test_layer_drop_defaults_scale_todm_to_depth():
         ({"ffn_width_choices": [0.0, 1.0]}, "fractions"),
         ({"num_hidden_layers": 2, "layer_ffn_dims": [8]}, "one entry per layer"),
         ({"num_hidden_layers": 0}, "num_hidden_layers"),
+        ({"omni_sparsity_levels": [0.0, 1.0]}, "omni_sparsity_levels"),
+        ({"omni_sparsity_levels": [0.5, 0.5]}, "omni_sparsity_levels"),
+        ({"omni_sparsity_block_shape": [8]}, "omni_sparsity_block_shape"),
+        ({"omni_sparsity_block_shape": [0, 1]}, "omni_sparsity_block_shape"),
+        ({"omni_sparsity_pooling": "global"}, "omni_sparsity_pooling"),
+        ({"omni_sparsity_prune_interval": 0}, "omni_sparsity_prune_interval"),
+        ({"omni_sparsity_schedule_steps": -1}, "omni_sparsity_schedule"),
+        ({"omni_sparsity_initial_max_sparsity": 0.9}, "omni_sparsity_initial_max_sparsity"),
     ],
 )
 def test_bad_configs_raise_clear_errors(kwargs, message):

@@ -51,7 +51,9 @@ class BlockPlan:
         weight_masks: multiplicative masks of the block's weights, keyed by parameter name inside the block (e.g.
             `"ffn1.intermediate_dense.weight"`), each of the weight's full shape. Extraction bakes them in (zeros).
         dropout_scale: factor applied to the block's dropout rates when adaptive dropout is on (the kept share of
-            the block, TODM's ``p_i = p_max * c_i / m_i``).
+            the block, TODM's ``p_i = p_max * c_i / m_i``; Omni-sparsity's ``1 - s``).
+        dropout_scaled_units: the units whose dropout `dropout_scale` scales. By default the feed-forward modules
+            (TODM reduces only those); a mask type that thins every unit (Omni-sparsity) names all four.
     """
 
     layer_index: int
@@ -63,6 +65,7 @@ class BlockPlan:
     unit_scales: Mapping[str, torch.Tensor] | None = dataclasses.field(default=None, compare=False, repr=False)
     weight_masks: Mapping[str, torch.Tensor] | None = dataclasses.field(default=None, compare=False, repr=False)
     dropout_scale: float = 1.0
+    dropout_scaled_units: tuple[str, ...] = ("ffn1", "ffn2")
 
     def ffn_keep(self, which: int) -> ChannelSelection:
         """The hidden channels kept in feed-forward module ``which`` (1 or 2)."""
@@ -125,6 +128,19 @@ class MaskMethod(nn.Module):
     def block_plans(self, spec: SubnetSpec) -> list[BlockPlan]:
         """The blocks to run, in order, when the supernet runs as ``spec``."""
 
+    def training_space(self) -> SubnetSpace:
+        """The subnets the trainer's sandwich draws from at the current step (its largest, smallest and random
+        subnets). Default: the whole space. A mask type whose space opens up during training (Omni-sparsity's
+        schedule of the largest sparsity) returns the part open now; search, costs and extraction still see
+        :meth:`space`."""
+        return self.space()
+
+    def bind_blocks(self, blocks: nn.ModuleList) -> None:
+        """Called once by the model that owns this mask, with the physical blocks ``BlockPlan.layer_index``
+        indexes. A mask type whose masks are computed from the weights (Omni-sparsity) keeps a reference; the
+        default ignores it."""
+        return None
+
     def full_plans(self) -> list[BlockPlan]:
         """Plans of the unreduced model (what runs when no subnet is active)."""
         return [BlockPlan(layer_index=i) for i in range(self.config.num_hidden_layers)]
@@ -135,5 +151,7 @@ class MaskMethod(nn.Module):
         return None
 
     def on_optimizer_step(self, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> None:
-        """Called after each optimizer step (e.g. Omni-sparsity recomputes its pruning masks)."""
+        """Called after each optimizer step (e.g. Omni-sparsity recomputes its pruning masks). ``step`` is the index
+        of the step just taken (0 for the first: the trainer's ``global_step`` before it counts the step, the same
+        value ``extra_loss`` saw for it); ``optimizer`` holds its state (e.g. Adam's ``exp_avg_sq``)."""
         return None

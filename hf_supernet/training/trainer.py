@@ -3,8 +3,9 @@
 Each optimizer step runs the sandwich rule (largest + smallest + k random subnets of ``model.subnet_space``),
 distils the largest subnet's detached output into the others, sums the losses and lets ``Trainer`` do one
 backward and one optimizer step. Mask types contribute extra losses and per-step hooks through the model's mask
-interface (``model.mask.extra_loss`` / ``model.mask.on_optimizer_step``); the trainer never asks which mask type
-it holds. The math lives in :mod:`.sandwich` and :mod:`.distillation`.
+interface (``model.mask.extra_loss`` / ``model.mask.on_optimizer_step``) and draw the sandwich from
+``model.mask.training_space()``; the trainer never asks which mask type it holds. The math lives in
+:mod:`.sandwich` and :mod:`.distillation`.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class SupernetTrainer(Trainer):
 
         supernet = self.accelerator.unwrap_model(model)
         args: SupernetTrainingArguments = self.args
-        subnets = sandwich_subnets(supernet.subnet_space, args.num_random_subnets, self.subnet_generator)
+        # The part of the space open at this step (a mask type may open its space up during training).
+        subnets = sandwich_subnets(supernet.mask.training_space(), args.num_random_subnets, self.subnet_generator)
         rows = batch_rows(inputs["input_features"].shape[0], len(subnets), args.sandwich_batch_split)
 
         teacher_logits = None

@@ -218,6 +218,7 @@ class SupernetConformerSelfAttention(nn.Module):
         heads: tuple[int, ...] | None = None,
         scale: torch.Tensor | None = None,
         weight_masks: dict[str, torch.Tensor] | None = None,
+        dropout_scale: float = 1.0,
     ) -> torch.Tensor:
         masks = weight_masks or {}
         batch, time, _ = x.shape
@@ -234,7 +235,7 @@ class SupernetConformerSelfAttention(nn.Module):
         k = k * cos + _rotate_half(k) * sin
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout * dropout_scale if self.training else 0.0
         )
         if scale is not None:
             out = out * _select(scale, 0, heads)[None, :, None, None]
@@ -300,6 +301,8 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = config.hidden_dropout
 
+    UNITS = ("ffn1", "self_attn", "conv_module", "ffn2")
+
     def runs(self, plan: BlockPlan) -> dict[str, bool]:
         """Which units run under ``plan`` (present in this block and not removed by the plan)."""
         return {
@@ -310,23 +313,27 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
         }
 
     def forward(self, x, cos, sin, mask, plan: BlockPlan, dropout_scale: float = 1.0) -> torch.Tensor:
-        drop = self.dropout * dropout_scale
+        # dropout_scale (adaptive dropout) applies to the units the plan names; the others keep their rate.
+        unit_scale = {unit: dropout_scale if unit in plan.dropout_scaled_units else 1.0 for unit in self.UNITS}
         scales = plan.unit_scales or {}
         runs = self.runs(plan)
         if runs["ffn1"]:
-            out = self.ffn1(x, plan.ffn_keep(1), dropout_scale, scales.get("ffn1"), plan.weight_masks_of("ffn1"))
-            x = x + 0.5 * F.dropout(out, drop, self.training)
+            s = unit_scale["ffn1"]
+            out = self.ffn1(x, plan.ffn_keep(1), s, scales.get("ffn1"), plan.weight_masks_of("ffn1"))
+            x = x + 0.5 * F.dropout(out, self.dropout * s, self.training)
         if runs["self_attn"]:
+            s = unit_scale["self_attn"]
             out = self.self_attn(
-                x, cos, sin, mask, plan.attention_heads, scales.get("self_attn"), plan.weight_masks_of("self_attn")
+                x, cos, sin, mask, plan.attention_heads, scales.get("self_attn"), plan.weight_masks_of("self_attn"), s
             )
-            x = x + F.dropout(out, self.dropout, self.training)
+            x = x + F.dropout(out, self.dropout * s, self.training)
         if runs["conv_module"]:
             out = self.conv_module(x, mask, scales.get("conv_module"), plan.weight_masks_of("conv_module"))
-            x = x + F.dropout(out, self.dropout, self.training)
+            x = x + F.dropout(out, self.dropout * unit_scale["conv_module"], self.training)
         if runs["ffn2"]:
-            out = self.ffn2(x, plan.ffn_keep(2), dropout_scale, scales.get("ffn2"), plan.weight_masks_of("ffn2"))
-            x = x + 0.5 * F.dropout(out, drop, self.training)
+            s = unit_scale["ffn2"]
+            out = self.ffn2(x, plan.ffn_keep(2), s, scales.get("ffn2"), plan.weight_masks_of("ffn2"))
+            x = x + 0.5 * F.dropout(out, self.dropout * s, self.training)
         return self.final_layer_norm(x)
 
     def reduced_state_dict(self, plan: BlockPlan) -> dict[str, torch.Tensor]:
@@ -386,6 +393,7 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(SupernetConformerBlock(config, i) for i in range(config.num_hidden_layers))
         self.mask = build_mask(config)
+        self.mask.bind_blocks(self.layers)
         self.gradient_checkpointing = False
         self.post_init()
 
