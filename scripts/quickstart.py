@@ -20,22 +20,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import torch
 from transformers import HfArgumentParser, set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
-from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
-from hf_supernet.data import (
-    DataCollatorCTCWithPadding,
-    SpecAugmentCallback,
-    build_processor,
-    filter_ctc_feasible,
-    load_speech_dataset,
-    prepare_dataset,
-    train_tokenizer,
-)
+from hf_supernet import SupernetConformerForCTC
+from hf_supernet.data import SpecAugmentCallback
 from hf_supernet.search import collate_batches, evaluate_subnet, plot_pareto, search_subnets
-from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments, WallClockLimitCallback
+from hf_supernet.training import SupernetTrainer, WallClockLimitCallback
+from hf_supernet.training.recipes import digits_training_arguments, feasible_train_split, load_digits, small_conformer_config
 
 logger = logging.getLogger("quickstart")
 
@@ -50,72 +42,22 @@ class QuickstartArguments:
     smoke: bool = field(default=False, metadata={"help": "Tiny model, data and step count: checks the pipeline."})
 
 
-def model_config(tokenizer, smoke: bool) -> SupernetConformerConfig:
-    """4 x 144 Conformer (about the size of the 2.5 M-parameter baseline in the README), or a toy for --smoke."""
-    size = (
-        dict(hidden_size=32, num_hidden_layers=2, intermediate_size=64, subsampling_conv_channels=16)
-        if smoke
-        else dict(hidden_size=144, num_hidden_layers=4, intermediate_size=576, subsampling_conv_channels=96)
-    )
-    return SupernetConformerConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        num_attention_heads=4,
-        conv_kernel_size=15,
-        **size,
-    )
-
-
-def training_arguments(args: QuickstartArguments) -> SupernetTrainingArguments:
-    return SupernetTrainingArguments(
-        output_dir=os.path.join(args.output_dir, "trainer"),
-        per_device_train_batch_size=32,
-        max_steps=3 if args.smoke else args.max_steps,
-        learning_rate=2e-3,
-        warmup_steps=0 if args.smoke else 100,
-        lr_scheduler_type="linear",
-        weight_decay=0.01,
-        num_random_subnets=2,
-        sandwich_batch_split="quarter",
-        distillation="kl",
-        logging_steps=50,
-        # Batches of similar lengths: less padding, so more audio per second of CPU.
-        train_sampling_strategy="group_by_length",
-        length_column_name="length",
-        remove_unused_columns=False,
-        save_strategy="no",
-        report_to=[],
-        seed=args.seed,
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-    )
-
-
 def main(argv=None) -> list[dict]:
     (args,) = HfArgumentParser(QuickstartArguments).parse_args_into_dataclasses(args=argv)
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(args.seed)
     start = time.monotonic()
 
-    # 1. data: bundled spoken digits; the train split's last 10% becomes the dev split the search scores on.
-    splits = load_speech_dataset("fsdd")
-    train, test = splits["train"], splits["test"]
-    if args.smoke:
-        train, test = train.select(range(0, len(train), 20)), test.select(range(0, len(test), 10))
-    held_out = train.train_test_split(test_size=0.1, seed=args.seed)
-    train, dev = held_out["train"], held_out["test"]
-
-    # 2. tokenizer, processor, features.
-    tokenizer = train_tokenizer(train["text"], model_type="char")
-    processor = build_processor(tokenizer)
-    train, dev, test = (prepare_dataset(d, processor) for d in (train, dev, test))
-    config = model_config(tokenizer, args.smoke)
-    model = SupernetConformerForCTC(config)
-    train = filter_ctc_feasible(train, model._get_feat_extract_output_lengths)
+    # 1-2. data (bundled spoken digits; the train split's last 10% becomes the dev split the search scores on),
+    # character tokenizer, processor, features; the recipe's 4 x 144 supernet.
+    data = load_digits("fsdd", seed=args.seed, smoke=args.smoke)
+    processor, tokenizer, collator = data.processor, data.tokenizer, data.collator
+    dev, test = data.dev, data.test
+    model = SupernetConformerForCTC(small_conformer_config(tokenizer, smoke=args.smoke))
+    train = feasible_train_split(data, model)
     logger.info("train/dev/test: %d/%d/%d utterances; supernet: %.2f M parameters", len(train), len(dev), len(test), model.num_parameters() / 1e6)
 
-    collator = DataCollatorCTCWithPadding(processor, spec_augment=None if args.smoke else {"mask_time_prob": 0.05, "mask_feature_prob": 0.05})
-    training_args = training_arguments(args)
+    training_args = digits_training_arguments(os.path.join(args.output_dir, "trainer"), args.max_steps, args.seed, args.smoke)
     clock = WallClockLimitCallback(args.time_budget_minutes * 60)
     trainer = SupernetTrainer(
         model=model,

@@ -1,0 +1,125 @@
+"""A recipe that learns spoken digits in minutes on 2 CPU cores, shared by the quickstart and the benchmarks.
+
+The quickstart, the method comparison and the supernet-vs-separate benchmark must train the *same* way for their
+numbers to be comparable, so the data split, model size and training arguments live here once:
+
+- data: FSDD (the bundled subset, or any folder/name :func:`~hf_supernet.load_speech_dataset` takes, e.g. the staged
+  ``../shared/data/fsdd``), the last 10% of the train split held out as a dev split for search;
+- a character tokenizer (10 words, 15 letters: CTC needs no word pieces here);
+- a 4 x 144 Conformer (FFN 576, kernel 15, ~2.2 M parameters: the size of the 2.5 M-parameter Parakeet baseline);
+- AdamW at 2e-3 with 100 warm-up steps and linear decay, batches of 32 grouped by length, SpecAugment (5% time and
+  frequency masks), sandwich with TODM's quarter batch split and KL distillation.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..data import (
+    DataCollatorCTCWithPadding,
+    build_processor,
+    filter_ctc_feasible,
+    load_speech_dataset,
+    prepare_dataset,
+    train_tokenizer,
+)
+from ..models.supernet_conformer import SupernetConformerConfig
+from .arguments import SupernetTrainingArguments
+
+SPEC_AUGMENT = {"mask_time_prob": 0.05, "mask_feature_prob": 0.05}
+
+
+@dataclass
+class SpeechData:
+    """Prepared splits, the processor that made them and a training collator."""
+
+    train: Any
+    dev: Any
+    test: Any
+    processor: Any
+    collator: DataCollatorCTCWithPadding
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+
+def load_digits(source: str = "fsdd", seed: int = 0, smoke: bool = False, spec_augment: bool = True) -> SpeechData:
+    """FSDD from ``source`` split into train/dev/test, a character tokenizer trained on train, features computed.
+
+    ``smoke`` keeps every 20th train and 10th test utterance (a pipeline check in seconds)."""
+    splits = load_speech_dataset(source)
+    train, test = splits["train"], splits["test"]
+    if smoke:
+        train, test = train.select(range(0, len(train), 20)), test.select(range(0, len(test), 10))
+    held_out = train.train_test_split(test_size=0.1, seed=seed)
+    train, dev = held_out["train"], held_out["test"]
+    tokenizer = train_tokenizer(train["text"], model_type="char")
+    processor = build_processor(tokenizer)
+    train, dev, test = (prepare_dataset(d, processor) for d in (train, dev, test))
+    collator = DataCollatorCTCWithPadding(processor, spec_augment=SPEC_AUGMENT if spec_augment and not smoke else None)
+    return SpeechData(train, dev, test, processor, collator)
+
+
+def small_conformer_config(tokenizer, smoke: bool = False, **overrides) -> SupernetConformerConfig:
+    """4 x 144 Conformer (or a toy 2 x 32 one with ``smoke``); ``overrides`` set any config field (e.g. mask_type)."""
+    size = (
+        {"hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 64, "subsampling_conv_channels": 16}
+        if smoke
+        else {"hidden_size": 144, "num_hidden_layers": 4, "intermediate_size": 576, "subsampling_conv_channels": 96}
+    )
+    values = {
+        "vocab_size": len(tokenizer),
+        "pad_token_id": tokenizer.pad_token_id,
+        "num_attention_heads": 4,
+        "conv_kernel_size": 15,
+        **size,
+    }
+    values.update(overrides)
+    return SupernetConformerConfig(**values)
+
+
+def feasible_train_split(data: SpeechData, model):
+    """Drop training utterances whose labels cannot fit the model's output frames (CTC would return inf)."""
+    return filter_ctc_feasible(data.train, model._get_feat_extract_output_lengths)
+
+
+def digits_training_arguments(
+    output_dir: str, max_steps: int, seed: int = 0, smoke: bool = False, **overrides
+) -> SupernetTrainingArguments:
+    """The recipe's training arguments; ``overrides`` replace any of them (e.g. ``sandwich_batch_split``)."""
+    values = {
+        "output_dir": output_dir,
+        "per_device_train_batch_size": 32,
+        "max_steps": 3 if smoke else max_steps,
+        "learning_rate": 2e-3,
+        "warmup_steps": 0 if smoke else 100,
+        "lr_scheduler_type": "linear",
+        "weight_decay": 0.01,
+        "num_random_subnets": 2,
+        "sandwich_batch_split": "quarter",
+        "distillation": "kl",
+        "logging_steps": 50,
+        # Batches of similar lengths: less padding, so more audio per second of CPU.
+        "train_sampling_strategy": "group_by_length",
+        "length_column_name": "length",
+        "remove_unused_columns": False,
+        "save_strategy": "no",
+        "report_to": [],
+        "seed": seed,
+        "dataloader_num_workers": 0,
+        "use_cpu": not torch.cuda.is_available(),
+    }
+    values.update(overrides)
+    return SupernetTrainingArguments(**values)
+
+
+def staged_or_bundled_fsdd(repo_root: str | os.PathLike) -> str:
+    """The full staged FSDD (``../shared/data/fsdd`` beside the repository, 2700 train recordings) when it is there,
+    else the bundled subset (1680)."""
+    staged = os.path.join(os.path.dirname(os.path.abspath(repo_root)), "shared", "data", "fsdd")
+    return staged if os.path.isdir(staged) else "fsdd"
