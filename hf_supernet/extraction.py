@@ -54,7 +54,13 @@ def extract_subnet(model, spec: SubnetSpec):
     encoder = model.base_model
     prefix = "" if encoder is model else f"{model.base_model_prefix}."
     layers_prefix = f"{prefix}layers."
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(layers_prefix)}
+    # The mask's own state (e.g. learned scores) carves the supernet; the dense model has nothing left to carve.
+    mask_prefix = f"{prefix}mask."
+    state = {
+        k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if not k.startswith(layers_prefix) and not k.startswith(mask_prefix)
+    }
     for i, plan in enumerate(plans):
         block_state = encoder.layers[plan.layer_index].reduced_state_dict(plan)
         state.update({f"{layers_prefix}{i}.{k}": v for k, v in block_state.items()})
