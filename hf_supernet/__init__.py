@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCTC
 from . import data  # noqa: F401  (registers the feature extractor, tokenizer and processor with the Auto classes)
 from .costs import SubnetCosts, costs_of
 from .extraction import extract_subnet
-from .masks import BlockPlan, LayerWidthSpec, MaskMethod
+from .masks import BlockPlan, LayerWidthSpec, MaskMethod, OrthoSoftmaxSpec
 from .models.supernet_conformer import (
     MASK_TYPES,
     SupernetConformerConfig,
@@ -31,6 +31,7 @@ __all__ = [
     "BlockPlan",
     "LayerWidthSpec",
     "MaskMethod",
+    "OrthoSoftmaxSpec",
     "SubnetCosts",
     "SubnetSpace",
     "SubnetSpec",

@@ -9,7 +9,7 @@ def test_unknown_mask_type_lists_valid_values():
         SupernetConformerConfig(mask_type="magic")
 
 
-@pytest.mark.parametrize("mask_type", ["orthosoftmax", "omni_sparsity"])
+@pytest.mark.parametrize("mask_type", ["omni_sparsity"])
 def test_planned_mask_types_raise_not_implemented(mask_type):
     with pytest.raises(NotImplementedError, match="not implemented yet"):
         SupernetConformerConfig(mask_type=mask_type)

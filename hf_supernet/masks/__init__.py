@@ -2,10 +2,12 @@
 
 from .base import BlockPlan, MaskMethod
 from .layer_width import LayerWidthMask, LayerWidthSpace, LayerWidthSpec
+from .orthosoftmax import OrthoSoftmaxMask, OrthoSoftmaxSpace, OrthoSoftmaxSpec
 
 # mask_type -> implementation. Adding a method = one module under masks/ + one line here.
 MASK_METHODS: dict[str, type[MaskMethod]] = {
     "layer_width": LayerWidthMask,
+    "orthosoftmax": OrthoSoftmaxMask,
 }
 
 
@@ -20,4 +22,15 @@ def build_mask(config) -> MaskMethod:
     return cls(config)
 
 
-__all__ = ["BlockPlan", "MaskMethod", "MASK_METHODS", "build_mask", "LayerWidthMask", "LayerWidthSpace", "LayerWidthSpec"]
+__all__ = [
+    "BlockPlan",
+    "MaskMethod",
+    "MASK_METHODS",
+    "build_mask",
+    "LayerWidthMask",
+    "LayerWidthSpace",
+    "LayerWidthSpec",
+    "OrthoSoftmaxMask",
+    "OrthoSoftmaxSpace",
+    "OrthoSoftmaxSpec",
+]
