@@ -512,13 +512,19 @@ def plot_kept_units(model, path, title: str | None = None):
         for j in mask.kept_units(budget):
             unit = mask.units[j]
             grid[rows.index(unit.name), unit.layer] = budget
-    fig, ax = plt.subplots(figsize=(1.2 + 0.5 * grid.shape[1], 1.0 + 0.3 * grid.shape[0]))
-    image = ax.imshow(grid, aspect="auto", cmap="viridis_r", vmin=min(budgets), vmax=max(budgets))
+    # One discrete colour per budget (index into the sorted budgets), labelled with the budget itself.
+    index = np.where(np.isnan(grid), np.nan, np.searchsorted(budgets, np.nan_to_num(grid)))
+    colours = plt.get_cmap("viridis_r", len(budgets))
+    norm = matplotlib.colors.BoundaryNorm(np.arange(len(budgets) + 1) - 0.5, len(budgets))
+    fig, ax = plt.subplots(figsize=(2.2 + 0.45 * grid.shape[1], 1.0 + 0.3 * grid.shape[0]))
+    image = ax.imshow(index, aspect="auto", cmap=colours, norm=norm)
     ax.set_xticks(range(grid.shape[1]), [str(i) for i in range(grid.shape[1])])
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("layer")
     ax.set_title(title or "smallest budget keeping each unit")
-    fig.colorbar(image, ax=ax, label="budget (fraction of " + mask.config.orthosoftmax_budget_cost + ")")
+    bar = fig.colorbar(image, ax=ax, ticks=range(len(budgets)))
+    bar.ax.set_yticklabels([f"{b:g}" for b in budgets])
+    bar.set_label(f"budget (fraction of {mask.config.orthosoftmax_budget_cost})")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
