@@ -296,6 +296,10 @@ def test_stage_switch_at_the_configured_step():
     subnets = mask.training_subnets(sandwich, gen, 3)
     assert [role for role, _ in subnets] == ["largest", "smallest", "random"]
     assert subnets[1:] == sandwich[1:]
+    # A frozen supernet trained further by a new run (whose steps restart at 0) keeps its frozen masks.
+    subnets = mask.training_subnets(sandwich, gen, 0)
+    assert subnets[1:] == sandwich[1:] and not getattr(subnets[0][1], "soft", False)
+    assert mask.extra_loss(model, 0) is None
 
 
 def test_stage_one_loss_reweighting():

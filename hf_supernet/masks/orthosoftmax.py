@@ -11,9 +11,9 @@ Training has two stages, switched by the optimizer step (``orthosoftmax_stage1_s
 1. *soft*: each step trains the full model and one random smaller budget whose units are scaled by the soft masks
    ``m_j = Σ_{i≤k(p)} S_ij`` (gradients reach ``W``); its CTC loss is reweighted ``(1 − e^{−CTC})·CTC``; an
    orthogonality loss with a linearly ramped weight pushes the rows of ``S`` to disjoint one-hots; ``τ`` anneals.
-2. *hard*: the ranking is frozen (a buffer, so checkpoints and ``from_pretrained`` reproduce it) and the trainer's
-   sandwich trains the budgets with binary masks; the full model gets stochastic depth on the units outside the
-   smallest budget.
+2. *hard*: the ranking is frozen (a buffer, so checkpoints and ``from_pretrained`` reproduce it, and a frozen
+   supernet trained further by a new run stays frozen) and the trainer's sandwich trains the budgets with binary
+   masks; the full model gets stochastic depth on the units outside the smallest budget.
 
 A budget's *subnet* (``OrthoSoftmaxSpec(budget)``) always runs its binary mask, in either stage and in train or eval
 mode, so costs, evaluation, search and extraction see one deterministic architecture per budget. Before the freeze
@@ -401,7 +401,7 @@ class OrthoSoftmaxMask(MaskMethod):
 
     def training_subnets(self, subnets, generator, step):
         space = self.space()
-        if step < self.stage1_steps:
+        if step < self.stage1_steps and not bool(self.frozen):  # a frozen checkpoint trained further stays frozen
             smaller = [b for b in space.budgets if b < 1]
             budget = smaller[randint(len(smaller), generator)]
             return [subnets[0], ("random", OrthoSoftmaxTrainingSpec(budget, soft=True))]
