@@ -245,6 +245,17 @@ def test_soft_masks_carry_gradients_into_the_scores():
     torch.testing.assert_close(masks, torch.full_like(masks, k / len(masks)), atol=0.05, rtol=0)
 
 
+def test_layer_wise_soft_masks_scale_whole_modules():
+    mask = MODELS["layer_params"].mask
+    set_scores(mask, 4, frozen=False)
+    masks = mask.soft_masks(0.457)
+    for layer, plan in enumerate(mask.block_plans(OrthoSoftmaxTrainingSpec(0.457, soft=True))):
+        ids = {u.kind: j for j, u in enumerate(mask.units) if u.layer == layer}
+        for kind in ("ffn1", "self_attn", "ffn2"):
+            assert torch.equal(plan.unit_scales[kind], masks[ids[kind]].expand_as(plan.unit_scales[kind]))
+        assert torch.equal(plan.unit_scales["conv_module"], masks[ids["conv_module"]])
+
+
 def test_soft_k_matches_the_binary_mask_for_one_hot_rows():
     """With permutation-like scores the soft cost formula and the exact binary mask cost agree (FLOPs add up)."""
     model = SupernetConformerForCTC(ortho_config()).eval()
