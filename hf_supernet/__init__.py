@@ -11,7 +11,7 @@ from .costs import SubnetCosts, costs_of
 from . import latency  # noqa: F401  (measured real-time factors, per-machine table)
 from .extraction import extract_subnet
 from .latency import LatencyTable
-from .masks import BlockPlan, LayerWidthSpec, MaskMethod, OmniSparsitySpec
+from .masks import BlockPlan, LayerWidthSpec, MaskMethod, OmniSparsitySpec, OrthoSoftmaxSpec
 from .models.supernet_conformer import (
     MASK_TYPES,
     SupernetConformerConfig,
@@ -36,6 +36,7 @@ __all__ = [
     "LayerWidthSpec",
     "MaskMethod",
     "OmniSparsitySpec",
+    "OrthoSoftmaxSpec",
     "SubnetCosts",
     "SubnetSpace",
     "SubnetSpec",

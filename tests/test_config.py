@@ -1,7 +1,12 @@
 import pytest
 
 from hf_supernet import SupernetConformerConfig
-from hf_supernet.models.supernet_conformer.configuration_supernet_conformer import default_layer_drop_choices
+from hf_supernet.models.supernet_conformer.configuration_supernet_conformer import (
+    MASK_TYPES,
+    default_layer_drop_choices,
+)
+
+from .conftest import tiny_conformer_config
 
 
 def test_unknown_mask_type_lists_valid_values():
@@ -9,10 +14,12 @@ def test_unknown_mask_type_lists_valid_values():
         SupernetConformerConfig(mask_type="magic")
 
 
-@pytest.mark.parametrize("mask_type", ["orthosoftmax"])
-def test_planned_mask_types_raise_not_implemented(mask_type):
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        SupernetConformerConfig(mask_type=mask_type)
+@pytest.mark.parametrize("mask_type", MASK_TYPES)
+def test_every_mask_type_builds_a_model(mask_type):
+    from hf_supernet import SupernetConformerForCTC
+
+    model = SupernetConformerForCTC(tiny_conformer_config(mask_type=mask_type))
+    assert model.mask.mask_type == mask_type
 
 
 def test_layer_drop_defaults_scale_todm_to_depth():

@@ -105,6 +105,28 @@ def test_mask_hooks_are_called_through_the_interface(tmp_path):
     assert all("loss_mask" in e for e in trainer.state.log_history if "loss" in e)
 
 
+def test_mask_chooses_the_subnets_of_a_step_and_their_losses(tmp_path):
+    """``training_subnets`` can replace the sandwich's draw and ``subnet_loss`` reweight each subnet's loss."""
+    trainer = make_trainer(tmp_path, max_steps=2, distillation="none")
+    mask = trainer.model.mask
+    seen = []
+
+    def training_subnets(subnets, generator, step):
+        assert [role for role, _ in subnets] == ["largest", "smallest", "random", "random"]
+        assert isinstance(generator, torch.Generator)
+        seen.append(step)
+        return [subnets[0], ("tiny", subnets[1][1])]
+
+    mask.training_subnets = training_subnets
+    mask.subnet_loss = lambda spec, loss, step: 0.0 * loss if spec == mask.space().smallest() else loss
+    trainer.train()
+    assert seen == [0, 1]
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert all({k for k in e if k.startswith("loss_")} == {"loss_largest", "loss_tiny"} for e in logged)
+    # The smallest's loss is logged as computed but weighted 0 in the optimised total.
+    assert all(e["loss"] == pytest.approx(e["loss_largest"], rel=1e-3) for e in logged)
+
+
 def test_adaptive_dropout_flag_reaches_the_model(tmp_path):
     trainer = make_trainer(tmp_path, max_steps=1, adaptive_dropout=True)
     assert trainer.model.config.adaptive_dropout is True

@@ -3,11 +3,13 @@
 from .base import BlockPlan, MaskMethod
 from .layer_width import LayerWidthMask, LayerWidthSpace, LayerWidthSpec
 from .omni_sparsity import OmniSparsityMask, OmniSparsitySpace, OmniSparsitySpec
+from .orthosoftmax import OrthoSoftmaxMask, OrthoSoftmaxSpace, OrthoSoftmaxSpec
 
 # mask_type -> implementation. Adding a method = one module under masks/ + one line here.
 MASK_METHODS: dict[str, type[MaskMethod]] = {
     "layer_width": LayerWidthMask,
     "omni_sparsity": OmniSparsityMask,
+    "orthosoftmax": OrthoSoftmaxMask,
 }
 
 
@@ -33,4 +35,7 @@ __all__ = [
     "OmniSparsityMask",
     "OmniSparsitySpace",
     "OmniSparsitySpec",
+    "OrthoSoftmaxMask",
+    "OrthoSoftmaxSpace",
+    "OrthoSoftmaxSpec",
 ]

@@ -146,6 +146,22 @@ class MaskMethod(nn.Module):
         return [BlockPlan(layer_index=i) for i in range(self.config.num_hidden_layers)]
 
     # --- optional training hooks (the trainer calls these for every mask type; defaults do nothing) ---
+    def training_subnets(
+        self, subnets: list[tuple[str, SubnetSpec]], generator: torch.Generator, step: int
+    ) -> list[tuple[str, SubnetSpec]]:
+        """The ``(role, spec)`` pairs a training step trains, given the sandwich rule's draw ``subnets`` (largest
+        first: its output is the distillation teacher, so keep it first). Default: the sandwich as drawn.
+
+        A mask type may train fewer or other subnets, or training-only variants of them (e.g. OrthoSoftmax's
+        soft-masked and stochastic-depth networks, which need not be members of the space). Draw any randomness
+        from ``generator``: it is checkpointed with the run. Roles name the logged losses (``loss_<role>``)."""
+        return subnets
+
+    def subnet_loss(self, spec: SubnetSpec, loss: torch.Tensor, step: int) -> torch.Tensor:
+        """The training loss of subnet ``spec`` on a step, from its task (CTC) loss (e.g. OrthoSoftmax's
+        ``(1 − e^{−CTC})·CTC`` reweighting of its soft-masked subnet). Default: ``loss`` unchanged."""
+        return loss
+
     def extra_loss(self, model: nn.Module, step: int) -> torch.Tensor | None:
         """An extra loss term added once per optimizer step (e.g. OrthoSoftmax's orthogonality loss)."""
         return None

@@ -3,9 +3,9 @@
 Each optimizer step runs the sandwich rule (largest + smallest + k random subnets of ``model.subnet_space``),
 distils the largest subnet's detached output into the others, sums the losses and lets ``Trainer`` do one
 backward and one optimizer step. Mask types contribute extra losses and per-step hooks through the model's mask
-interface (``model.mask.extra_loss`` / ``model.mask.on_optimizer_step``) and draw the sandwich from
-``model.mask.training_space()``; the trainer never asks which mask type it holds. The math lives in
-:mod:`.sandwich` and :mod:`.distillation`.
+interface (``model.mask.training_space`` / ``training_subnets`` / ``subnet_loss`` / ``extra_loss`` /
+``on_optimizer_step``); the trainer never asks which mask type it holds. The math lives in :mod:`.sandwich` and
+:mod:`.distillation`.
 """
 
 from __future__ import annotations
@@ -69,8 +69,10 @@ class SupernetTrainer(Trainer):
 
         supernet = self.accelerator.unwrap_model(model)
         args: SupernetTrainingArguments = self.args
-        # The part of the space open at this step (a mask type may open its space up during training).
+        # The part of the space open at this step (a mask type may open its space up during training), then what
+        # the mask type makes of the draw (e.g. soft-masked training variants).
         subnets = sandwich_subnets(supernet.mask.training_space(), args.num_random_subnets, self.subnet_generator)
+        subnets = supernet.mask.training_subnets(subnets, self.subnet_generator, self.state.global_step)
         rows = batch_rows(inputs["input_features"].shape[0], len(subnets), args.sandwich_batch_split)
 
         teacher_logits = None
@@ -83,7 +85,7 @@ class SupernetTrainer(Trainer):
         weight = args.distill_weight_at(self.state.global_step)
         for (role, spec), part in zip(subnets, rows):
             outputs = model(**take_rows(inputs, part), subnet=spec)
-            total = total + outputs.loss
+            total = total + supernet.mask.subnet_loss(spec, outputs.loss, self.state.global_step)
             self._role_losses[f"loss_{role}"].append(outputs.loss.detach().item())
             if role == LARGEST:
                 largest_outputs = outputs

@@ -5,9 +5,10 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 MASK_TYPES = ("layer_width", "orthosoftmax", "omni_sparsity")
-# Mask types whose implementation has landed; the others are accepted names that still raise NotImplementedError.
-IMPLEMENTED_MASK_TYPES = ("layer_width", "omni_sparsity")
 OMNI_SPARSITY_POOLINGS = ("matrix", "layer")
+
+# OrthoSoftmax's FLOPs-aware budgets from the paper (fractions of the whole model's FLOPs).
+ORTHOSOFTMAX_PAPER_BUDGETS = (0.337, 0.457, 0.578, 0.759, 1.0)
 
 # TODM drops the top 0, 3 or 7 of its layers; for other depths we keep the same *fractions* of the stack.
 _TODM_DEPTH = 16
@@ -68,8 +69,9 @@ class SupernetConformerConfig(PreTrainedConfig):
             Padding id of the tokenizer, used as the CTC blank.
         mask_type (`str`, *optional*, defaults to `"layer_width"`):
             How subnets are carved: `"layer_width"` (TODM: drop top layers, prefix-trim feed-forward width),
-            `"orthosoftmax"` or `"omni_sparsity"` (Omni-sparsity: per-layer 8x1 block sparsity from Adam-pruning
-            importance).
+            `"orthosoftmax"` (OrthoSoftmax: learned nested masks over feed-forward chunks, heads and conv modules;
+            see the `orthosoftmax_*` fields) or `"omni_sparsity"` (Omni-sparsity: per-layer 8x1 block sparsity from
+            Adam-pruning importance; see the `omni_sparsity_*` fields).
         layer_drop_choices (`list[int]`, *optional*):
             `layer_width`: how many top layers a subnet may drop. Defaults to TODM's (0, 3, 7) of 16 layers scaled to
             `num_hidden_layers`.
@@ -92,6 +94,32 @@ class SupernetConformerConfig(PreTrainedConfig):
         adaptive_dropout (`bool`, *optional*, defaults to `False`):
             Scale the dropout of a reduced module by the share of it a subnet keeps (TODM). Set by
             `SupernetTrainingArguments(adaptive_dropout=True)`; has no effect in eval mode.
+        orthosoftmax_granularity (`str`, *optional*, defaults to `"component"`):
+            `orthosoftmax`: the maskable units of a block. `"component"`: each feed-forward module in
+            `orthosoftmax_ffn_chunks` chunks of hidden channels, each attention head, the conv module (15 units per
+            block with 4 heads); `"layer"`: the four modules whole (FF1, MHSA, Conv, FF2).
+        orthosoftmax_ffn_chunks (`int`, *optional*, defaults to 4):
+            `orthosoftmax`, component-wise: chunks (contiguous, near-equal) each feed-forward module is cut into.
+        orthosoftmax_budgets (`list[float]`, *optional*, defaults to `[0.337, 0.457, 0.578, 0.759, 1.0]`):
+            `orthosoftmax`: the subnets, as fractions of the whole model's cost (`orthosoftmax_budget_cost`); the
+            paper's FLOPs-aware budgets by default. 1.0 (the whole model, the sandwich's largest) is added if absent;
+            at least one budget must be below 1.
+        orthosoftmax_budget_cost (`str`, *optional*, defaults to `"flops"`):
+            `orthosoftmax`: what budgets are fractions of, `"flops"` (FLOPs-aware, the paper's best) or `"params"`.
+        orthosoftmax_stage1_steps (`int`, *optional*, defaults to 1000):
+            `orthosoftmax`: optimizer steps of stage 1 (soft masks, orthogonality loss); the binary masks are frozen
+            after this many steps and stage 2 (sandwich with binary masks) runs to the end. The paper spends about
+            60% of training in stage 1: set it to ~0.6 x `max_steps`. 0 freezes the initial masks at once.
+        orthosoftmax_temperature_decay (`float`, *optional*):
+            `orthosoftmax`: γ of the softmax temperature `τ_t = max(γ^t, orthosoftmax_min_temperature)` (the
+            authors use 0.999992). `None`: the γ that reaches the floor exactly at the end of stage 1.
+        orthosoftmax_min_temperature (`float`, *optional*, defaults to 0.01):
+            `orthosoftmax`: the floor of the temperature.
+        orthosoftmax_orth_weight (`float`, *optional*, defaults to 1.0):
+            `orthosoftmax`: final weight of the orthogonality loss, ramped linearly from 0 over stage 1.
+        orthosoftmax_stochastic_depth (`float`, *optional*, defaults to 0.1):
+            `orthosoftmax`, stage 2: probability that the full model skips each unit outside the smallest budget's
+            mask on a training step (0 disables it).
         omni_sparsity_levels (`list[float]`, *optional*, defaults to `[0.0, 0.5, 0.6, 0.7, 0.8]`):
             `omni_sparsity`: the sparsities each layer may take (share of pruned weights in its prunable matrices).
             The largest subnet has every layer at the lowest level, the smallest at the highest.
@@ -156,6 +184,15 @@ class SupernetConformerConfig(PreTrainedConfig):
     selected_subnets: list[dict] | None = None
     subnet_spec: dict | None = None
     adaptive_dropout: bool = False
+    orthosoftmax_granularity: str = "component"
+    orthosoftmax_ffn_chunks: int = 4
+    orthosoftmax_budgets: list[float] | None = None
+    orthosoftmax_budget_cost: str = "flops"
+    orthosoftmax_stage1_steps: int = 1000
+    orthosoftmax_temperature_decay: float | None = None
+    orthosoftmax_min_temperature: float = 0.01
+    orthosoftmax_orth_weight: float = 1.0
+    orthosoftmax_stochastic_depth: float = 0.1
     omni_sparsity_levels: list[float] | None = None
     omni_sparsity_block_shape: list[int] | None = None
     omni_sparsity_pooling: str = "matrix"
@@ -184,17 +221,15 @@ class SupernetConformerConfig(PreTrainedConfig):
             self.layer_attention_heads = [int(h) for h in self.layer_attention_heads]
         if self.layer_conv_modules is not None:
             self.layer_conv_modules = [bool(c) for c in self.layer_conv_modules]
+        if self.orthosoftmax_budgets is None:
+            self.orthosoftmax_budgets = list(ORTHOSOFTMAX_PAPER_BUDGETS)
+        self.orthosoftmax_budgets = sorted({float(b) for b in self.orthosoftmax_budgets} | {1.0})
         super().__post_init__(**kwargs)
         self._validate_supernet_fields()
 
     def _validate_supernet_fields(self) -> None:
         if self.mask_type not in MASK_TYPES:
             raise ValueError(f"Unknown mask_type={self.mask_type!r}; valid values are {list(MASK_TYPES)}.")
-        if self.mask_type not in IMPLEMENTED_MASK_TYPES:
-            raise NotImplementedError(
-                f"mask_type={self.mask_type!r} is planned but not implemented yet; use one of "
-                f"{list(IMPLEMENTED_MASK_TYPES)}."
-            )
         if self.subsampling_factor not in (4, 8):
             raise ValueError(f"subsampling_factor must be 4 or 8, got {self.subsampling_factor}.")
         if self.num_hidden_layers < 1:
@@ -230,6 +265,7 @@ class SupernetConformerConfig(PreTrainedConfig):
                     raise ValueError(
                         f"layer_ffn_dims entries must be a width >= 0 or a pair [ffn1, ffn2] of them, got {entry!r}."
                     )
+        self._validate_orthosoftmax_fields()
         if self.layer_attention_heads is not None and not all(
             0 <= h <= self.num_attention_heads for h in self.layer_attention_heads
         ):
@@ -261,6 +297,39 @@ class SupernetConformerConfig(PreTrainedConfig):
             raise ValueError(
                 f"omni_sparsity_initial_max_sparsity must be in [0, {max(levels)}] (the highest level), got "
                 f"{self.omni_sparsity_initial_max_sparsity}."
+            )
+
+    def _validate_orthosoftmax_fields(self) -> None:
+        if self.orthosoftmax_granularity not in ("component", "layer"):
+            raise ValueError(
+                f"orthosoftmax_granularity must be 'component' or 'layer', got {self.orthosoftmax_granularity!r}."
+            )
+        if self.orthosoftmax_budget_cost not in ("flops", "params"):
+            raise ValueError(
+                f"orthosoftmax_budget_cost must be 'flops' or 'params', got {self.orthosoftmax_budget_cost!r}."
+            )
+        if self.orthosoftmax_ffn_chunks < 1:
+            raise ValueError(f"orthosoftmax_ffn_chunks must be >= 1, got {self.orthosoftmax_ffn_chunks}.")
+        budgets = self.orthosoftmax_budgets
+        if not all(0 < b <= 1 for b in budgets) or len(budgets) < 2:
+            raise ValueError(
+                f"orthosoftmax_budgets must be fractions in (0, 1] with at least one below 1 (1.0, the whole "
+                f"model, is implied), got {budgets}."
+            )
+        if self.orthosoftmax_stage1_steps < 0:
+            raise ValueError(f"orthosoftmax_stage1_steps must be >= 0, got {self.orthosoftmax_stage1_steps}.")
+        decay = self.orthosoftmax_temperature_decay
+        if decay is not None and not 0 < decay <= 1:
+            raise ValueError(f"orthosoftmax_temperature_decay must be in (0, 1] or None, got {decay}.")
+        if not 0 < self.orthosoftmax_min_temperature <= 1:
+            raise ValueError(
+                f"orthosoftmax_min_temperature must be in (0, 1], got {self.orthosoftmax_min_temperature}."
+            )
+        if self.orthosoftmax_orth_weight < 0:
+            raise ValueError(f"orthosoftmax_orth_weight must be >= 0, got {self.orthosoftmax_orth_weight}.")
+        if not 0 <= self.orthosoftmax_stochastic_depth < 1:
+            raise ValueError(
+                f"orthosoftmax_stochastic_depth must be in [0, 1), got {self.orthosoftmax_stochastic_depth}."
             )
 
     def ffn_dims_of_layer(self, layer: int) -> tuple[int, int]:
