@@ -394,6 +394,11 @@ class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
 
+    def get_input_embeddings(self) -> None:
+        """None: the model reads log-mel features, not token ids. (peft asks when saving an adapter that targets
+        ``lm_head``, a name it treats as an embedding.)"""
+        return None
+
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
         """Number of encoder output frames for ``input_lengths`` feature frames."""
         num_convs = int(math.log2(self.config.subsampling_factor))
