@@ -14,6 +14,7 @@ from transformers import AutoModelForCTC
 from hf_supernet import LayerWidthSpec, SupernetConformerForCTC
 from hf_supernet.adapters import (
     SUPERNET_LORA_TARGET_MODULES,
+    check_lora_config,
     extract_base_subnet,
     subnet_linear,
     supernet_lora_config,
@@ -90,6 +91,19 @@ def test_bad_target_modules_name_the_valid_ones(targets, message):
         supernet_lora_config(model, target_modules=targets)
     for name in ("q_proj", "intermediate_dense", "pointwise_in"):
         assert name in str(err.value)
+
+
+def test_all_linear_and_default_configs_pass_the_check_and_extract_exactly():
+    model = SupernetConformerForCTC(tiny_conformer_config()).eval()
+    check_lora_config(model, LoraConfig())  # target_modules=None: peft takes the registered defaults
+    peft_model = randomize_lora(get_peft_model(model, supernet_lora_config(model, target_modules="all-linear"))).eval()
+    adapted = {n.rsplit(".", 1)[-1] for n, m in peft_model.named_modules() if isinstance(m, LoraLayer)}
+    assert {"out", "pointwise_in", "pointwise_out"} | DEFAULT_TARGETS <= adapted  # peft leaves lm_head out
+    spec = model.subnet_space.smallest()
+    features, mask = padded_batch([21])
+    with torch.no_grad():
+        extracted = peft_model.extract_subnet(spec)(features, attention_mask=mask).logits
+    torch.testing.assert_close(extracted, logits(peft_model, spec, features, mask), atol=1e-4, rtol=0)
 
 
 def test_lora_variants_are_refused():

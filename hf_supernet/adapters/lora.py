@@ -121,6 +121,11 @@ def check_lora_config(model: nn.Module, config) -> None:
             )
     model = unwrap_peft(model)
     valid = lora_target_candidates(model)
+    if config.target_modules is None:  # peft will take this model type's defaults
+        config = copy.copy(config)
+        config.target_modules = default_lora_target_modules(model)
+    if isinstance(config.target_modules, str) and config.target_modules.lower() == "all-linear":
+        return  # peft expands it to the linear layers, every one of which a supernet runs with LoRA
     matched = {name: module for name, module in _own_modules(model) if _matches(check_target_module_exists(config, name))}
     if not matched:
         raise ValueError(
@@ -172,14 +177,14 @@ def extract_lora_subnet(model: nn.Module, spec):
     the published supernet): ``PeftModel.from_pretrained(base_subnet, adapter_dir)``. ``sub.merge_and_unload()``
     gives one dense model instead.
     """
-    from peft import get_peft_model
+    from peft import LoraConfig, get_peft_model
 
     supernet = unwrap_peft(model)
     configs = dict(getattr(supernet, "peft_config", {}) or {})
     if not configs:
         raise ValueError("This model has no peft adapter (peft_config is empty); use extract_subnet directly.")
     for name, config in configs.items():
-        if type(config).__name__ != "LoraConfig":
+        if not isinstance(config, LoraConfig):
             raise ValueError(f"Adapter {name!r} is a {type(config).__name__}; only LoRA adapters can be cut to a subnet.")
         check_lora_config(supernet, config)
     adapted = _adapted_modules(supernet)
