@@ -161,7 +161,8 @@ def write_results(results: dict, path: str) -> None:
         f"parameters, {100 * setup['trainable_params'] / setup['supernet_params']:.1f}% of the supernet); "
         f"{setup['max_steps']} steps of {setup['batch_size']} utterances each, lr {setup['learning_rate']:g}.",
         "",
-        "WER % on the noisy test split (clean test split in brackets):",
+        "WER % on the noisy test split (clean test split in brackets: what adapting to noise alone costs on clean "
+        "speech):",
         "",
         "| subnet | params | before | LoRA, largest only | LoRA, sandwich |",
         "|---|---:|---:|---:|---:|",
@@ -172,8 +173,8 @@ def write_results(results: dict, path: str) -> None:
     minutes = results["train_minutes"]
     lines += [
         "",
-        f"Training time (CPU): largest-only {minutes['lora_largest_only']:.1f} min, sandwich {minutes['lora_sandwich']:.1f} "
-        f"min (4 subnet forwards per step: the largest on the whole batch, the others on a quarter each); whole run "
+        f"Training wall time: largest-only {minutes['lora_largest_only']:.1f} min, sandwich "
+        f"{minutes['lora_sandwich']:.1f} min (4 subnet forwards per step: the largest on the whole batch, the others on a quarter each); whole run "
         f"{results['total_cpu_minutes']:.1f} CPU-minutes. Every subnet extracted with its sliced adapter "
         f"(`peft_model.extract_subnet(spec)`) reproduces the adapted supernet's logits (max abs difference "
         f"{max(results['sliced_adapter_max_abs_error'].values()):.1e}). One seed, {setup['test_examples']} test "
