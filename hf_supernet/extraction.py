@@ -46,7 +46,14 @@ def subnet_config(config, plans: list[BlockPlan], spec: SubnetSpec):
 
 @torch.no_grad()
 def extract_subnet(model, spec: SubnetSpec):
-    """A physically smaller dense copy of ``model`` running as ``spec``; its logits equal the masked supernet's."""
+    """A physically smaller dense copy of ``model`` running as ``spec``; its logits equal the masked supernet's.
+
+    For a peft-adapted supernet this is a ``PeftModel``: the dense subnet with the adapters cut like its weights
+    (see :func:`hf_supernet.adapters.lora.extract_lora_subnet`)."""
+    from .adapters.lora import extract_lora_subnet, has_peft_layers
+
+    if has_peft_layers(model):
+        return extract_lora_subnet(model, spec)
     model.subnet_space.validate(spec)
     plans = model.mask.block_plans(spec)
     dense = type(model)(subnet_config(model.config, plans, spec))

@@ -49,7 +49,8 @@ class SupernetMixin:
             stack.pop()
 
     def extract_subnet(self, spec: SubnetSpec):
-        """A physically smaller dense model whose outputs equal this supernet's run as ``spec``."""
+        """A physically smaller dense model whose outputs equal this supernet's run as ``spec`` (for a peft-adapted
+        supernet, a ``PeftModel`` around it carrying the adapter cut to the subnet)."""
         from .extraction import extract_subnet
 
         return extract_subnet(self, spec)

@@ -6,6 +6,9 @@ backward and one optimizer step. Mask types contribute extra losses and per-step
 interface (``model.mask.training_space`` / ``training_subnets`` / ``subnet_loss`` / ``extra_loss`` /
 ``on_optimizer_step``); the trainer never asks which mask type it holds. The math lives in :mod:`.sandwich` and
 :mod:`.distillation`.
+
+A peft-wrapped supernet (``get_peft_model(supernet, LoraConfig(...))``) trains the same way: only the adapter's
+parameters require gradients, and every subnet of the sandwich runs through the adapter, cut to its width.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback
 
+from ..adapters.lora import unwrap_peft
 from ..subnets import SubnetSpec
 from .arguments import SupernetTrainingArguments
 from .distillation import ctc_distillation_loss
@@ -32,7 +36,7 @@ class MaskHooksCallback(TrainerCallback):
         self.trainer = trainer
 
     def on_optimizer_step(self, args, state, control, optimizer=None, **kwargs):
-        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        model = self.trainer.supernet()
         model.mask.on_optimizer_step(model, optimizer, state.global_step)
 
 
@@ -60,6 +64,11 @@ class SupernetTrainer(Trainer):
         self._role_losses: dict[str, list[float]] = defaultdict(list)
         self.add_callback(MaskHooksCallback(self))
 
+    def supernet(self, model=None):
+        """The supernet being trained, unwrapped from accelerate/DDP and from peft (the mask hooks see the supernet's
+        own modules and parameter names)."""
+        return unwrap_peft(self.accelerator.unwrap_model(model if model is not None else self.model))
+
     # ---------------------------------------------------------------- training
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:
@@ -67,7 +76,7 @@ class SupernetTrainer(Trainer):
             outputs = model(**inputs)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-        supernet = self.accelerator.unwrap_model(model)
+        supernet = self.supernet(model)
         args: SupernetTrainingArguments = self.args
         # The part of the space open at this step (a mask type may open its space up during training), then what
         # the mask type makes of the draw (e.g. soft-masked training variants).
@@ -126,7 +135,7 @@ class SupernetTrainer(Trainer):
     # ---------------------------------------------------------------- evaluation
     def subnets_to_evaluate(self) -> dict[str, SubnetSpec]:
         """largest, smallest, every `config.selected_subnets` entry and `eval_subnets`, by name."""
-        supernet = self.accelerator.unwrap_model(self.model)
+        supernet = self.supernet()
         space = supernet.subnet_space
         subnets = {"largest": space.largest(), "smallest": space.smallest()}
         for entry in supernet.config.selected_subnets or []:
@@ -137,7 +146,7 @@ class SupernetTrainer(Trainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """Evaluates each subnet of :meth:`subnets_to_evaluate`; metrics are ``{prefix}_{name}_{metric}``. The
         plain ``{prefix}_loss`` is the largest subnet's, so ``metric_for_best_model`` keeps working."""
-        supernet = self.accelerator.unwrap_model(self.model)
+        supernet = self.supernet()
         metrics = {}
         for name, spec in self.subnets_to_evaluate().items():
             with supernet.use_subnet(spec):

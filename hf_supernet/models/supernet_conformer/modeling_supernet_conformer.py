@@ -27,6 +27,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
+from ...adapters.subnet_linear import LinearSelection, subnet_linear
 from ...costs import FEATURE_FRAMES_PER_SECOND
 from ...masks import BlockPlan, build_mask
 from ...masks.base import ChannelSelection, kept_count
@@ -141,14 +142,18 @@ def _masked(weight: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return weight if mask is None else weight * mask.to(weight.dtype)
 
 
-def _reduced_module_state(module: nn.Module, masks: dict[str, torch.Tensor], cuts: dict[str, tuple]) -> dict:
-    """A copy of ``module``'s state with weight masks baked in, then each tensor in ``cuts`` cut to
-    ``(dim, keep, group)`` — the same selection the forward pass makes, so the dense module computes the same."""
+def _reduced_module_state(
+    module: nn.Module, masks: dict[str, torch.Tensor], selections: dict[str, LinearSelection]
+) -> dict:
+    """A copy of ``module``'s state with weight masks baked in, then the weight and bias of each linear layer in
+    ``selections`` cut by its selection — the very selection the forward pass makes, so the dense module computes
+    the same."""
     state = {}
     for key, value in module.state_dict().items():
         value = _masked(value.detach(), masks.get(key))
-        if key in cuts:
-            value = _select(value, *cuts[key])
+        layer, _, kind = key.rpartition(".")
+        if layer in selections and kind in ("weight", "bias"):
+            value = getattr(selections[layer], kind)(value)
         state[key] = value.clone()
     return state
 
@@ -174,23 +179,23 @@ class SupernetConformerFeedForward(nn.Module):
         weight_masks: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         masks = weight_masks or {}
+        cut = self.linear_selections(keep)
         x = self.layer_norm(x)
-        w_in = _select(_masked(self.intermediate_dense.weight, masks.get("intermediate_dense.weight")), 0, keep)
-        b_in = _select(self.intermediate_dense.bias, 0, keep)
-        w_out = _select(_masked(self.output_dense.weight, masks.get("output_dense.weight")), 1, keep)
-        x = self.activation(F.linear(x, w_in, b_in))
+        x = self.activation(
+            subnet_linear(self.intermediate_dense, x, cut["intermediate_dense"], masks.get("intermediate_dense.weight"))
+        )
         if scale is not None:
             x = x * _select(scale, 0, keep)
         x = F.dropout(x, self.activation_dropout * dropout_scale, self.training)
-        return F.linear(x, w_out, self.output_dense.bias)
+        return subnet_linear(self.output_dense, x, cut["output_dense"], masks.get("output_dense.weight"))
+
+    @staticmethod
+    def linear_selections(keep: ChannelSelection) -> dict[str, LinearSelection]:
+        """What each linear layer runs when ``keep`` hidden channels are kept."""
+        return {"intermediate_dense": LinearSelection(rows=keep), "output_dense": LinearSelection(cols=keep)}
 
     def reduced_state_dict(self, keep: ChannelSelection, weight_masks: dict[str, torch.Tensor]) -> dict:
-        cuts = {
-            "intermediate_dense.weight": (0, keep),
-            "intermediate_dense.bias": (0, keep),
-            "output_dense.weight": (1, keep),
-        }
-        return _reduced_module_state(self, weight_masks, cuts)
+        return _reduced_module_state(self, weight_masks, self.linear_selections(keep))
 
 
 class SupernetConformerSelfAttention(nn.Module):
@@ -221,16 +226,16 @@ class SupernetConformerSelfAttention(nn.Module):
         dropout_scale: float = 1.0,
     ) -> torch.Tensor:
         masks = weight_masks or {}
+        cut = self.linear_selections(heads)
         batch, time, _ = x.shape
         num_heads = kept_count(heads, self.num_heads)
         x = self.layer_norm(x)
 
-        def project(proj: nn.Linear, name: str) -> torch.Tensor:
-            weight = _select(_masked(proj.weight, masks.get(f"{name}.weight")), 0, heads, self.head_dim)
-            bias = _select(proj.bias, 0, heads, self.head_dim)
-            return F.linear(x, weight, bias).view(batch, time, num_heads, self.head_dim).transpose(1, 2)
+        def project(name: str) -> torch.Tensor:
+            out = subnet_linear(getattr(self, name), x, cut[name], masks.get(f"{name}.weight"))
+            return out.view(batch, time, num_heads, self.head_dim).transpose(1, 2)
 
-        q, k, v = project(self.q_proj, "q_proj"), project(self.k_proj, "k_proj"), project(self.v_proj, "v_proj")
+        q, k, v = project("q_proj"), project("k_proj"), project("v_proj")
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
@@ -239,13 +244,16 @@ class SupernetConformerSelfAttention(nn.Module):
         )
         if scale is not None:
             out = out * _select(scale, 0, heads)[None, :, None, None]
-        w_out = _select(_masked(self.out_proj.weight, masks.get("out_proj.weight")), 1, heads, self.head_dim)
-        return F.linear(out.transpose(1, 2).reshape(batch, time, -1), w_out, self.out_proj.bias)
+        out = out.transpose(1, 2).reshape(batch, time, -1)
+        return subnet_linear(self.out_proj, out, cut["out_proj"], masks.get("out_proj.weight"))
+
+    def linear_selections(self, heads: tuple[int, ...] | None) -> dict[str, LinearSelection]:
+        """What each projection runs when ``heads`` are kept (rows / columns in groups of ``head_dim``)."""
+        qkv = LinearSelection(rows=heads, group=self.head_dim)
+        return {"q_proj": qkv, "k_proj": qkv, "v_proj": qkv, "out_proj": LinearSelection(cols=heads, group=self.head_dim)}
 
     def reduced_state_dict(self, heads: tuple[int, ...] | None, weight_masks: dict[str, torch.Tensor]) -> dict:
-        cuts = {f"{p}.{t}": (0, heads, self.head_dim) for p in ("q_proj", "k_proj", "v_proj") for t in ("weight", "bias")}
-        cuts["out_proj.weight"] = (1, heads, self.head_dim)
-        return _reduced_module_state(self, weight_masks, cuts)
+        return _reduced_module_state(self, weight_masks, self.linear_selections(heads))
 
 
 class SupernetConformerConvModule(nn.Module):
@@ -270,15 +278,24 @@ class SupernetConformerConvModule(nn.Module):
         weight_masks: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         masks = weight_masks or {}
-        w_in = _masked(self.pointwise_in.weight, masks.get("pointwise_in.weight"))
-        x = F.glu(F.linear(self.layer_norm(x), w_in, self.pointwise_in.bias), dim=-1)
-        x = _time_mask(x, mask)  # the depthwise conv must see zeros, not padding garbage, past the end
-        w_dw = _masked(self.depthwise_conv.weight, masks.get("depthwise_conv.weight"))
+        x = subnet_linear(self.pointwise_in, self.layer_norm(x), weight_mask=masks.get("pointwise_in.weight"))
+        x = _time_mask(F.glu(x, dim=-1), mask)  # the depthwise conv must see zeros, not padding garbage, past the end
         conv = self.depthwise_conv
+        if not isinstance(conv, nn.Conv1d):
+            raise TypeError(
+                f"conv_module.depthwise_conv is a {type(conv).__name__}; the supernet runs it as a masked "
+                "torch.nn.Conv1d and cannot run adapters on it. Adapt only linear layers (e.g. LoRA target_modules "
+                "from hf_supernet.adapters.supernet_lora_config)."
+            )
+        w_dw = _masked(conv.weight, masks.get("depthwise_conv.weight"))
         x = F.conv1d(x.transpose(1, 2), w_dw, conv.bias, padding=conv.padding, groups=conv.groups).transpose(1, 2)
-        w_out = _masked(self.pointwise_out.weight, masks.get("pointwise_out.weight"))
-        x = F.linear(F.silu(self.depthwise_norm(x)), w_out, self.pointwise_out.bias)
+        x = subnet_linear(self.pointwise_out, F.silu(self.depthwise_norm(x)), weight_mask=masks.get("pointwise_out.weight"))
         return x if scale is None else x * scale
+
+    @staticmethod
+    def linear_selections() -> dict[str, LinearSelection]:
+        """The convolution module is never cut: both pointwise layers run whole."""
+        return {"pointwise_in": LinearSelection(), "pointwise_out": LinearSelection()}
 
     def reduced_state_dict(self, weight_masks: dict[str, torch.Tensor]) -> dict:
         return _reduced_module_state(self, weight_masks, {})
@@ -336,6 +353,18 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
             x = x + 0.5 * F.dropout(out, self.dropout * s, self.training)
         return self.final_layer_norm(x)
 
+    def linear_selections(self, plan: BlockPlan) -> dict[str, LinearSelection]:
+        """What each linear layer of the units that run under ``plan`` runs, keyed by name inside the block (e.g.
+        ``"ffn1.intermediate_dense"``); used to cut adapters of an extracted subnet like the weights."""
+        runs = self.runs(plan)
+        units = {
+            "ffn1": lambda: self.ffn1.linear_selections(plan.ffn_keep(1)),
+            "self_attn": lambda: self.self_attn.linear_selections(plan.attention_heads),
+            "conv_module": lambda: self.conv_module.linear_selections(),
+            "ffn2": lambda: self.ffn2.linear_selections(plan.ffn_keep(2)),
+        }
+        return {f"{unit}.{name}": cut for unit, get in units.items() if runs[unit] for name, cut in get().items()}
+
     def reduced_state_dict(self, plan: BlockPlan) -> dict[str, torch.Tensor]:
         """This block's weights cut down to ``plan`` (for extraction); units the plan drops are left out."""
         if not plan.extractable:
@@ -373,6 +402,11 @@ class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
             init.kaiming_normal_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)
+
+    def get_input_embeddings(self) -> None:
+        """None: the model reads log-mel features, not token ids. (peft asks when saving an adapter that targets
+        ``lm_head``, a name it treats as an embedding.)"""
+        return None
 
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
         """Number of encoder output frames for ``input_lengths`` feature frames."""

@@ -1,0 +1,30 @@
+"""Parameter-efficient fine-tuning of supernets with peft: one LoRA adapter, trained with sandwich sampling, adapts
+every subnet (:mod:`.lora`); :mod:`.subnet_linear` is how supernet modules run a linear layer, adapted or not.
+
+Importing this package registers the supernets' default LoRA target modules with peft, so
+``get_peft_model(supernet, LoraConfig())`` adapts the attention projections and feed-forward linears."""
+
+from .lora import (
+    SUPERNET_LORA_TARGET_MODULES,
+    check_lora_config,
+    extract_base_subnet,
+    extract_lora_subnet,
+    lora_target_candidates,
+    register_lora_target_modules,
+    supernet_lora_config,
+    unwrap_peft,
+)
+from .subnet_linear import LinearSelection, subnet_linear
+
+__all__ = [
+    "SUPERNET_LORA_TARGET_MODULES",
+    "LinearSelection",
+    "check_lora_config",
+    "extract_base_subnet",
+    "extract_lora_subnet",
+    "lora_target_candidates",
+    "register_lora_target_modules",
+    "subnet_linear",
+    "supernet_lora_config",
+    "unwrap_peft",
+]
