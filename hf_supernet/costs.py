@@ -181,14 +181,32 @@ def costs_of(model, spec, latency=False) -> SubnetCosts:
     everything else (budgets, search, cards) only calls this.
     """
     plans = model.mask.full_plans() if spec is None else model.mask.block_plans(spec)
-    family_costs = getattr(model, "costs_of_plans", None)
-    if family_costs is not None:
-        costs = family_costs(plans)
-    else:
-        costs = costs_of_plans(model.config, plans, with_head=hasattr(model, "lm_head"))
+    costs = _model_costs_of_plans(model, plans)
     if latency is False or latency is None:
         return costs
     from .latency import LatencyTable, default_latency_table
 
     table = latency if isinstance(latency, LatencyTable) else default_latency_table()
     return dataclasses.replace(costs, latency=table.rtf(model, spec))
+
+
+def stored_params(model, spec=None) -> int:
+    """Parameters ``spec`` keeps in memory inside the supernet: every stored block it runs, once.
+
+    ``costs_of(...).params`` counts the extracted dense model, where a block that a path runs several times
+    (``mask_type="folding"``) is stored once per run; this counts it once. For mask types that never repeat a
+    block the two are equal.
+    """
+    plans = model.mask.full_plans() if spec is None else model.mask.block_plans(spec)
+    first_run = {}
+    for plan in plans:
+        first_run.setdefault(plan.layer_index, plan)
+    return _model_costs_of_plans(model, list(first_run.values())).params
+
+
+def _model_costs_of_plans(model, plans: list[BlockPlan]) -> SubnetCosts:
+    """Analytic costs of the dense model that runs ``plans`` (the model family's own, if it defines them)."""
+    family_costs = getattr(model, "costs_of_plans", None)
+    if family_costs is not None:
+        return family_costs(plans)
+    return costs_of_plans(model.config, plans, with_head=hasattr(model, "lm_head"))

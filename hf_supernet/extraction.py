@@ -14,7 +14,15 @@ from .masks import BlockPlan
 from .subnets import SubnetSpec
 
 # Config fields that describe the supernet's subnet space; an extracted subnet is a single architecture.
-_SPACE_RESET = {"layer_drop_choices": [0], "ffn_width_choices": [1.0], "selected_subnets": None}
+_SPACE_RESET = {
+    "layer_drop_choices": [0],
+    "ffn_width_choices": [1.0],
+    "selected_subnets": None,
+    # An unfolded path is extracted with its blocks' weights repeated: every logical layer is stored.
+    "num_physical_layers": None,
+    "unfolding_depths": None,
+    "unfolding_patterns": None,
+}
 # An extracted subnet is one fixed architecture: whatever mask type carved it, its own space is layer_width's
 # trivial one (drop nothing, full width), which needs no learned mask state.
 _DENSE_MASK_TYPE = "layer_width"

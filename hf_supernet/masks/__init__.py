@@ -1,6 +1,7 @@
 """How subnets are carved: one module per ``mask_type``, all behind :class:`MaskMethod`."""
 
 from .base import BlockPlan, MaskMethod
+from .folding import FoldingMask, FoldingSpace, FoldingSpec
 from .layer_width import LayerWidthMask, LayerWidthSpace, LayerWidthSpec
 from .omni_sparsity import OmniSparsityMask, OmniSparsitySpace, OmniSparsitySpec
 from .orthosoftmax import OrthoSoftmaxMask, OrthoSoftmaxSpace, OrthoSoftmaxSpec
@@ -10,6 +11,7 @@ MASK_METHODS: dict[str, type[MaskMethod]] = {
     "layer_width": LayerWidthMask,
     "omni_sparsity": OmniSparsityMask,
     "orthosoftmax": OrthoSoftmaxMask,
+    "folding": FoldingMask,
 }
 
 
@@ -29,6 +31,9 @@ __all__ = [
     "MaskMethod",
     "MASK_METHODS",
     "build_mask",
+    "FoldingMask",
+    "FoldingSpace",
+    "FoldingSpec",
     "LayerWidthMask",
     "LayerWidthSpace",
     "LayerWidthSpec",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-MASK_TYPES = ("layer_width", "orthosoftmax", "omni_sparsity")
+from ...masks.folding import resolve_folding_fields
+
+MASK_TYPES = ("layer_width", "orthosoftmax", "omni_sparsity", "folding")
 OMNI_SPARSITY_POOLINGS = ("matrix", "layer")
 
 # OrthoSoftmax's FLOPs-aware budgets from the paper (fractions of the whole model's FLOPs).
@@ -38,7 +40,8 @@ class SupernetConformerConfig(PreTrainedConfig):
         hidden_size (`int`, *optional*, defaults to 144):
             Model dimension of the Conformer blocks.
         num_hidden_layers (`int`, *optional*, defaults to 16):
-            Number of Conformer blocks of the largest subnet.
+            Number of Conformer blocks of the largest subnet (with `mask_type="folding"`: the logical depth of the
+            deepest unfolding path).
         num_attention_heads (`int`, *optional*, defaults to 4):
             Attention heads per block; must divide `hidden_size` into an even head size (rotary positions).
         intermediate_size (`int`, *optional*, defaults to 576):
@@ -70,15 +73,26 @@ class SupernetConformerConfig(PreTrainedConfig):
         mask_type (`str`, *optional*, defaults to `"layer_width"`):
             How subnets are carved: `"layer_width"` (TODM: drop top layers, prefix-trim feed-forward width),
             `"orthosoftmax"` (OrthoSoftmax: learned nested masks over feed-forward chunks, heads and conv modules;
-            see the `orthosoftmax_*` fields) or `"omni_sparsity"` (Omni-sparsity: per-layer 8x1 block sparsity from
-            Adam-pruning importance; see the `omni_sparsity_*` fields).
+            see the `orthosoftmax_*` fields), `"omni_sparsity"` (Omni-sparsity: per-layer 8x1 block sparsity from
+            Adam-pruning importance; see the `omni_sparsity_*` fields) or `"folding"` (Unfolding:
+            `num_physical_layers` stored blocks run along unfolding paths up to `num_hidden_layers` deep; see
+            `hf_supernet.masks.folding`).
+        num_physical_layers (`int`, *optional*):
+            `folding`: number of stored Conformer blocks (the seed). Defaults to `num_hidden_layers`; any other value
+            needs `mask_type="folding"`.
+        unfolding_depths (`list[int]`, *optional*):
+            `folding`: logical depths of the unfolding paths, between `num_physical_layers` and `num_hidden_layers`
+            (which must be the deepest). Defaults to every depth in that range.
+        unfolding_patterns (`list[str]`, *optional*):
+            `folding`: how paths repeat the stored blocks, `"stack"` (the whole stack again) and/or `"layer"` (each
+            block in place). Defaults to `["stack", "layer"]`; the first one gives the deepest path.
         layer_drop_choices (`list[int]`, *optional*):
             `layer_width`: how many top layers a subnet may drop. Defaults to TODM's (0, 3, 7) of 16 layers scaled to
             `num_hidden_layers`.
         ffn_width_choices (`list[float]`, *optional*, defaults to `[0.125, 0.25, 0.5, 1.0]`):
             `layer_width`: feed-forward widths a kept layer may use, as fractions of its full width.
         layer_ffn_dims (`list[int | list[int]]`, *optional*):
-            Fixed per-layer feed-forward width (one entry per layer): an int for both feed-forward modules of the
+            Fixed per-layer feed-forward width (one entry per stored layer): an int for both feed-forward modules of the
             layer, or a pair `[ffn1, ffn2]`; 0 means the layer has no such module. Extracted subnets use it so that a
             subnet is an ordinary instance of this class; `None` means `intermediate_size` everywhere.
         layer_attention_heads (`list[int]`, *optional*):
@@ -176,6 +190,9 @@ class SupernetConformerConfig(PreTrainedConfig):
     ctc_zero_infinity: bool = True
     pad_token_id: int | None = 0
     mask_type: str = "layer_width"
+    num_physical_layers: int | None = None
+    unfolding_depths: list[int] | None = None
+    unfolding_patterns: list[str] | None = None
     layer_drop_choices: list[int] | None = None
     ffn_width_choices: list[float] | None = None
     layer_ffn_dims: list[int | list[int]] | None = None
@@ -215,6 +232,8 @@ class SupernetConformerConfig(PreTrainedConfig):
         if self.omni_sparsity_block_shape is None:
             self.omni_sparsity_block_shape = [8, 1]
         self.omni_sparsity_block_shape = [int(b) for b in self.omni_sparsity_block_shape]
+        if self.num_physical_layers is None:
+            self.num_physical_layers = self.num_hidden_layers
         if self.layer_ffn_dims is not None:
             self.layer_ffn_dims = [int(d) if isinstance(d, int) else [int(x) for x in d] for d in self.layer_ffn_dims]
         if self.layer_attention_heads is not None:
@@ -234,6 +253,14 @@ class SupernetConformerConfig(PreTrainedConfig):
             raise ValueError(f"subsampling_factor must be 4 or 8, got {self.subsampling_factor}.")
         if self.num_hidden_layers < 1:
             raise ValueError(f"num_hidden_layers must be >= 1, got {self.num_hidden_layers}.")
+        if self.mask_type == "folding":
+            resolve_folding_fields(self)
+        elif self.num_physical_layers != self.num_hidden_layers:
+            raise ValueError(
+                f"num_physical_layers={self.num_physical_layers} differs from num_hidden_layers="
+                f"{self.num_hidden_layers}, which only mask_type='folding' allows (blocks run several times); set "
+                "mask_type='folding' or leave num_physical_layers unset."
+            )
         head_dim, rest = divmod(self.hidden_size, self.num_attention_heads)
         if rest or head_dim % 2:
             raise ValueError(
@@ -253,10 +280,10 @@ class SupernetConformerConfig(PreTrainedConfig):
             raise ValueError(f"ffn_width_choices must be fractions in (0, 1], got {self.ffn_width_choices}.")
         for name in ("layer_ffn_dims", "layer_attention_heads", "layer_conv_modules"):
             values = getattr(self, name)
-            if values is not None and len(values) != self.num_hidden_layers:
+            if values is not None and len(values) != self.num_physical_layers:
                 raise ValueError(
-                    f"{name} has {len(values)} entries but num_hidden_layers={self.num_hidden_layers}; give one "
-                    "entry per layer."
+                    f"{name} has {len(values)} entries but the model stores {self.num_physical_layers} layers "
+                    "(num_physical_layers, = num_hidden_layers unless folding); give one entry per layer."
                 )
         if self.layer_ffn_dims is not None:
             for entry in self.layer_ffn_dims:

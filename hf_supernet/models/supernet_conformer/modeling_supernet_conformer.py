@@ -425,7 +425,8 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         super().__init__(config)
         self.subsampling = SupernetConformerSubsampling(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
-        self.layers = nn.ModuleList(SupernetConformerBlock(config, i) for i in range(config.num_hidden_layers))
+        # The stored blocks; subnets index them through their plans (folding runs some of them several times).
+        self.layers = nn.ModuleList(SupernetConformerBlock(config, i) for i in range(config.num_physical_layers))
         self.mask = build_mask(config)
         self.mask.bind_blocks(self.layers)
         self.gradient_checkpointing = False
