@@ -7,11 +7,19 @@ Importing the package registers its configs, models and processor with transform
 from transformers import AutoConfig, AutoModel, AutoModelForCTC
 
 from . import data  # noqa: F401  (registers the feature extractor, tokenizer and processor with the Auto classes)
-from .costs import SubnetCosts, costs_of
+from .costs import SubnetCosts, costs_of, stored_params
 from . import latency  # noqa: F401  (measured real-time factors, per-machine table)
 from .extraction import extract_subnet
 from .latency import LatencyTable
-from .masks import BlockPlan, LayerWidthSpec, MaskMethod, OmniSparsitySpec, OrthoSoftmaxSpec
+from .masks import BlockPlan, FoldingSpec, LayerWidthSpec, MaskMethod, OmniSparsitySpec, OrthoSoftmaxSpec
+from .models.foldable import (
+    FoldableHubertConfig,
+    FoldableHubertForCTC,
+    FoldableHubertModel,
+    FoldableWav2Vec2Config,
+    FoldableWav2Vec2ForCTC,
+    FoldableWav2Vec2Model,
+)
 from .models.supernet_conformer import (
     MASK_TYPES,
     SupernetConformerConfig,
@@ -29,10 +37,24 @@ __version__ = "0.1.0"
 AutoConfig.register(SupernetConformerConfig.model_type, SupernetConformerConfig, exist_ok=True)
 AutoModel.register(SupernetConformerConfig, SupernetConformerModel, exist_ok=True)
 AutoModelForCTC.register(SupernetConformerConfig, SupernetConformerForCTC, exist_ok=True)
+for _config, _model, _ctc in (
+    (FoldableWav2Vec2Config, FoldableWav2Vec2Model, FoldableWav2Vec2ForCTC),
+    (FoldableHubertConfig, FoldableHubertModel, FoldableHubertForCTC),
+):
+    AutoConfig.register(_config.model_type, _config, exist_ok=True)
+    AutoModel.register(_config, _model, exist_ok=True)
+    AutoModelForCTC.register(_config, _ctc, exist_ok=True)
 
 __all__ = [
     "MASK_TYPES",
     "BlockPlan",
+    "FoldableHubertConfig",
+    "FoldableHubertForCTC",
+    "FoldableHubertModel",
+    "FoldableWav2Vec2Config",
+    "FoldableWav2Vec2ForCTC",
+    "FoldableWav2Vec2Model",
+    "FoldingSpec",
     "LayerWidthSpec",
     "MaskMethod",
     "OmniSparsitySpec",
@@ -53,5 +75,6 @@ __all__ = [
     "publish_subnets",
     "save_sparse",
     "storage_report",
+    "stored_params",
     "train_tokenizer",
 ]
