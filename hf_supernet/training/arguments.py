@@ -32,6 +32,14 @@ class SupernetTrainingArguments(TrainingArguments):
             AlphaNet's alpha range and the clip of the ratio p/q in the gradient surrogate.
         distill_weight (`float`, *optional*, defaults to 1.0):
             Weight λ of the distillation term (`L = CTC + λ·KD` per student subnet).
+        smallest_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the smallest subnet's task (CTC) loss; the largest subnet's weighs 1. Unfolding calls it α_p
+            (weight of the seed model's loss; its value is not published). TODM / Omni-sparsity: 1.
+        random_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of each random subnet's task loss (TODM / Omni-sparsity: 1).
+        random_distill_weight (`float`, *optional*, defaults to 1.0):
+            Factor on λ for the random subnets' distillation term. 1: every student is distilled (TODM); 0: only the
+            smallest is, as in Unfolding (KL from the deepest path to the seed only).
         distill_weight_drop_step (`int`, *optional*):
             Optimizer step from which λ becomes `distill_weight_after_drop` (TODM lowers it late in training, where KD
             alone made validation loss diverge). `None`: never.
@@ -54,6 +62,9 @@ class SupernetTrainingArguments(TrainingArguments):
     alpha_max: float = field(default=1.0, metadata={"help": "AlphaNet upper alpha."})
     alpha_clip: float = field(default=5.0, metadata={"help": "AlphaNet clip of p/q in the gradient surrogate."})
     distill_weight: float = field(default=1.0, metadata={"help": "Weight of the distillation loss."})
+    smallest_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the smallest subnet's task loss."})
+    random_loss_weight: float = field(default=1.0, metadata={"help": "Weight of each random subnet's task loss."})
+    random_distill_weight: float = field(default=1.0, metadata={"help": "Factor on λ for random subnets (0: none)."})
     distill_weight_drop_step: int | None = field(default=None, metadata={"help": "Step where the weight drops."})
     distill_weight_after_drop: float = field(default=0.1, metadata={"help": "Distillation weight after the drop."})
     adaptive_dropout: bool = field(default=False, metadata={"help": "Scale dropout by the kept share."})
@@ -73,6 +84,9 @@ class SupernetTrainingArguments(TrainingArguments):
             raise ValueError(f"distillation must be one of {DISTILLATION_METHODS}, got {self.distillation!r}.")
         if self.num_random_subnets < 0:
             raise ValueError(f"num_random_subnets must be >= 0, got {self.num_random_subnets}.")
+        for name in ("smallest_loss_weight", "random_loss_weight", "random_distill_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.distill_top_k < 0:
             raise ValueError(f"distill_top_k must be >= 0, got {self.distill_top_k}.")
         if self.subnet_seed is None:

@@ -1,11 +1,11 @@
 """``SupernetTrainer``: transformers' ``Trainer`` that trains a whole family of subnets at once.
 
 Each optimizer step runs the sandwich rule (largest + smallest + k random subnets of ``model.subnet_space``),
-distils the largest subnet's detached output into the others, sums the losses and lets ``Trainer`` do one
-backward and one optimizer step. Mask types contribute extra losses and per-step hooks through the model's mask
-interface (``model.mask.training_space`` / ``training_subnets`` / ``subnet_loss`` / ``extra_loss`` /
-``on_optimizer_step``); the trainer never asks which mask type it holds. The math lives in :mod:`.sandwich` and
-:mod:`.distillation`.
+distils the largest subnet's detached output into the others, sums the losses (weighted per role, see
+``SupernetTrainingArguments``) and lets ``Trainer`` do one backward and one optimizer step. Mask types contribute
+extra losses and per-step hooks through the model's mask interface (``model.mask.training_space`` /
+``training_subnets`` / ``subnet_loss`` / ``extra_loss`` / ``on_optimizer_step``); the trainer never asks which mask
+type it holds. The math lives in :mod:`.sandwich` and :mod:`.distillation`.
 
 A peft-wrapped supernet (``get_peft_model(supernet, LoraConfig(...))``) trains the same way: only the adapter's
 parameters require gradients, and every subnet of the sandwich runs through the adapter, cut to its width.
@@ -24,7 +24,7 @@ from ..adapters.lora import unwrap_peft
 from ..subnets import SubnetSpec
 from .arguments import SupernetTrainingArguments
 from .distillation import ctc_distillation_loss
-from .sandwich import LARGEST, batch_rows, sandwich_subnets, take_rows
+from .sandwich import LARGEST, RANDOM, SMALLEST, batch_rows, sandwich_subnets, take_rows
 
 SAMPLER_STATE_FILE = "subnet_sampler.safetensors"
 
@@ -82,10 +82,14 @@ class SupernetTrainer(Trainer):
         # the mask type makes of the draw (e.g. soft-masked training variants).
         subnets = sandwich_subnets(supernet.mask.training_space(), args.num_random_subnets, self.subnet_generator)
         subnets = supernet.mask.training_subnets(subnets, self.subnet_generator, self.state.global_step)
-        rows = batch_rows(inputs["input_features"].shape[0], len(subnets), args.sandwich_batch_split)
+        batch_size = inputs[supernet.main_input_name].shape[0]
+        rows = batch_rows(batch_size, len(subnets), args.sandwich_batch_split)
+        # Per-role weights; roles a mask type adds beyond the sandwich's three weigh 1.
+        task_weights = {LARGEST: 1.0, SMALLEST: args.smallest_loss_weight, RANDOM: args.random_loss_weight}
+        distill_scales = {SMALLEST: 1.0, RANDOM: args.random_distill_weight}
 
         teacher_logits = None
-        if args.distillation != "none" and rows[0] != slice(0, inputs["input_features"].shape[0]):
+        if args.distillation != "none" and rows[0] != slice(0, batch_size):
             # "split": the largest trains on its own part only, but every student needs a teacher on its rows.
             with torch.no_grad():
                 teacher_logits = model(**inputs, subnet=subnets[0][1]).logits.detach()
@@ -94,13 +98,14 @@ class SupernetTrainer(Trainer):
         weight = args.distill_weight_at(self.state.global_step)
         for (role, spec), part in zip(subnets, rows):
             outputs = model(**take_rows(inputs, part), subnet=spec)
-            total = total + supernet.mask.subnet_loss(spec, outputs.loss, self.state.global_step)
+            task_loss = supernet.mask.subnet_loss(spec, outputs.loss, self.state.global_step)
+            total = total + task_weights.get(role, 1.0) * task_loss
             self._role_losses[f"loss_{role}"].append(outputs.loss.detach().item())
             if role == LARGEST:
                 largest_outputs = outputs
                 if teacher_logits is None:
                     teacher_logits = outputs.logits.detach()
-            elif args.distillation != "none":
+            elif args.distillation != "none" and distill_scales.get(role, 1.0) > 0:
                 kd = ctc_distillation_loss(
                     teacher_logits[part],
                     outputs.logits,
@@ -112,7 +117,7 @@ class SupernetTrainer(Trainer):
                     alpha_clip=args.alpha_clip,
                 )
                 distill_terms.append(kd.detach().item())
-                total = total + weight * kd
+                total = total + weight * distill_scales.get(role, 1.0) * kd
         if distill_terms:
             self._role_losses["loss_distill"].append(sum(distill_terms) / len(distill_terms))
 
