@@ -175,6 +175,9 @@ def test_arguments_validate():
         SupernetTrainingArguments(output_dir="x", sandwich_batch_split="halves", report_to=[])
     with pytest.raises(ValueError, match="distillation"):
         SupernetTrainingArguments(output_dir="x", distillation="mse", report_to=[])
+    for name in ("smallest_loss_weight", "random_loss_weight", "random_distill_weight"):
+        with pytest.raises(ValueError, match=f"{name} must be >= 0"):
+            SupernetTrainingArguments(output_dir="x", report_to=[], **{name: -0.5})
     args = SupernetTrainingArguments(output_dir="x", distill_weight_drop_step=10, report_to=[], seed=7)
     assert args.distill_weight_at(9) == 1.0 and args.distill_weight_at(10) == 0.1
     assert args.subnet_seed == 7

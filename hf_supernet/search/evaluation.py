@@ -35,7 +35,7 @@ def evaluate_subnet(model, spec: SubnetSpec | None, batches: Sequence[dict], tok
             for batch in batches:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 out = model(**batch)
-                size = batch["input_features"].shape[0]
+                size = batch[model.main_input_name].shape[0]
                 total, count = total + float(out.loss) * size, count + size
                 if tokenizer is not None:
                     pad = tokenizer.pad_token_id
