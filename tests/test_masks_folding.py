@@ -6,7 +6,12 @@ from collections import Counter
 import pytest
 import torch
 
-from hf_supernet import FoldableHubertConfig, FoldableWav2Vec2Config, FoldingSpec, SubnetSpec
+from hf_supernet import (
+    FoldableHubertConfig,
+    FoldableWav2Vec2Config,
+    FoldingSpec,
+    SubnetSpec,
+)
 from hf_supernet.masks import MASK_METHODS, FoldingMask, FoldingSpace
 from hf_supernet.masks.folding import UNFOLDING_PATTERNS, unfolding_path
 
@@ -66,7 +71,7 @@ def test_space_holds_each_pattern_and_depth_once():
 
 def test_sampling_is_deterministic_and_covers_every_path():
     space = FoldingSpace(folding_config())
-    draw = lambda seed: [space.sample(torch.Generator().manual_seed(seed)) for _ in range(5)]  # noqa: E731
+    draw = lambda seed: [space.sample(torch.Generator().manual_seed(seed)) for _ in range(5)]
     assert draw(4) == draw(4)
     gen = torch.Generator().manual_seed(0)
     assert {space.sample(gen) for _ in range(300)} == set(space)

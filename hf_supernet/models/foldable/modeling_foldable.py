@@ -43,7 +43,11 @@ from ...costs import REFERENCE_SECONDS, SubnetCosts
 from ...masks import BlockPlan, build_mask
 from ...subnets import SubnetSpec
 from ...supernet import _HUB_KWARGS, SupernetMixin
-from .configuration_foldable import FOLDING_CONFIG_FIELDS, FoldableHubertConfig, FoldableWav2Vec2Config
+from .configuration_foldable import (
+    FOLDING_CONFIG_FIELDS,
+    FoldableHubertConfig,
+    FoldableWav2Vec2Config,
+)
 
 logger = logging.get_logger(__name__)
 
