@@ -1,6 +1,6 @@
 """Unfolding benchmark: a foldable model (N_p stored blocks unfolded to depth N_f) vs plain models, same steps.
 
-On the spoken digits (FSDD: train split minus nothing, scored on its 300-utterance test split), trains
+On the spoken digits (the staged FSDD when present: all 2700 training recordings, scored on the 300 test ones), trains
 
 * **plain-N_f** — an ordinary model of depth N_f (stock ``Trainer``, one architecture);
 * **foldable** — N_p stored blocks, trained with ``SupernetTrainer`` on the Unfolding recipe: task loss of the
@@ -58,16 +58,20 @@ from hf_supernet.data import (
 )
 from hf_supernet.search import collate_batches, evaluate_subnet
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
+from hf_supernet.training.recipes import staged_or_bundled_fsdd
 
 logger = logging.getLogger("bench_foldable")
-RESULTS = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results")
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+RESULTS = os.path.join(REPO, "benchmarks", "results")
 GOAL_PARAMS_REDUCTION = 0.30
 GOAL_WER_RATIO = 1.02
 
 
 @dataclass
 class BenchArguments:
-    data: str = field(default="/work/shared/data/fsdd", metadata={"help": "Manifest folder (or 'fsdd', bundled)."})
+    data: str = field(
+        default=staged_or_bundled_fsdd(REPO), metadata={"help": "FSDD manifest folder (default: the staged one)."}
+    )
     family: str = field(default="conformer", metadata={"help": "'conformer' or 'wav2vec2'."})
     num_physical_layers: int = field(default=4, metadata={"help": "N_p: blocks the foldable model stores."})
     num_hidden_layers: int = field(default=6, metadata={"help": "N_f: depth of the deepest path / plain model."})

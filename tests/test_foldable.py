@@ -27,6 +27,7 @@ from hf_supernet import (
     FoldableWav2Vec2ForCTC,
     FoldableWav2Vec2Model,
     FoldingSpec,
+    LatencyTable,
     SupernetConformerForCTC,
     stored_params,
 )
@@ -240,6 +241,16 @@ def test_analytic_flops_match_torch_flop_counter(family, which):
     with torch.no_grad(), model.use_subnet(spec), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(torch.randn(1, samples))
     assert counter.get_total_flops() == transformer_ctc_flops(model.config, spec.num_layers, samples)
+
+
+def test_latency_is_measured_on_the_extracted_stock_model(tmp_path):
+    model = foldable()
+    table = LatencyTable(tmp_path / "latency.json", repeats=1)
+    stack, layer = FoldingSpec((0, 1, 0, 1)), FoldingSpec((0, 0, 1, 1))
+    rtf = model.subnet_costs(stack, latency=table).latency
+    assert rtf > 0 and len(table) == 1
+    assert model.subnet_costs(layer, latency=table).latency == rtf  # same stock architecture: looked up, not re-timed
+    assert model.subnet_config(layer).num_hidden_layers == 4 and model.subnet_config(layer).model_type == "wav2vec2"
 
 
 def test_stored_params_count_a_repeated_block_once():

@@ -170,6 +170,7 @@ class FoldableMixin(SupernetMixin):
         encoder = self.base_model.encoder
         encoder.layers = UnfoldingLayerList(encoder.layers)
         self.mask = build_mask(config)
+        self.mask.bind_blocks(encoder.layers)
 
     @property
     def stored_layers(self) -> UnfoldingLayerList:
@@ -191,14 +192,18 @@ class FoldableMixin(SupernetMixin):
         values["num_hidden_layers"] = num_hidden_layers
         return self.stock_config_class.from_dict(values)
 
+    def subnet_config(self, spec: SubnetSpec) -> PreTrainedConfig:
+        """The stock config of the model ``extract_subnet(spec)`` returns (one layer per logical layer)."""
+        self.subnet_space.validate(spec)
+        return self.stock_config(len(self.mask.block_plans(spec)))
+
     @torch.no_grad()
     def extract_subnet(self, spec: SubnetSpec) -> PreTrainedModel:
         """The path ``spec`` as a stock transformers model (``Wav2Vec2ForCTC``, ``HubertForCTC``, ...): one encoder
         layer per logical layer, each a copy of the stored block the path runs there. Its outputs equal this
         model's run as ``spec``, and its checkpoint loads without hf_supernet."""
-        self.subnet_space.validate(spec)
+        dense = self.stock_class(self.subnet_config(spec))
         path = [plan.layer_index for plan in self.mask.block_plans(spec)]
-        dense = self.stock_class(self.stock_config(len(path)))
         prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
         layers_key = f"{prefix}encoder.layers."
         state = {k: v.clone() for k, v in self.state_dict().items() if not k.startswith(layers_key)}
