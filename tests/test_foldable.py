@@ -461,3 +461,27 @@ def test_sandwich_training_on_waveforms(tmp_path):
     logged = [e for e in trainer.state.log_history if "loss" in e]
     assert len(logged) == 3 and all({"loss_largest", "loss_smallest", "loss_random", "loss_distill"} <= set(e) for e in logged)
     assert all(not torch.equal(v, before[k]) for k, v in model.state_dict().items() if "layers.1.feed_forward" in k)
+
+
+def test_lora_on_a_foldable_model_adapts_every_path_and_merges_into_stock_models():
+    from peft import LoraConfig, get_peft_model
+
+    model = foldable("wav2vec2")
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False))
+    assert {n.split(".")[-1] for n, m in peft_model.named_modules() if hasattr(m, "lora_A")} == {
+        "q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense"
+    }
+    audio, mask = waveforms([3000, 2600])
+    adapted = {}
+    for spec in (model.subnet_space.smallest(), model.subnet_space.largest()):
+        with torch.no_grad():
+            adapted[spec] = peft_model(audio, attention_mask=mask, subnet=spec).logits
+            with peft_model.disable_adapter():
+                base = peft_model(audio, attention_mask=mask, subnet=spec).logits
+        assert not torch.allclose(adapted[spec], base, atol=1e-4)  # the adapter runs on every path
+    merged = peft_model.merge_and_unload()
+    for spec, logits in adapted.items():
+        dense = merged.extract_subnet(spec)
+        assert type(dense) is Wav2Vec2ForCTC
+        with torch.no_grad():
+            torch.testing.assert_close(dense(audio, attention_mask=mask).logits, logits, atol=1e-4, rtol=0)
