@@ -42,7 +42,6 @@ Choices not fixed by the paper or the authors' code (see also ``SupernetConforme
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator
 
 import torch
