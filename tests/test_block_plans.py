@@ -130,3 +130,15 @@ def test_config_rejects_bad_per_layer_architecture():
         tiny_conformer_config(num_hidden_layers=2, layer_ffn_dims=[8, [8, 8, 8]])
     with pytest.raises(ValueError, match="one entry per layer"):
         tiny_conformer_config(num_hidden_layers=2, layer_conv_modules=[True])
+
+
+def test_layer_width_subnets_of_a_model_with_uneven_feed_forward_modules_extract_exactly():
+    # Such configs come out of orthosoftmax extraction; their own (layer_width) subnets must still run.
+    features, mask = padded_batch([20, 13])
+    for spec in MODEL.subnet_space:
+        with torch.no_grad(), MODEL.use_subnet(spec):
+            masked = MODEL(features, attention_mask=mask).logits
+        dense = MODEL.extract_subnet(spec)
+        with torch.no_grad():
+            torch.testing.assert_close(dense(features, attention_mask=mask).logits, masked, atol=1e-4, rtol=0)
+        assert dense.num_parameters() == MODEL.subnet_costs(spec).params

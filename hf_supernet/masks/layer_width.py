@@ -114,7 +114,21 @@ class LayerWidthMask(MaskMethod):
 
     def block_plans(self, spec: LayerWidthSpec) -> list[BlockPlan]:
         self.space().validate(spec)
-        return [
-            BlockPlan(layer_index=i, ffn_dim=dim, dropout_scale=dim / self.config.ffn_dim_of_layer(i))
-            for i, dim in enumerate(spec.ffn_dims)
-        ]
+        plans = []
+        for i, dim in enumerate(spec.ffn_dims):
+            ffn1, ffn2 = self.config.ffn_dims_of_layer(i)
+            share = dim / ffn1 if ffn1 else 1.0
+            if ffn1 == ffn2:
+                plans.append(BlockPlan(layer_index=i, ffn_dim=dim, dropout_scale=share))
+            else:
+                # A layer whose two feed-forward modules differ (e.g. in a subnet extracted by another mask type):
+                # the width choice is FFN1's; FFN2 keeps the same share of its own width.
+                plans.append(
+                    BlockPlan(
+                        layer_index=i,
+                        ffn1_channels=tuple(range(dim)) if ffn1 else (),
+                        ffn2_channels=tuple(range(max(1, round(share * ffn2)))) if ffn2 else (),
+                        dropout_scale=share,
+                    )
+                )
+        return plans
