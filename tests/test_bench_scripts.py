@@ -34,3 +34,21 @@ def test_bench_supernet_vs_individual_smoke_writes_json_and_markdown(tmp_path):
     assert isinstance(written["cost_met"], bool) and isinstance(written["wer_met"], bool)
     markdown = (tmp_path / "supernet_vs_individual.md").read_text()
     assert "| largest |" in markdown and "## Goals" in markdown
+
+
+def test_recipe_mini_librispeech_smoke_logs_evaluations(tmp_path):
+    records = load_script("recipe_mini_librispeech").main(
+        ["--smoke", "--sortagrad", "--run_name", "smoke", "--output_dir", str(tmp_path)]
+    )
+    lines = [json.loads(line) for line in (tmp_path / "smoke.jsonl").read_text().splitlines()]
+    assert lines[:-1] == records and records
+    assert lines[-1]["summary"] and lines[-1]["settings"]["sortagrad"] and lines[-1]["steps"] >= 1
+    for record in records:
+        assert 0 <= record["test_cer"] and record["train_cpu_s"] >= 0
+
+
+def test_sortagrad_sampler_sorts_the_first_epoch_only():
+    sampler = load_script("recipe_mini_librispeech").SortaGradSampler([5, 1, 4, 2, 3], batch_size=2, seed=0)
+    assert list(sampler) == [1, 3, 4, 2, 0]
+    second = list(sampler)
+    assert sorted(second) == [0, 1, 2, 3, 4]
