@@ -1,0 +1,268 @@
+"""Mini LibriSpeech from scratch on CPU: a recipe that leaves the CTC blank plateau, measured in CPU seconds.
+
+Trains a Conformer-CTC (our layer_width supernet model; `--supernet` trains it with the sandwich rule, otherwise
+only the full model trains, as a dense model) on `/work/shared/data/mini_librispeech` (493 utterances, 89 min) until
+a budget of *training* CPU seconds is spent, and scores the full model on the test split (50 utterances, greedy
+CTC: loss, WER, CER) every `--eval_every_cpu_minutes` of training. CPU seconds are the process's user + system
+time (`resource.getrusage`), so other jobs on the machine do not change them; evaluation time is not counted
+against the training budget. The knobs the recipe turns (see `--help`): ScaledAdam or AdamW, Eden / linear /
+constant schedule and warm-up, subsampling factor, batch size, char or sentencepiece tokenizer, SortaGrad (the
+first epoch in order of increasing length), SpecAugment, model size.
+
+    nice python scripts/recipe_mini_librispeech.py --run_name scaled_adam_eden --optim scaled_adam --lr 0.045 \
+        --schedule eden --sortagrad --cpu_budget_minutes 15
+    python scripts/recipe_mini_librispeech.py --smoke --output_dir /tmp/recipe_smoke   # seconds: toy model
+
+Writes `<output_dir>/<run_name>.jsonl` (one line per evaluation, then a summary line with every setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import resource
+import time
+
+import torch
+from torch.utils.data import Sampler
+from transformers import Trainer, TrainerCallback, set_seed
+
+import hf_supernet  # noqa: F401  (registers the Auto classes)
+from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
+from hf_supernet.data import (
+    DataCollatorCTCWithPadding,
+    SpecAugmentCallback,
+    build_processor,
+    filter_ctc_feasible,
+    load_speech_dataset,
+    prepare_dataset,
+    train_tokenizer,
+)
+from hf_supernet.search import collate_batches, evaluate_subnet
+from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
+from hf_supernet.training.optim import ScaledAdam, get_eden_schedule
+
+OUTPUT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results", "mini_librispeech_recipe")
+logger = logging.getLogger("recipe_mini_librispeech")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run_name", default="run")
+    p.add_argument("--output_dir", default=OUTPUT)
+    p.add_argument("--dataset", default="/work/shared/data/mini_librispeech")
+    p.add_argument("--cpu_budget_minutes", type=float, default=15.0, help="Training CPU minutes (evaluation excluded).")
+    p.add_argument("--eval_every_cpu_minutes", type=float, default=2.5)
+    p.add_argument("--max_steps", type=int, default=3000, help="Step bound; sets linear schedules' length.")
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--optim", default="scaled_adam", choices=["scaled_adam", "adamw"])
+    p.add_argument("--lr", type=float, default=0.045)
+    p.add_argument("--schedule", default="eden", choices=["eden", "linear", "constant"])
+    p.add_argument("--warmup_steps", type=int, default=100)
+    p.add_argument("--eden_lr_batches", type=float, default=1000.0)
+    p.add_argument("--eden_lr_epochs", type=float, default=10.0)
+    p.add_argument("--weight_decay", type=float, default=0.0)
+    p.add_argument("--subsampling_factor", type=int, default=4)
+    p.add_argument("--hidden_size", type=int, default=144)
+    p.add_argument("--num_hidden_layers", type=int, default=4)
+    p.add_argument("--intermediate_size", type=int, default=576)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--tokenizer", default="char", choices=["char", "bpe", "unigram"])
+    p.add_argument("--vocab_size", type=int, default=128, help="sentencepiece vocabulary (bpe/unigram).")
+    p.add_argument("--sortagrad", action="store_true", help="First epoch shortest-first, then length-grouped shuffles.")
+    p.add_argument("--mask_time_prob", type=float, default=0.05)
+    p.add_argument("--mask_feature_prob", type=float, default=0.05)
+    p.add_argument("--supernet", action="store_true", help="Sandwich training (quarter split, KL distillation).")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="Toy model, 16 utterances, a few steps.")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.hidden_size, args.num_hidden_layers, args.intermediate_size = 32, 2, 64
+        args.cpu_budget_minutes, args.eval_every_cpu_minutes, args.max_steps = 0.1, 0.05, 4
+    return args
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class SortaGradSampler(Sampler):
+    """Epoch 0: indices by increasing length (SortaGrad, Amodei et al. 2016); later epochs: a seeded shuffle in
+    which every mega-batch of ``50 x batch_size`` is sorted by length (less padding, random batches)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int):
+        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        n, epoch = len(self.lengths), self.epoch
+        self.epoch += 1  # counted here: robust whether or not the loop calls set_epoch
+        if epoch == 0:
+            return iter(sorted(range(n), key=self.lengths.__getitem__))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+        mega = 50 * self.batch_size
+        chunks = [sorted(order[i : i + mega], key=self.lengths.__getitem__, reverse=True) for i in range(0, n, mega)]
+        return iter([i for chunk in chunks for i in chunk])
+
+
+def recipe_trainer_class(base: type[Trainer], recipe) -> type[Trainer]:
+    """``base`` (Trainer or SupernetTrainer) with the recipe's sampler and Eden schedule."""
+
+    class RecipeTrainer(base):
+        def _get_train_sampler(self, train_dataset=None):
+            if recipe.sortagrad:
+                return SortaGradSampler(self.train_dataset["length"], recipe.batch_size, recipe.seed)
+            return super()._get_train_sampler(train_dataset)
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if recipe.schedule != "eden":
+                return super().create_scheduler(num_training_steps, optimizer)
+            if self.lr_scheduler is None:
+                steps_per_epoch = math.ceil(len(self.train_dataset) / recipe.batch_size)
+                self.lr_scheduler = get_eden_schedule(
+                    optimizer or self.optimizer, recipe.eden_lr_batches, recipe.eden_lr_epochs, recipe.warmup_steps,
+                    steps_per_epoch=steps_per_epoch,
+                )
+            return self.lr_scheduler
+
+    return RecipeTrainer
+
+
+class CpuBudgetCallback(TrainerCallback):
+    """Scores the full model on the test batches every ``every`` training CPU seconds and stops training after
+    ``budget`` of them; evaluation CPU time is kept out of the training count."""
+
+    def __init__(self, model, batches, tokenizer, budget: float, every: float, log_path: str):
+        self.model, self.batches, self.tokenizer = model, batches, tokenizer
+        self.budget, self.every, self.log_path = budget, every, log_path
+        self.start = self.eval_cpu = self.next_eval = None
+        self.records = []
+
+    def train_cpu(self) -> float:
+        return cpu_seconds() - self.start - self.eval_cpu
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start, self.eval_cpu, self.next_eval, self.wall = cpu_seconds(), 0.0, self.every, time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        used = self.train_cpu()
+        if used >= self.budget:
+            control.should_training_stop = True
+        elif used >= self.next_eval:
+            self.evaluate(state)
+            self.next_eval += self.every
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.evaluate(state)
+
+    def evaluate(self, state):
+        used, before = self.train_cpu(), cpu_seconds()
+        spec = self.model.subnet_space.largest()
+        scores = evaluate_subnet(self.model, spec, self.batches, self.tokenizer)
+        self.eval_cpu += cpu_seconds() - before
+        losses = [e["loss"] for e in state.log_history if "loss" in e]
+        record = {
+            "train_cpu_s": round(used, 1), "wall_s": round(time.monotonic() - self.wall, 1), "step": state.global_step,
+            "epoch": round(state.epoch or 0.0, 2), "train_loss": float(losses[-1]) if losses else None,
+            "test_loss": scores["loss"], "test_wer": scores["wer"], "test_cer": scores["cer"],
+        }
+        self.records.append(record)
+        logger.info("eval %s", record)
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def training_arguments(args) -> SupernetTrainingArguments:
+    return SupernetTrainingArguments(
+        output_dir=os.path.join("/tmp", f"recipe_{args.run_name}_{os.getpid()}"),
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.max_steps,
+        learning_rate=args.lr,
+        optim="scaled_adam" if args.optim == "scaled_adam" else "adamw_torch",
+        lr_scheduler_type="constant_with_warmup" if args.schedule == "constant" else "linear",
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        num_random_subnets=2,
+        sandwich_batch_split="quarter",
+        distillation="kl",
+        logging_steps=10,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        remove_unused_columns=False,
+        save_strategy="no",
+        report_to=[],
+        seed=args.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        use_cpu=True,
+    )
+
+
+def main(argv=None) -> list[dict]:
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    torch.set_num_threads(args.threads)
+    set_seed(args.seed)
+    dataset = "mini_librispeech" if args.smoke else args.dataset
+    train, test = load_speech_dataset(dataset, "train"), load_speech_dataset(dataset, "test")
+    if args.smoke:
+        train, test = train.select(range(min(16, len(train)))), test.select(range(min(4, len(test))))
+    tokenizer = train_tokenizer(train["text"], vocab_size=args.vocab_size, model_type=args.tokenizer)
+    processor = build_processor(tokenizer)
+    train, test = prepare_dataset(train, processor), prepare_dataset(test, processor)
+
+    set_seed(args.seed)
+    config = SupernetConformerConfig(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_attention_heads=4, conv_kernel_size=15,
+        hidden_size=args.hidden_size, num_hidden_layers=args.num_hidden_layers, intermediate_size=args.intermediate_size,
+        subsampling_conv_channels=96 if not args.smoke else 16, subsampling_factor=args.subsampling_factor,
+        hidden_dropout=args.dropout, activation_dropout=args.dropout, attention_dropout=args.dropout,
+        final_dropout=args.dropout,
+    )
+    model = SupernetConformerForCTC(config)
+    n_before = len(train)
+    train = filter_ctc_feasible(train, model._get_feat_extract_output_lengths)
+    logger.info("train %d of %d utterances CTC-feasible; test %d; vocab %d; %.2f M parameters",
+                len(train), n_before, len(test), len(tokenizer), model.num_parameters() / 1e6)
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    log_path = os.path.join(args.output_dir, f"{args.run_name}.jsonl")
+    open(log_path, "w").close()
+    masking = args.mask_time_prob > 0 or args.mask_feature_prob > 0
+    spec_augment = {"mask_time_prob": args.mask_time_prob, "mask_feature_prob": args.mask_feature_prob}
+    collator = DataCollatorCTCWithPadding(processor, spec_augment=spec_augment if masking else None)
+    budget = CpuBudgetCallback(
+        model, collate_batches(test, DataCollatorCTCWithPadding(processor), batch_size=8), tokenizer,
+        args.cpu_budget_minutes * 60, args.eval_every_cpu_minutes * 60, log_path,
+    )
+    training_args = training_arguments(args)
+    extra = {}
+    if args.optim == "scaled_adam" and not args.supernet:  # SupernetTrainer builds ScaledAdam itself
+        extra["optimizer_cls_and_kwargs"] = (ScaledAdam, {"lr": args.lr, "clipping_scale": 2.0})
+    trainer_class = recipe_trainer_class(SupernetTrainer if args.supernet else Trainer, args)
+    trainer = trainer_class(
+        model=model, args=training_args, train_dataset=train, data_collator=collator,
+        callbacks=[SpecAugmentCallback(collator), budget], **extra,
+    )
+    trainer.train()
+
+    summary = {
+        "summary": True, "run_name": args.run_name, "settings": vars(args), "train_utterances": len(train),
+        "vocab": len(tokenizer), "params": model.num_parameters(), "steps": trainer.state.global_step,
+        "final": budget.records[-1], "best_test_cer": min(r["test_cer"] for r in budget.records),
+    }
+    with open(log_path, "a") as f:
+        f.write(json.dumps(summary) + "\n")
+    print(json.dumps(summary["final"]))
+    return budget.records
+
+
+if __name__ == "__main__":
+    main()
