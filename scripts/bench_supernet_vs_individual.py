@@ -16,7 +16,7 @@ count the work done whatever else runs on the machine (wall seconds are reported
 Goals (issue 6): supernet CPU seconds <= 0.35x the sum of the 4 separate runs; each subnet's WER <= 1.03x its
 separately trained twin's.
 
-    nice python scripts/bench_supernet_vs_individual.py                   # FSDD from /work/shared/data/fsdd
+    nice python scripts/bench_supernet_vs_individual.py                   # FSDD from ../shared/data/fsdd
     python scripts/bench_supernet_vs_individual.py --dataset mini_librispeech --max_steps 500
     python scripts/bench_supernet_vs_individual.py --smoke --results_dir /tmp/x   # seconds: toy model, bundled data
 
@@ -57,12 +57,15 @@ COST_GOAL = 0.35
 WER_GOAL = 1.03
 RESULTS = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results")
 NAME = "supernet_vs_individual"
+# The staged corpora sit beside the repository (../shared/data), wherever it is cloned.
+SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+
 logger = logging.getLogger("bench_supernet_vs_individual")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="/work/shared/data/fsdd", help="Manifest folder or bundled name.")
+    parser.add_argument("--dataset", default=os.path.join(SHARED_DATA, "fsdd"), help="Manifest folder or bundled name.")
     parser.add_argument("--max_steps", type=int, default=1300, help="Optimizer steps of every training run.")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=2e-3)

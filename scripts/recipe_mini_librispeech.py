@@ -1,7 +1,7 @@
 """Mini LibriSpeech from scratch on CPU: a recipe that leaves the CTC blank plateau, measured in CPU seconds.
 
 Trains a Conformer-CTC (our layer_width supernet model; `--supernet` trains it with the sandwich rule, otherwise
-only the full model trains, as a dense model) on `/work/shared/data/mini_librispeech` (493 utterances, 89 min) until
+only the full model trains, as a dense model) on `../shared/data/mini_librispeech` (493 utterances, 89 min) until
 a budget of *training* CPU seconds is spent, and scores the full model on the test split (50 utterances, greedy
 CTC: loss, WER, CER) every `--eval_every_cpu_minutes` of training. CPU seconds are the process's user + system
 time (`resource.getrusage`), so other jobs on the machine do not change them; evaluation time is not counted
@@ -46,6 +46,9 @@ from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.optim import ScaledAdam, get_eden_schedule
 
 OUTPUT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results", "mini_librispeech_recipe")
+# The staged corpora sit beside the repository (../shared/data), wherever it is cloned.
+SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+
 logger = logging.getLogger("recipe_mini_librispeech")
 
 
@@ -53,7 +56,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run_name", default="run")
     p.add_argument("--output_dir", default=OUTPUT)
-    p.add_argument("--dataset", default="/work/shared/data/mini_librispeech")
+    p.add_argument("--dataset", default=os.path.join(SHARED_DATA, "mini_librispeech"))
     p.add_argument("--cpu_budget_minutes", type=float, default=15.0, help="Training CPU minutes (evaluation excluded).")
     p.add_argument("--eval_every_cpu_minutes", type=float, default=2.5)
     p.add_argument("--max_steps", type=int, default=3000, help="Step bound; sets linear schedules' length.")
