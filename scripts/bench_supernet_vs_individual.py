@@ -52,6 +52,7 @@ from hf_supernet.data import (
 from hf_supernet.masks.layer_width import LayerWidthSpec
 from hf_supernet.search import collate_batches, evaluate_subnet
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
+from hf_supernet.training.recipes import digits_training_arguments, small_conformer_config
 
 COST_GOAL = 0.35
 WER_GOAL = 1.03
@@ -90,16 +91,8 @@ def cpu_seconds() -> float:
 
 
 def model_config(tokenizer, smoke: bool) -> SupernetConformerConfig:
-    """The quickstart's 4 x 144 supernet (FFN widths 72-576, depths 2-4), or a toy for --smoke."""
-    size = (
-        dict(hidden_size=32, intermediate_size=64, subsampling_conv_channels=16)
-        if smoke
-        else dict(hidden_size=144, intermediate_size=576, subsampling_conv_channels=96)
-    )
-    return SupernetConformerConfig(
-        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_hidden_layers=4,
-        num_attention_heads=4, conv_kernel_size=15, **size,
-    )
+    """The quickstart's 4 x 144 supernet (FFN widths 72-576, depths 2-4), or a 4-layer toy for --smoke."""
+    return small_conformer_config(tokenizer, smoke=smoke, num_hidden_layers=4)
 
 
 def benchmark_subnets(space) -> dict[str, LayerWidthSpec]:
@@ -114,28 +107,11 @@ def benchmark_subnets(space) -> dict[str, LayerWidthSpec]:
 
 
 def training_arguments(args, output_dir: str) -> SupernetTrainingArguments:
-    """The quickstart's training arguments; the sandwich fields only matter to SupernetTrainer."""
-    return SupernetTrainingArguments(
-        output_dir=output_dir,
-        per_device_train_batch_size=args.batch_size,
-        max_steps=args.max_steps,
-        learning_rate=args.learning_rate,
-        warmup_steps=args.warmup_steps,
-        lr_scheduler_type="linear",
-        weight_decay=0.01,
-        num_random_subnets=2,
-        sandwich_batch_split="quarter",
-        distillation="kl",
-        logging_steps=50,
-        train_sampling_strategy="group_by_length",
-        length_column_name="length",
-        remove_unused_columns=False,
-        save_strategy="no",
-        report_to=[],
-        seed=args.seed,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        use_cpu=True,
+    """The quickstart's training arguments (the recipe's, at this run's steps, batch and learning rate); the sandwich
+    fields only matter to SupernetTrainer."""
+    return digits_training_arguments(
+        output_dir, args.max_steps, args.seed, per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, disable_tqdm=True, use_cpu=True,
     )
 
 
