@@ -272,6 +272,17 @@ def write_results(result: dict, results_dir: str) -> None:
         f"- Every subnet's WER <= {result['wer_goal']}x its separately trained twin's: {yes(result['wer_met'])} "
         f"(worst {max(row['wer_ratio'] for row in result['subnets']):.2f}x).",
         "",
+        "## Reading the numbers\n",
+        "- Cost: with the quarter split a supernet step is the largest subnet on the whole batch plus three subnets on a "
+        "quarter each, so it costs more than one separate largest-model step, while the separate smaller models cost "
+        "less than the largest but not in proportion to their parameters (per-step overheads — collation, front end, "
+        "optimizer, attention — do not shrink with the FFN width). Supernet / separate largest: "
+        f"{sup['cpu_s'] / result['subnets'][0]['separate_train']['cpu_s']:.2f}x CPU seconds.",
+        f"- WER: one test utterance is {100 / result['test_utterances']:.2f} WER points (one word each), so ratios "
+        "between close WERs are within run-to-run noise; one seed, one run.",
+        "- The supernet's smallest subnet trains on a quarter of each batch (the separate one on all of it) and is "
+        "pulled towards the largest by distillation.",
+        "",
     ]
     with open(os.path.join(results_dir, f"{NAME}.md"), "w") as f:
         f.write("\n".join(lines))
