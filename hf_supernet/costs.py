@@ -82,9 +82,8 @@ def conformer_block_shape(config, plan: BlockPlan) -> BlockShape:
     return BlockShape(ffn_dims=ffn_dims, heads=heads, conv=conv, densities=densities)
 
 
-def conformer_block_params(config, plan: BlockPlan) -> int:
-    """Nonzero parameters of one block under ``plan`` (weights a mask zeroes are not counted)."""
-    shape = conformer_block_shape(config, plan)
+def conformer_block_params(config, shape: BlockShape) -> int:
+    """Nonzero parameters of one block of ``shape`` (weights a mask zeroes are not counted)."""
     d, k = config.hidden_size, config.conv_kernel_size
     inner = shape.heads * (d // config.num_attention_heads)
     layer_norm = 2 * d
@@ -123,12 +122,20 @@ def conformer_head_params(config) -> int:
 
 def conformer_params(config, plans: list[BlockPlan], with_head: bool = True) -> int:
     """Parameters of the dense model that runs ``plans`` (what ``extract_subnet(...).num_parameters()`` gives)."""
-    total = conformer_frontend_params(config) + sum(conformer_block_params(config, p) for p in plans)
+    return _params_of_shapes(config, [conformer_block_shape(config, p) for p in plans], with_head)
+
+
+def _params_of_shapes(config, shapes: list[BlockShape], with_head: bool) -> int:
+    total = conformer_frontend_params(config) + sum(conformer_block_params(config, shape) for shape in shapes)
     return total + (conformer_head_params(config) if with_head else 0)
 
 
 def conformer_flops(config, plans: list[BlockPlan], num_frames: int, with_head: bool = True) -> int:
     """FLOPs of one forward pass over ``num_frames`` feature frames (batch of one)."""
+    return _flops_of_shapes(config, [conformer_block_shape(config, p) for p in plans], num_frames, with_head)
+
+
+def _flops_of_shapes(config, shapes: list[BlockShape], num_frames: int, with_head: bool) -> int:
     c, freq, frames = config.subsampling_conv_channels, config.num_mel_bins, num_frames
     num_convs = 2 if config.subsampling_factor == 4 else 3
     frames, freq = _frames_after_conv(frames), _frames_after_conv(freq)
@@ -138,17 +145,16 @@ def conformer_flops(config, plans: list[BlockPlan], num_frames: int, with_head: 
         flops += 2 * c * 9 * frames * freq + 2 * c * c * frames * freq  # depthwise + pointwise
     t, d = frames, config.hidden_size
     flops += 2 * t * c * freq * d
-    for plan in plans:
-        flops += conformer_block_flops(config, plan, t)
+    for shape in shapes:
+        flops += conformer_block_flops(config, shape, t)
     if with_head:
         flops += 2 * t * d * config.vocab_size
     return flops
 
 
-def conformer_block_flops(config, plan: BlockPlan, t: int) -> float:
-    """FLOPs of one block under ``plan`` over ``t`` frames. A weight mask scales its matmul's FLOPs by the share of
+def conformer_block_flops(config, shape: BlockShape, t: int) -> float:
+    """FLOPs of one block of ``shape`` over ``t`` frames. A weight mask scales its matmul's FLOPs by the share of
     nonzero weights (what a sparse kernel would do; dense kernels do the full product)."""
-    shape = conformer_block_shape(config, plan)
     d, k = config.hidden_size, config.conv_kernel_size
     inner = shape.heads * (d // config.num_attention_heads)
     flops = 0.0
@@ -166,9 +172,10 @@ def conformer_block_flops(config, plan: BlockPlan, t: int) -> float:
 
 
 def costs_of_plans(config, plans: list[BlockPlan], with_head: bool = True) -> SubnetCosts:
-    params = conformer_params(config, plans, with_head)
+    shapes = [conformer_block_shape(config, p) for p in plans]  # once: search scores thousands of subnets
+    params = _params_of_shapes(config, shapes, with_head)
     frames = int(REFERENCE_SECONDS * FEATURE_FRAMES_PER_SECOND)
-    flops = conformer_flops(config, plans, frames, with_head) / REFERENCE_SECONDS
+    flops = _flops_of_shapes(config, shapes, frames, with_head) / REFERENCE_SECONDS
     return SubnetCosts(params=params, flops=float(flops), int8_mb=params / 1e6)
 
 

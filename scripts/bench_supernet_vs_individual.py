@@ -54,6 +54,11 @@ from hf_supernet.search import collate_batches, evaluate_subnet
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.recipes import digits_training_arguments, small_conformer_config
 
+SPLIT_WORDS = {
+    "full": "every subnet on the whole batch",
+    "quarter": "TODM quarter batch split (largest on the whole batch, the others on a quarter each)",
+    "split": "batch split evenly among the subnets (Omni-sparsity)",
+}
 COST_GOAL = 0.35
 WER_GOAL = 1.03
 RESULTS = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results")
@@ -75,6 +80,12 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads.")
     parser.add_argument("--max_train", type=int, default=None, help="Use only the first N training utterances.")
     parser.add_argument("--max_test", type=int, default=None, help="Score only the first N test utterances.")
+    parser.add_argument("--sandwich_batch_split", default="quarter", choices=["full", "quarter", "split"],
+                        help="How the supernet's step shares the batch among its subnets.")
+    parser.add_argument("--num_random_subnets", type=int, default=2)
+    parser.add_argument("--distillation", default="kl", choices=["none", "kl", "alpha"])
+    parser.add_argument("--supernet_only", action="store_true",
+                        help="Train and score only the supernet (to try supernet settings; no ratios are computed).")
     parser.add_argument("--results_dir", default=RESULTS)
     parser.add_argument("--smoke", action="store_true", help="Toy model, bundled FSDD, 3 steps: checks the script.")
     args = parser.parse_args(argv)
@@ -112,6 +123,8 @@ def training_arguments(args, output_dir: str) -> SupernetTrainingArguments:
     return digits_training_arguments(
         output_dir, args.max_steps, args.seed, per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, disable_tqdm=True, use_cpu=True,
+        sandwich_batch_split=args.sandwich_batch_split, num_random_subnets=args.num_random_subnets,
+        distillation=args.distillation,
     )
 
 
@@ -167,7 +180,7 @@ def main(argv=None) -> dict:
     )
     runs["supernet"] = timed_train(trainer)
     logger.info("supernet: %s", runs["supernet"])
-    for name, model in dense.items():
+    for name, model in ({} if args.supernet_only else dense).items():
         set_seed(args.seed)  # same data order and SpecAugment draws as far as the models allow
         collator = DataCollatorCTCWithPadding(processor, spec_augment=spec_augment)
         trainer = Trainer(
@@ -181,15 +194,40 @@ def main(argv=None) -> dict:
     rows = []
     for name, spec in specs.items():
         joint = evaluate_subnet(supernet, spec, batches, tokenizer)
+        if args.supernet_only:
+            rows.append({"name": name, "spec": spec.to_dict(), "params": supernet.subnet_costs(spec).params,
+                         "supernet": joint})
+            continue
         alone = evaluate_subnet(dense[name], None, batches, tokenizer)
         rows.append({
             "name": name, "spec": spec.to_dict(), "params": supernet.subnet_costs(spec).params,
             "supernet": joint, "separate": alone, "separate_train": runs[name],
             "wer_ratio": joint["wer"] / alone["wer"] if alone["wer"] > 0 else (1.0 if joint["wer"] == 0 else float("inf")),
         })
+    if args.supernet_only:
+        return write_trial(args, runs["supernet"], rows)
     result = summarise(args, runs, rows, len(train), len(test))
     write_results(result, args.results_dir)
     return result
+
+
+def supernet_settings(args) -> dict:
+    return {key: getattr(args, key) for key in ("sandwich_batch_split", "num_random_subnets", "distillation")}
+
+
+def write_trial(args, run: dict, rows: list[dict]) -> dict:
+    """--supernet_only: the supernet's cost and per-subnet WER/CER, appended to <results_dir>/<NAME>_trials.jsonl."""
+    trial = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset": args.dataset,
+        "max_steps": args.max_steps, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
+        "load_average_end": os.getloadavg(), **supernet_settings(args), "supernet_train": run,
+        "subnets": [{"name": r["name"], "params": r["params"], **r["supernet"]} for r in rows],
+    }
+    os.makedirs(args.results_dir, exist_ok=True)
+    with open(os.path.join(args.results_dir, f"{NAME}_trials.jsonl"), "a") as f:
+        f.write(json.dumps(trial) + "\n")
+    print(json.dumps(trial, indent=2))
+    return trial
 
 
 def summarise(args, runs, rows, n_train, n_test) -> dict:
@@ -212,6 +250,7 @@ def summarise(args, runs, rows, n_train, n_test) -> dict:
         "warmup_steps": args.warmup_steps,
         "seed": args.seed,
         "smoke": args.smoke,
+        **supernet_settings(args),
         "supernet_train": runs["supernet"],
         "separate_train_cpu_s": separate_cpu,
         "separate_train_wall_s": separate_wall,
@@ -239,8 +278,10 @@ def write_results(result: dict, results_dir: str) -> None:
         f"{result['load_average_end'][0]:.1f}). {result['train_utterances']} training / {result['test_utterances']} "
         f"test utterances; every run: {result['max_steps']} steps of batch {result['batch_size']}, AdamW lr "
         f"{result['learning_rate']}, linear schedule with {result['warmup_steps']} warm-up steps, SpecAugment, char "
-        "tokenizer, same initial weights. Supernet: largest + smallest + 2 random subnets per step, TODM quarter batch "
-        "split, KL in-place distillation. Separate: each architecture as a dense model, no distillation (no teacher).\n",
+        "tokenizer, same initial weights. Supernet: largest + smallest + "
+        f"{result['num_random_subnets']} random subnets per step, {SPLIT_WORDS[result['sandwich_batch_split']]}, "
+        f"distillation {result['distillation']}. Separate: each architecture as a dense model, no distillation (no "
+        "teacher).\n",
         "## Training cost (CPU seconds = user + system time of the process)\n",
         "| run | steps | CPU s | wall s | last logged train loss |",
         "|---|---:|---:|---:|---:|",

@@ -4,13 +4,16 @@
     python scripts/train.py config.json                    # or config.yaml: every argument below as a key
     accelerate launch --config_file scripts/accelerate_configs/cpu_ddp_2proc.yaml scripts/train.py --dataset fsdd ...
 
-Arguments: the model fields of `SupernetConformerConfig` that size the network (`ModelArguments`), the data
+Arguments: the model fields of `SupernetConformerConfig` that size the network (`ModelArguments`; any other config
+field through `--config_overrides '{"mask_type": "orthosoftmax", "orthosoftmax_stage1_steps": 500}'`), the data
 (`DataArguments`) and every `SupernetTrainingArguments` / `TrainingArguments` field. The trained supernet and its
 processor are saved to `output_dir`; `--resume_from_checkpoint` continues an interrupted run exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import sys
@@ -50,6 +53,36 @@ class ModelArguments:
         default=2560, metadata={"help": "omni_sparsity: length of the cubic ramp of the largest trainable sparsity."}
     )
     dropout: float = field(default=0.1, metadata={"help": "All dropout rates."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Any other SupernetConformerConfig fields as a JSON object, e.g. "
+            """'{"orthosoftmax_stage1_steps": 500, "num_physical_layers": 2}' (a mapping in a JSON/YAML config file)."""
+        },
+    )
+
+
+def config_from_arguments(model_args: ModelArguments, tokenizer) -> SupernetConformerConfig:
+    """The supernet config: the sizing fields, one dropout rate for all, then ``config_overrides`` (checked against
+    the config's fields, so a typo fails here instead of being stored as an unused attribute)."""
+    overrides = model_args.config_overrides or {}
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--config_overrides must be a JSON object, got {overrides!r} ({error}).") from None
+    if not isinstance(overrides, dict):
+        raise ValueError(f"--config_overrides must be a JSON object of config fields, got {overrides!r}.")
+    known = {f.name for f in dataclasses.fields(SupernetConformerConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"--config_overrides: {unknown} are not SupernetConformerConfig fields; valid: {sorted(known)}.")
+    dropout = model_args.dropout
+    values = {k: v for k, v in vars(model_args).items() if k not in ("dropout", "config_overrides")}
+    values.update(hidden_dropout=dropout, activation_dropout=dropout, attention_dropout=dropout, final_dropout=dropout)
+    values.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    values.update(overrides)
+    return SupernetConformerConfig(**values)
 
 
 @dataclass
@@ -86,16 +119,7 @@ def main(argv=None):
         processor = build_processor(tokenizer)
         prepared = {s: prepare_dataset(d, processor, num_proc=data_args.preprocessing_num_workers) for s, d in raw.items()}
 
-    dropout = model_args.dropout
-    config = SupernetConformerConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        hidden_dropout=dropout,
-        activation_dropout=dropout,
-        attention_dropout=dropout,
-        final_dropout=dropout,
-        **{k: v for k, v in vars(model_args).items() if k != "dropout"},
-    )
+    config = config_from_arguments(model_args, tokenizer)
     # Seeded right before the weights are drawn: data preparation may consume random numbers on some processes only.
     set_seed(training_args.seed)
     model = SupernetConformerForCTC(config)

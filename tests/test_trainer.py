@@ -70,6 +70,37 @@ def test_sandwich_step_logs_per_role_losses(tmp_path, split, distillation):
         assert all(torch.isfinite(torch.tensor(v)) for k, v in entry.items() if k.startswith("loss"))
 
 
+@pytest.mark.parametrize("split", ["full", "quarter", "split"])
+def test_every_student_is_distilled_from_the_largest_on_its_own_rows(tmp_path, monkeypatch, split):
+    # "split" builds the teacher from the largest's training forward (its rows) plus a no-grad forward of the rest:
+    # it must equal the largest's output on the whole batch, row for row.
+    import hf_supernet.training.trainer as trainer_module
+
+    model = SupernetConformerForCTC(tiny_conformer_config(hidden_dropout=0.0, activation_dropout=0.0,
+                                                          attention_dropout=0.0, final_dropout=0.0))
+    trainer = make_trainer(tmp_path, max_steps=1, model=model, sandwich_batch_split=split, distillation="kl",
+                           per_device_train_batch_size=8)
+    seen = []
+    distill = trainer_module.ctc_distillation_loss
+    monkeypatch.setattr(trainer_module, "ctc_distillation_loss",
+                        lambda teacher, student, **kw: seen.append((teacher, student)) or distill(teacher, student, **kw))
+    inputs = collate([trainer.train_dataset[i] for i in range(8)])
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, inputs)
+    with torch.no_grad():
+        reference = trainer.model(**inputs, subnet=trainer.model.subnet_space.largest()).logits
+    assert len(seen) == 3  # smallest + 2 random students
+    covered = 0
+    for teacher, student in seen:
+        rows = student.shape[0]
+        assert rows == (8 if split == "full" else 2)
+        start = 0 if split == "full" else (covered + (2 if split == "split" else 0))
+        torch.testing.assert_close(teacher, reference[start : start + rows], atol=1e-5, rtol=1e-5)
+        covered += 0 if split == "full" else rows
+    if split == "split":
+        assert covered == 6  # the students' rows are the batch minus the largest's first part
+
+
 def test_training_reduces_every_subnets_loss(tmp_path):
     trainer = make_trainer(tmp_path, max_steps=40, learning_rate=5e-3)
     before = trainer.evaluate()

@@ -89,11 +89,6 @@ class SupernetTrainer(Trainer):
         distill_scales = {SMALLEST: 1.0, RANDOM: args.random_distill_weight}
 
         teacher_logits = None
-        if args.distillation != "none" and rows[0] != slice(0, batch_size):
-            # "split": the largest trains on its own part only, but every student needs a teacher on its rows.
-            with torch.no_grad():
-                teacher_logits = model(**inputs, subnet=subnets[0][1]).logits.detach()
-
         total, largest_outputs, distill_terms = 0.0, None, []
         weight = args.distill_weight_at(self.state.global_step)
         for (role, spec), part in zip(subnets, rows):
@@ -103,8 +98,8 @@ class SupernetTrainer(Trainer):
             self._role_losses[f"loss_{role}"].append(outputs.loss.detach().item())
             if role == LARGEST:
                 largest_outputs = outputs
-                if teacher_logits is None:
-                    teacher_logits = outputs.logits.detach()
+                if args.distillation != "none":
+                    teacher_logits = self._teacher_logits(model, inputs, spec, part, outputs.logits, batch_size)
             elif args.distillation != "none" and distill_scales.get(role, 1.0) > 0:
                 kd = ctc_distillation_loss(
                     teacher_logits[part],
@@ -126,6 +121,24 @@ class SupernetTrainer(Trainer):
             total = total + extra
             self._role_losses["loss_mask"].append(extra.detach().item())
         return (total, largest_outputs) if return_outputs else total
+
+    @staticmethod
+    def _teacher_logits(model, inputs, largest, rows: slice, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """The largest subnet's detached logits on every row of the batch.
+
+        Its own training forward gives ``rows``; with the ``"split"`` batch split the students train on other rows,
+        whose teacher output comes from one extra no-grad forward of the largest on just those rows (not the whole
+        batch again: a quarter of the teacher forward saved). ``batch_rows`` gives the largest the first part, and
+        every part of a padded batch has the same number of frames, so the parts join along the batch axis.
+        """
+        if rows.start not in (0, None):
+            raise ValueError(f"The largest subnet must train on the first rows of the batch, got {rows}.")
+        end = rows.stop if rows.stop is not None else batch_size
+        if end >= batch_size:
+            return logits.detach()
+        with torch.no_grad():
+            rest = model(**take_rows(inputs, slice(end, batch_size)), subnet=largest).logits
+        return torch.cat([logits.detach(), rest], dim=0)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Adds the mean per-role losses since the last log (``loss_largest``, ``loss_smallest``, ...)."""

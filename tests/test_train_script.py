@@ -1,0 +1,56 @@
+"""`scripts/train.py`'s model arguments: the sizing flags and `--config_overrides` for every other config field."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
+
+
+class FakeTokenizer:
+    pad_token_id = 0
+
+    def __len__(self):
+        return 13
+
+
+@pytest.fixture(scope="module")
+def train_script():
+    spec = importlib.util.spec_from_file_location("train_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_config_overrides_set_any_config_field(train_script):
+    overrides = {"mask_type": "orthosoftmax", "orthosoftmax_stage1_steps": 7, "orthosoftmax_budgets": [0.5, 0.75]}
+    model_args, _, _ = train_script.parse_args(
+        ["--output_dir", "x", "--num_hidden_layers", "3", "--dropout", "0.2", "--config_overrides", json.dumps(overrides)]
+    )
+    config = train_script.config_from_arguments(model_args, FakeTokenizer())
+    assert (config.mask_type, config.orthosoftmax_stage1_steps) == ("orthosoftmax", 7)
+    assert config.orthosoftmax_budgets[:2] == [0.5, 0.75]  # the config appends the full budget
+    assert (config.num_hidden_layers, config.vocab_size, config.attention_dropout) == (3, 13, 0.2)
+
+
+def test_config_overrides_from_a_json_config_file(train_script, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"output_dir": "x", "config_overrides": {"mask_type": "folding", "num_physical_layers": 2}}))
+    model_args, _, _ = train_script.parse_args([str(path)])
+    assert train_script.config_from_arguments(model_args, FakeTokenizer()).num_physical_layers == 2
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [('{"orthosoftmax_stage_steps": 5}', "orthosoftmax_stage_steps.*not SupernetConformerConfig fields"),
+     ("stage1=5", "must be a JSON object"),
+     ("[1, 2]", "must be a JSON object")],
+)
+def test_bad_config_overrides_say_what_is_wrong(train_script, overrides, message):
+    model_args, _, _ = train_script.parse_args(["--output_dir", "x", "--config_overrides", overrides])
+    with pytest.raises(ValueError, match=message):
+        train_script.config_from_arguments(model_args, FakeTokenizer())
