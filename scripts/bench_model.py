@@ -121,8 +121,9 @@ def parse_case(text: str) -> tuple[int, int]:
     return int(layers), int(hidden)
 
 
-def build_ours(layers: int, hidden: int) -> SupernetConformerModel:
-    config = SupernetConformerConfig(
+def equal_dims(layers: int, hidden: int) -> dict:
+    """The config fields both encoders name alike, so the two are built at the same size."""
+    return dict(
         num_mel_bins=NUM_MEL_BINS,
         subsampling_factor=SUBSAMPLING_FACTOR,
         subsampling_conv_channels=hidden,
@@ -131,26 +132,19 @@ def build_ours(layers: int, hidden: int) -> SupernetConformerModel:
         num_attention_heads=HEADS,
         intermediate_size=FFN_MULTIPLIER * hidden,
         conv_kernel_size=CONV_KERNEL,
-        hidden_dropout=DROPOUT,
         activation_dropout=DROPOUT,
         attention_dropout=DROPOUT,
     )
-    return SupernetConformerModel(config)
+
+
+def build_ours(layers: int, hidden: int) -> SupernetConformerModel:
+    return SupernetConformerModel(SupernetConformerConfig(**equal_dims(layers, hidden), hidden_dropout=DROPOUT))
 
 
 def build_parakeet(layers: int, hidden: int) -> ParakeetEncoder:
     config = ParakeetEncoderConfig(
-        num_mel_bins=NUM_MEL_BINS,
-        subsampling_factor=SUBSAMPLING_FACTOR,
-        subsampling_conv_channels=hidden,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=HEADS,
-        intermediate_size=FFN_MULTIPLIER * hidden,
-        conv_kernel_size=CONV_KERNEL,
+        **equal_dims(layers, hidden),
         dropout=DROPOUT,
-        activation_dropout=DROPOUT,
-        attention_dropout=DROPOUT,
         dropout_positions=0.0,
         layerdrop=0.0,  # LayerDrop would skip layers at random in training: unequal work
     )

@@ -33,14 +33,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from peft import get_peft_model
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, Trainer, set_seed
 
 import hf_supernet
 from hf_supernet import SubnetSpec, SupernetConformerForCTC
 from hf_supernet.adapters import supernet_lora_config
 from hf_supernet.data import DataCollatorCTCWithPadding, SupernetSpeechProcessor, load_speech_dataset, prepare_dataset
 from hf_supernet.search import collate_batches, evaluate_subnet
-from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
+from hf_supernet.training import SupernetTrainer
+from hf_supernet.training.recipes import digits_training_arguments
 
 logger = logging.getLogger("finetune_lora")
 
@@ -103,30 +104,16 @@ def train_adapter(supernet, method: str, train, collator, args: FinetuneArgument
     set_seed(args.seed)
     config = supernet_lora_config(supernet, r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.05)
     model = get_peft_model(copy.deepcopy(supernet), config)
-    common = dict(
-        output_dir=os.path.join(args.output_dir, method, "trainer"),
-        per_device_train_batch_size=args.batch_size,
-        max_steps=args.max_steps,
-        learning_rate=args.learning_rate,
-        warmup_steps=min(10, args.max_steps // 10),
-        lr_scheduler_type="linear",
-        logging_steps=25,
-        train_sampling_strategy="group_by_length",
-        length_column_name="length",
-        remove_unused_columns=False,
-        save_strategy="no",
-        report_to=[],
-        seed=args.seed,
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
+    # The quickstart recipe's arguments (its sandwich settings for the sandwich adapter) at this run's sizes.
+    training_args = digits_training_arguments(
+        os.path.join(args.output_dir, method, "trainer"), args.max_steps, args.seed,
+        per_device_train_batch_size=args.batch_size, learning_rate=args.learning_rate,
+        warmup_steps=min(10, args.max_steps // 10), weight_decay=0.0, logging_steps=25,
     )
     if method == "lora_sandwich":
-        training_args = SupernetTrainingArguments(
-            num_random_subnets=2, sandwich_batch_split="quarter", distillation="kl", **common
-        )
         trainer = SupernetTrainer(model=model, args=training_args, train_dataset=train, data_collator=collator)
-    else:  # the whole model is the largest subnet: a plain Trainer adapts it alone
-        trainer = Trainer(model=model, args=TrainingArguments(**common), train_dataset=train, data_collator=collator)
+    else:  # the whole model is the largest subnet: a plain Trainer adapts it alone (the sandwich fields go unused)
+        trainer = Trainer(model=model, args=training_args, train_dataset=train, data_collator=collator)
     start = time.monotonic()
     trainer.train()
     model.eval()

@@ -44,6 +44,7 @@ from hf_supernet.data import (
 from hf_supernet.search import collate_batches, evaluate_subnet
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.optim import ScaledAdam, get_eden_schedule
+from hf_supernet.training.recipes import digits_training_arguments
 
 OUTPUT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results", "mini_librispeech_recipe")
 # The staged corpora sit beside the repository (../shared/data), wherever it is cloned.
@@ -183,26 +184,17 @@ class CpuBudgetCallback(TrainerCallback):
 
 
 def training_arguments(args) -> SupernetTrainingArguments:
-    return SupernetTrainingArguments(
-        output_dir=os.path.join("/tmp", f"recipe_{args.run_name}_{os.getpid()}"),
+    """The FSDD recipe's arguments (sandwich with quarter split, KL distillation, length-grouped batches) with this
+    run's optimizer, schedule and sizes."""
+    return digits_training_arguments(
+        os.path.join("/tmp", f"recipe_{args.run_name}_{os.getpid()}"), args.max_steps, args.seed,
         per_device_train_batch_size=args.batch_size,
-        max_steps=args.max_steps,
         learning_rate=args.lr,
         optim="scaled_adam" if args.optim == "scaled_adam" else "adamw_torch",
         lr_scheduler_type="constant_with_warmup" if args.schedule == "constant" else "linear",
         warmup_steps=args.warmup_steps,
         weight_decay=args.weight_decay,
-        num_random_subnets=2,
-        sandwich_batch_split="quarter",
-        distillation="kl",
         logging_steps=10,
-        train_sampling_strategy="group_by_length",
-        length_column_name="length",
-        remove_unused_columns=False,
-        save_strategy="no",
-        report_to=[],
-        seed=args.seed,
-        dataloader_num_workers=0,
         disable_tqdm=True,
         use_cpu=True,
     )
