@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from transformers import HubertConfig, Wav2Vec2Config
 
 from ...masks.folding import resolve_folding_fields
@@ -39,16 +41,28 @@ _FOLDING_ARGS_DOC = r"""
             subnet_budget=...)` picks from them first."""
 
 
-def _check_foldable_fields(config) -> None:
-    if config.mask_type not in FOLDABLE_MASK_TYPES:
-        raise ValueError(
-            f"mask_type={config.mask_type!r} cannot carve a {config.model_type} model; valid values are "
-            f"{list(FOLDABLE_MASK_TYPES)}."
-        )
-    resolve_folding_fields(config)
+@dataclass(kw_only=True, repr=False)
+class FoldingConfigMixin:
+    """The unfolding fields (documented in `_FOLDING_ARGS_DOC`), added to a stock config by listing this class first
+    among its bases; transformers turns the subclass into a dataclass that collects them."""
+
+    num_physical_layers: int = 8
+    mask_type: str = "folding"
+    unfolding_depths: list[int] | None = None
+    unfolding_patterns: list[str] | None = None
+    selected_subnets: list[dict] | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.mask_type not in FOLDABLE_MASK_TYPES:
+            raise ValueError(
+                f"mask_type={self.mask_type!r} cannot carve a {self.model_type} model; valid values are "
+                f"{list(FOLDABLE_MASK_TYPES)}."
+            )
+        resolve_folding_fields(self)
 
 
-class FoldableWav2Vec2Config(Wav2Vec2Config):
+class FoldableWav2Vec2Config(FoldingConfigMixin, Wav2Vec2Config):
     __doc__ = (
         r"""
     Configuration of a [`FoldableWav2Vec2ForCTC`]: a wav2vec2 CTC model that stores `num_physical_layers` encoder
@@ -74,18 +88,8 @@ class FoldableWav2Vec2Config(Wav2Vec2Config):
 
     model_type = "foldable_wav2vec2"
 
-    num_physical_layers: int = 8
-    mask_type: str = "folding"
-    unfolding_depths: list[int] | None = None
-    unfolding_patterns: list[str] | None = None
-    selected_subnets: list[dict] | None = None
 
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        _check_foldable_fields(self)
-
-
-class FoldableHubertConfig(HubertConfig):
+class FoldableHubertConfig(FoldingConfigMixin, HubertConfig):
     __doc__ = (
         r"""
     Configuration of a [`FoldableHubertForCTC`]: a HuBERT CTC model that stores `num_physical_layers` encoder
@@ -100,16 +104,6 @@ class FoldableHubertConfig(HubertConfig):
     )
 
     model_type = "foldable_hubert"
-
-    num_physical_layers: int = 8
-    mask_type: str = "folding"
-    unfolding_depths: list[int] | None = None
-    unfolding_patterns: list[str] | None = None
-    selected_subnets: list[dict] | None = None
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        _check_foldable_fields(self)
 
 
 __all__ = ["FoldableHubertConfig", "FoldableWav2Vec2Config"]
