@@ -52,8 +52,10 @@ METHOD_SETTINGS = {
     "layer_width": ({}, {"sandwich_batch_split": "quarter"}),
     # Omni-sparsity: 4 equal batch parts, adaptive dropout 0.1 (1 - s); cubic schedule over the first ~60% of steps.
     "omni_sparsity": ({"mask_type": "omni_sparsity"}, {"sandwich_batch_split": "split", "adaptive_dropout": True}),
-    # OrthoSoftmax: FLOPs-aware nested masks; soft stage over the first 60% of steps, then hard-mask sandwich.
-    "orthosoftmax": ({"mask_type": "orthosoftmax"}, {"sandwich_batch_split": "quarter"}),
+    # OrthoSoftmax: FLOPs-aware nested masks; soft stage over the first 60% of steps, then hard-mask sandwich. Every
+    # subnet sees the whole batch, one random subnet per step: on 900-step FSDD runs this gave 9.7% largest-subnet
+    # WER against 17.0% with the quarter split (the soft stage trains the mask scores on every row).
+    "orthosoftmax": ({"mask_type": "orthosoftmax"}, {"sandwich_batch_split": "full", "num_random_subnets": 1}),
 }
 
 

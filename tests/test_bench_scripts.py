@@ -24,16 +24,31 @@ def test_bench_supernet_vs_individual_smoke_writes_json_and_markdown(tmp_path):
     assert len(written["subnets"]) == 4
     params = [row["params"] for row in written["subnets"]]
     assert params == sorted(params, reverse=True) and len(set(params)) == 4
+    assert written["batch_splits"] == ["quarter", "split"] == list(written["supernets"])
     for row in written["subnets"]:
         assert row["separate_train"]["steps"] == written["max_steps"] == 3
         assert row["separate_train"]["cpu_s"] > 0
-        for side in ("supernet", "separate"):
-            assert 0 <= row[side]["cer"] and 0 <= row[side]["wer"] and row[side]["loss"] > 0
-    assert written["supernet_train"]["steps"] == 3 and written["supernet_train"]["cpu_s"] > 0
-    assert abs(written["cost_ratio"] - written["supernet_train"]["cpu_s"] / written["separate_train_cpu_s"]) < 1e-9
-    assert isinstance(written["cost_met"], bool) and isinstance(written["wer_met"], bool)
+        for scores in (row["separate"], *row["supernets"].values()):
+            assert 0 <= scores["cer"] and 0 <= scores["wer"] and scores["loss"] > 0
+    for split, supernet in written["supernets"].items():
+        assert supernet["train"]["steps"] == 3 and supernet["train"]["cpu_s"] > 0
+        assert abs(supernet["cost_ratio"] - supernet["train"]["cpu_s"] / written["separate_train_cpu_s"]) < 1e-9
+        worst = max(row["supernets"][split]["wer_ratio"] for row in written["subnets"])
+        assert supernet["worst_wer_ratio"] == worst and supernet["wer_met"] == (worst <= written["wer_goal"])
+        assert isinstance(supernet["cost_met"], bool)
     markdown = (tmp_path / "supernet_vs_individual.md").read_text()
-    assert "| largest |" in markdown and "## Goals" in markdown
+    assert "| largest |" in markdown and "## Goals" in markdown and "WER `split` (ratio)" in markdown
+
+
+def test_bench_supernet_vs_individual_trial_mode_trains_only_the_supernets(tmp_path):
+    result = load_script("bench_supernet_vs_individual").main(
+        ["--smoke", "--supernet_only", "--batch_splits", "split", "--num_random_subnets", "1", "--results_dir", str(tmp_path)]
+    )
+    trials = [json.loads(line) for line in (tmp_path / "supernet_vs_individual_trials.jsonl").read_text().splitlines()]
+    assert trials == json.loads(json.dumps(result["trials"])) and len(trials) == 1
+    assert (trials[0]["sandwich_batch_split"], trials[0]["num_random_subnets"]) == ("split", 1)
+    assert [row["name"] for row in trials[0]["subnets"]][::3] == ["largest", "smallest"]
+    assert not (tmp_path / "supernet_vs_individual.json").exists()
 
 
 def test_recipe_mini_librispeech_smoke_logs_evaluations(tmp_path):
