@@ -89,6 +89,7 @@ def parse_args(argv=None):
                         help="Comma-separated sandwich_batch_split values: one supernet run each (full, quarter, split).")
     parser.add_argument("--num_random_subnets", type=int, default=2)
     parser.add_argument("--distillation", default="kl", choices=["none", "kl", "alpha"])
+    parser.add_argument("--smallest_loss_weight", type=float, default=1.0, help="Weight of the smallest subnet's CTC loss.")
     parser.add_argument("--supernet_only", action="store_true",
                         help="Train and score only the supernet (to try supernet settings; no ratios are computed).")
     parser.add_argument("--results_dir", default=RESULTS)
@@ -132,7 +133,7 @@ def training_arguments(args, output_dir: str, batch_split: str = "quarter") -> S
     return digits_training_arguments(
         output_dir, args.max_steps, args.seed, per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, disable_tqdm=True, use_cpu=True,
-        sandwich_batch_split=batch_split, num_random_subnets=args.num_random_subnets, distillation=args.distillation,
+        sandwich_batch_split=batch_split, **sandwich_settings(args),
     )
 
 
@@ -226,7 +227,8 @@ def ratio(value: float, reference: float) -> float:
 
 
 def sandwich_settings(args) -> dict:
-    return {"num_random_subnets": args.num_random_subnets, "distillation": args.distillation}
+    return {"num_random_subnets": args.num_random_subnets, "distillation": args.distillation,
+            "smallest_loss_weight": args.smallest_loss_weight}
 
 
 def write_trial(args, runs: dict, rows: list[dict]) -> dict:
@@ -309,7 +311,8 @@ def render_markdown(result: dict) -> str:
         f"{result['test_utterances']} test utterances; every run: {result['max_steps']} steps of batch "
         f"{result['batch_size']}, AdamW lr {result['learning_rate']}, linear schedule with {result['warmup_steps']} "
         "warm-up steps, SpecAugment, char tokenizer, same initial weights. Supernets: largest + smallest + "
-        f"{result['num_random_subnets']} random subnets per step, distillation {result['distillation']}; batch splits: "
+        f"{result['num_random_subnets']} random subnets per step, distillation {result['distillation']}, smallest "
+        f"subnet's CTC loss weighted {result['smallest_loss_weight']:g}; batch splits: "
         + "; ".join(f"`{split}` = {SPLIT_WORDS[split]}" for split in splits)
         + ". Separate: each architecture as a dense model, no distillation (no teacher).\n",
         "## Training cost (CPU seconds = user + system time of the process)\n",
