@@ -92,6 +92,8 @@ def parse_args(argv=None):
     parser.add_argument("--smallest_loss_weight", type=float, default=1.0, help="Weight of the smallest subnet's CTC loss.")
     parser.add_argument("--supernet_only", action="store_true",
                         help="Train and score only the supernet (to try supernet settings; no ratios are computed).")
+    parser.add_argument("--render_only", action="store_true",
+                        help="Rewrite the markdown from <results_dir>/supernet_vs_individual.json (and the trials file).")
     parser.add_argument("--results_dir", default=RESULTS)
     parser.add_argument("--smoke", action="store_true", help="Toy model, bundled FSDD, 3 steps: checks the script.")
     args = parser.parse_args(argv)
@@ -165,6 +167,11 @@ def load_data(args):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.render_only:
+        with open(os.path.join(args.results_dir, f"{NAME}.json")) as f:
+            result = json.load(f)
+        write_results(result, args.results_dir)
+        return result
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     torch.set_num_threads(args.threads)
     set_seed(args.seed)
@@ -292,9 +299,47 @@ def write_results(result: dict, results_dir: str) -> None:
     os.makedirs(results_dir, exist_ok=True)
     with open(os.path.join(results_dir, f"{NAME}.json"), "w") as f:
         json.dump(result, f, indent=2)
+    markdown = render_markdown(result) + render_trials(result, read_trials(results_dir))
     with open(os.path.join(results_dir, f"{NAME}.md"), "w") as f:
-        f.write(render_markdown(result))
-    print(render_markdown(result))
+        f.write(markdown)
+    print(markdown)
+
+
+def read_trials(results_dir: str) -> list[dict]:
+    path = os.path.join(results_dir, f"{NAME}_trials.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def render_trials(result: dict, trials: list[dict]) -> str:
+    """Supernet settings tried with --supernet_only on the same data, steps and seed, each subnet's WER set against
+    the separately trained models of this run (their training does not depend on the supernet's settings)."""
+    trials = [t for t in trials if (t["dataset"], t["max_steps"], t["batch_size"]) ==
+              (result["dataset"], result["max_steps"], result["batch_size"])]
+    if not trials:
+        return ""
+    separate = {row["name"]: row["separate"]["wer"] for row in result["subnets"]}
+    names = [row["name"] for row in result["subnets"]]
+    lines = [
+        "## Other supernet settings tried\n",
+        f"`--supernet_only` runs (same data, steps, batch and seed; listed in `{NAME}_trials.jsonl`), each subnet's "
+        "test WER with its ratio to the separately trained twin above. Their CPU seconds were taken while other jobs "
+        "ran (load average at the end given), so compare them with each other only roughly.\n",
+        "| batch split | random subnets | distillation | smallest loss weight | CPU s | load | "
+        + " | ".join(f"WER {name}" for name in names) + " |",
+        "|---|---:|---|---:|---:|---:|" + "---:|" * len(names),
+    ]
+    for trial in trials:
+        wers = {row["name"]: row["wer"] for row in trial["subnets"]}
+        cells = " | ".join(f"{100 * wers[n]:.1f}% ({ratio(wers[n], separate[n]):.2f})" for n in names)
+        lines.append(
+            f"| `{trial['sandwich_batch_split']}` | {trial['num_random_subnets']} | {trial['distillation']} | "
+            f"{trial.get('smallest_loss_weight', 1.0):g} | {trial['supernet_train']['cpu_s']:.0f} | "
+            f"{trial['load_average_end'][0]:.1f} | {cells} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def render_markdown(result: dict) -> str:
