@@ -22,6 +22,8 @@ _SPACE_RESET = {
     "num_physical_layers": None,
     "unfolding_depths": None,
     "unfolding_patterns": None,
+    # A subnet has one depth: the head of that depth becomes its lm_head.
+    "ctc_head_per_depth": False,
 }
 # An extracted subnet is one fixed architecture: whatever mask type carved it, its own space is layer_width's
 # trivial one (drop nothing, full width), which needs no learned mask state.
@@ -69,9 +71,12 @@ def extract_subnet(model, spec: SubnetSpec):
     encoder = model.base_model
     prefix = "" if encoder is model else f"{model.base_model_prefix}."
     layers_prefix = f"{prefix}layers."
-    # The mask's own state (learned scores, pruning ranks) carved the subnet; the dense model has none.
-    skipped = (layers_prefix, f"{prefix}mask.")
+    # The mask's own state (learned scores, pruning ranks) carved the subnet; the dense model has none. Of the
+    # per-depth CTC heads (if any) only the subnet's own is kept, as its lm_head.
+    skipped = (layers_prefix, f"{prefix}mask.", "depth_heads.")
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(skipped)}
+    if getattr(model, "depth_heads", None) is not None:
+        state.update({f"lm_head.{k}": v.detach().clone() for k, v in model.ctc_head(spec).state_dict().items()})
     for i, plan in enumerate(plans):
         block_state = encoder.layers[plan.layer_index].reduced_state_dict(plan)
         state.update({f"{layers_prefix}{i}.{k}": v for k, v in block_state.items()})

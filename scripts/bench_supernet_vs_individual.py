@@ -89,6 +89,8 @@ def parse_args(argv=None):
                         help="Comma-separated sandwich_batch_split values: one supernet run each (full, quarter, split).")
     parser.add_argument("--num_random_subnets", type=int, default=2)
     parser.add_argument("--distillation", default="kl", choices=["none", "kl", "alpha"])
+    parser.add_argument("--ctc_head_per_depth", action="store_true",
+                        help="Supernets with a CTC head per depth (the separate models have one head each anyway).")
     parser.add_argument("--smallest_loss_weight", type=float, default=1.0, help="Weight of the smallest subnet's CTC loss.")
     parser.add_argument("--supernet_only", action="store_true",
                         help="Train and score only the supernet (to try supernet settings; no ratios are computed).")
@@ -113,9 +115,9 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def model_config(tokenizer, smoke: bool) -> SupernetConformerConfig:
+def model_config(tokenizer, smoke: bool, ctc_head_per_depth: bool = False) -> SupernetConformerConfig:
     """The quickstart's 4 x 144 supernet (FFN widths 72-576, depths 2-4), or a 4-layer toy for --smoke."""
-    return small_conformer_config(tokenizer, smoke=smoke, num_hidden_layers=4)
+    return small_conformer_config(tokenizer, smoke=smoke, num_hidden_layers=4, ctc_head_per_depth=ctc_head_per_depth)
 
 
 def benchmark_subnets(space) -> dict[str, LayerWidthSpec]:
@@ -178,7 +180,7 @@ def main(argv=None) -> dict:
     train, test, tokenizer, processor = load_data(args)
 
     set_seed(args.seed)
-    initial = SupernetConformerForCTC(model_config(tokenizer, args.smoke))
+    initial = SupernetConformerForCTC(model_config(tokenizer, args.smoke, args.ctc_head_per_depth))
     specs = benchmark_subnets(initial.subnet_space)
     # Every run starts from the very same weights: each supernet a copy, each separate model a slice of them.
     supernets = {split: copy.deepcopy(initial) for split in args.batch_splits}
@@ -238,6 +240,10 @@ def sandwich_settings(args) -> dict:
             "smallest_loss_weight": args.smallest_loss_weight}
 
 
+def model_settings(args) -> dict:
+    return {"ctc_head_per_depth": args.ctc_head_per_depth}
+
+
 def write_trial(args, runs: dict, rows: list[dict]) -> dict:
     """--supernet_only: each supernet's cost and per-subnet WER/CER, appended to <results_dir>/<NAME>_trials.jsonl."""
     os.makedirs(args.results_dir, exist_ok=True)
@@ -247,6 +253,7 @@ def write_trial(args, runs: dict, rows: list[dict]) -> dict:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "dataset": args.dataset,
             "max_steps": args.max_steps, "batch_size": args.batch_size, "threads": torch.get_num_threads(),
             "load_average_end": os.getloadavg(), "sandwich_batch_split": split, **sandwich_settings(args),
+            **model_settings(args),
             "supernet_train": run,
             "subnets": [{"name": r["name"], "params": r["params"], **r["supernets"][split]} for r in rows],
         })
@@ -285,6 +292,7 @@ def summarise(args, supernet_runs: dict, rows: list[dict], n_train: int, n_test:
         "seed": args.seed,
         "smoke": args.smoke,
         **sandwich_settings(args),
+        **model_settings(args),
         "batch_splits": list(supernet_runs),
         "supernets": supernets,
         "separate_train_cpu_s": separate_cpu,
@@ -327,16 +335,17 @@ def render_trials(result: dict, trials: list[dict]) -> str:
         f"`--supernet_only` runs (same data, steps, batch and seed; listed in `{NAME}_trials.jsonl`), each subnet's "
         "test WER with its ratio to the separately trained twin above. Their CPU seconds were taken while other jobs "
         "ran (load average at the end given), so compare them with each other only roughly.\n",
-        "| batch split | random subnets | distillation | smallest loss weight | CPU s | load | "
+        "| batch split | random subnets | distillation | smallest loss weight | CTC head per depth | CPU s | load | "
         + " | ".join(f"WER {name}" for name in names) + " |",
-        "|---|---:|---|---:|---:|---:|" + "---:|" * len(names),
+        "|---|---:|---|---:|---|---:|---:|" + "---:|" * len(names),
     ]
     for trial in trials:
         wers = {row["name"]: row["wer"] for row in trial["subnets"]}
         cells = " | ".join(f"{100 * wers[n]:.1f}% ({ratio(wers[n], separate[n]):.2f})" for n in names)
         lines.append(
             f"| `{trial['sandwich_batch_split']}` | {trial['num_random_subnets']} | {trial['distillation']} | "
-            f"{trial.get('smallest_loss_weight', 1.0):g} | {trial['supernet_train']['cpu_s']:.0f} | "
+            f"{trial.get('smallest_loss_weight', 1.0):g} | {'yes' if trial.get('ctc_head_per_depth') else 'no'} | "
+            f"{trial['supernet_train']['cpu_s']:.0f} | "
             f"{trial['load_average_end'][0]:.1f} | {cells} |"
         )
     return "\n".join(lines) + "\n"
@@ -357,7 +366,9 @@ def render_markdown(result: dict) -> str:
         f"{result['batch_size']}, AdamW lr {result['learning_rate']}, linear schedule with {result['warmup_steps']} "
         "warm-up steps, SpecAugment, char tokenizer, same initial weights. Supernets: largest + smallest + "
         f"{result['num_random_subnets']} random subnets per step, distillation {result['distillation']}, smallest "
-        f"subnet's CTC loss weighted {result['smallest_loss_weight']:g}; batch splits: "
+        f"subnet's CTC loss weighted {result['smallest_loss_weight']:g}, "
+        f"{'a CTC head per depth' if result.get('ctc_head_per_depth') else 'one CTC head shared by every depth'}; "
+        "batch splits: "
         + "; ".join(f"`{split}` = {SPLIT_WORDS[split]}" for split in splits)
         + ". Separate: each architecture as a dense model, no distillation (no teacher).\n",
         "## Training cost (CPU seconds = user + system time of the process)\n",

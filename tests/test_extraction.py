@@ -17,6 +17,8 @@ MODELS = {
     "per_layer": SupernetConformerForCTC(
         tiny_conformer_config(num_hidden_layers=5, layer_ffn_dims=[64, 48, 40, 64, 24], subsampling_factor=8)
     ).eval(),
+    # A CTC head per depth: the subnet keeps its own depth's head.
+    "depth_heads": SupernetConformerForCTC(tiny_conformer_config(ctc_head_per_depth=True)).eval(),
 }
 
 

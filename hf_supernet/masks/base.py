@@ -141,6 +141,11 @@ class MaskMethod(nn.Module):
         default ignores it."""
         return None
 
+    def subnet_depths(self) -> list[int]:
+        """How many blocks a subnet of this space may run, ascending (a CTC head per depth needs them). Default: the
+        space's ``depths`` where it varies depth (layer dropping, unfolding), else every subnet runs all layers."""
+        return sorted(getattr(self.space(), "depths", [self.config.num_hidden_layers]))
+
     def full_plans(self) -> list[BlockPlan]:
         """Plans of the unreduced model (what runs when no subnet is active)."""
         return [BlockPlan(layer_index=i) for i in range(self.config.num_hidden_layers)]

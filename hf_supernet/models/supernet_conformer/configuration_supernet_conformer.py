@@ -105,6 +105,12 @@ class SupernetConformerConfig(PreTrainedConfig):
             subnet_budget=...)` picks from them first.
         subnet_spec (`dict`, *optional*):
             On an extracted subnet: the spec it was cut with, for provenance.
+        ctc_head_per_depth (`bool`, *optional*, defaults to `False`):
+            Give every depth a subnet may have (`layer_drop_choices`, or `unfolding_depths` with `mask_type="folding"`)
+            its own CTC output layer: a subnet that stops after fewer blocks reads its transcript through the head
+            trained for that depth instead of sharing the deepest one (as OrthoSoftmax's authors do per budget). An
+            extracted subnet keeps its depth's head as `lm_head`. Each head costs `hidden_size x vocab_size`
+            parameters in the supernet, none in a subnet.
         adaptive_dropout (`bool`, *optional*, defaults to `False`):
             Scale the dropout of a reduced module by the share of it a subnet keeps (TODM). Set by
             `SupernetTrainingArguments(adaptive_dropout=True)`; has no effect in eval mode.
@@ -200,6 +206,7 @@ class SupernetConformerConfig(PreTrainedConfig):
     layer_conv_modules: list[bool] | None = None
     selected_subnets: list[dict] | None = None
     subnet_spec: dict | None = None
+    ctc_head_per_depth: bool = False
     adaptive_dropout: bool = False
     orthosoftmax_granularity: str = "component"
     orthosoftmax_ffn_chunks: int = 4

@@ -494,18 +494,34 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
 
 
 class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
-    """Supernet Conformer encoder with a linear CTC head. Every subnet shares the head."""
+    """Supernet Conformer encoder with a linear CTC head. Every subnet shares the head, or, with
+    `config.ctc_head_per_depth`, every depth has its own (`lm_head` for the deepest, `depth_heads[str(d)]` for the
+    others)."""
 
     def __init__(self, config: SupernetConformerConfig):
         super().__init__(config)
         self.conformer = SupernetConformerModel(config)
         self.dropout = nn.Dropout(config.final_dropout)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.depth_heads = None
+        if config.ctc_head_per_depth:
+            *shallower, _deepest = self.mask.subnet_depths()
+            self.depth_heads = nn.ModuleDict(
+                {str(d): nn.Linear(config.hidden_size, config.vocab_size) for d in shallower}
+            )
         self.post_init()
 
     @property
     def mask(self):
         return self.conformer.mask
+
+    def ctc_head(self, subnet=None) -> nn.Linear:
+        """The output layer ``subnet`` (default: the active one, else the whole model) reads its logits from."""
+        subnet = subnet if subnet is not None else self.active_subnet
+        if self.depth_heads is None or subnet is None:
+            return self.lm_head
+        depth = str(len(self.mask.block_plans(subnet)))
+        return self.depth_heads[depth] if depth in self.depth_heads else self.lm_head
 
     def forward(
         self,
@@ -525,14 +541,15 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
             Run as this subnet; defaults to the active one (`with model.use_subnet(spec)`), else the whole model.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        subnet = subnet if subnet is not None else self.active_subnet
         encoder_out = self.conformer(
             input_features,
             attention_mask=attention_mask,
             output_hidden_states=output_hidden_states,
             return_dict=True,
-            subnet=subnet if subnet is not None else self.active_subnet,
+            subnet=subnet,
         )
-        logits = self.lm_head(self.dropout(encoder_out.last_hidden_state))
+        logits = self.ctc_head(subnet)(self.dropout(encoder_out.last_hidden_state))
         loss = None
         if labels is not None:
             loss = self.ctc_loss(logits, encoder_out.output_attention_mask.sum(-1), labels)
