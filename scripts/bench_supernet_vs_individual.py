@@ -331,7 +331,7 @@ def render_trials(result: dict, trials: list[dict]) -> str:
     separate = {row["name"]: row["separate"]["wer"] for row in result["subnets"]}
     names = [row["name"] for row in result["subnets"]]
     lines = [
-        "## Other supernet settings tried\n",
+        "\n## Other supernet settings tried\n",
         f"`--supernet_only` runs (same data, steps, batch and seed; listed in `{NAME}_trials.jsonl`), each subnet's "
         "test WER with its ratio to the separately trained twin above. Their CPU seconds were taken while other jobs "
         "ran (load average at the end given), so compare them with each other only roughly.\n",
@@ -424,8 +424,12 @@ def render_markdown(result: dict) -> str:
         "subnets, which pull them towards features that suit deeper models (a likely reason it lags most).",
         f"- Noise: one test utterance is {100 / result['test_utterances']:.2f} WER points (one word each); at the "
         f"separate models' mean WER of {pct(mean_wer)} the binomial standard error of one WER is {100 * std_error:.1f} "
-        "points, so ratios between close WERs are within run-to-run noise (one seed, one run), while gaps of several "
-        "standard errors are not.",
+        "points. Training is deterministic for a seed on this CPU (rerunning gives the same WERs), so the spread to "
+        "expect is from seed to seed, and this is one seed: ratios between close WERs are within that noise, gaps of "
+        "several standard errors are not.",
+        "- CPU seconds are not immune to other jobs: two processes on this 2-core machine inflate each other's CPU "
+        "time (shared caches and memory bandwidth), so compare runs made under the same load: this run's (the load "
+        "average at the end is given above), not the trials' below.",
         "",
     ]
     return "\n".join(lines)

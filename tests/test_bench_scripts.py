@@ -59,6 +59,16 @@ def test_bench_supernet_vs_individual_trials_are_rendered_against_the_separate_m
     assert f"{100 * wer:.1f}% ({script.ratio(wer, largest['separate']['wer']):.2f})" in row
 
 
+def test_bench_sandwich_step_times_every_split_against_the_same_dense_steps(tmp_path):
+    load_script("bench_sandwich_step").main(["--repeats", "1", "--threads", "1", "--results_dir", str(tmp_path)])
+    result = json.loads((tmp_path / "sandwich_step.json").read_text())
+    assert set(result["ratio"]) == {"full", "quarter", "split"}
+    for split, seconds in result["sandwich_step_s_median"].items():
+        assert seconds > 0 and abs(result["ratio"][split] - seconds / result["separate_steps_s_median"]) < 1e-12
+    assert result["met"] == (result["ratio"]["full"] <= result["goal"])
+    assert "| `split` |" in (tmp_path / "sandwich_step.md").read_text()
+
+
 def test_recipe_mini_librispeech_smoke_logs_evaluations(tmp_path):
     records = load_script("recipe_mini_librispeech").main(
         ["--smoke", "--sortagrad", "--run_name", "smoke", "--output_dir", str(tmp_path)]
