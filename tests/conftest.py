@@ -71,3 +71,17 @@ def padded_batch(lengths, num_mel_bins=16, seed=0):
     features = torch.randn(len(lengths), frames, num_mel_bins, generator=gen)
     mask = (torch.arange(frames)[None, :] < torch.tensor(lengths)[:, None]).long()
     return features * mask[..., None], mask
+
+
+def assert_extraction_matches(model, spec, features, attention_mask):
+    """The core promise, checked: ``model.extract_subnet(spec)`` gives the logits of the supernet run as ``spec`` on
+    every valid frame (<= 1e-4), with the same valid frames. Returns ``(dense, masked_outputs)`` for further checks."""
+    with torch.no_grad(), model.use_subnet(spec):
+        masked = model(features, attention_mask=attention_mask)
+    dense = model.extract_subnet(spec)
+    with torch.no_grad():
+        extracted = dense(features, attention_mask=attention_mask)
+    valid = masked.output_attention_mask
+    assert torch.equal(valid, extracted.output_attention_mask)
+    torch.testing.assert_close(extracted.logits[valid], masked.logits[valid], atol=1e-4, rtol=0)
+    return dense, masked

@@ -5,7 +5,7 @@ import torch
 
 from hf_supernet import FoldingSpec, SupernetConformerForCTC
 
-from .conftest import padded_batch, tiny_conformer_config
+from .conftest import assert_extraction_matches, padded_batch, tiny_conformer_config
 from .test_trainer import make_trainer
 
 
@@ -44,12 +44,7 @@ def test_unfolded_paths_extract_with_their_depths_head(pattern):
     features, mask = padded_batch([30, 17], seed=2)
     for depth in (2, 3, 4):
         spec = FoldingSpec(next(s.path for s in model.subnet_space if len(s.path) == depth))
-        with torch.no_grad():
-            masked = model(features, attention_mask=mask, subnet=spec)
-            dense = model.extract_subnet(spec)
-            extracted = dense(features, attention_mask=mask)
-        valid = masked.output_attention_mask
-        torch.testing.assert_close(extracted.logits[valid], masked.logits[valid], atol=1e-4, rtol=0)
+        dense, _ = assert_extraction_matches(model, spec, features, mask)
         assert dense.depth_heads is None and not dense.config.ctc_head_per_depth
 
 

@@ -8,7 +8,7 @@ from transformers import AutoModelForCTC
 
 from hf_supernet import LayerWidthSpec, SupernetConformerForCTC, SupernetConformerModel
 
-from .conftest import padded_batch, tiny_conformer_config
+from .conftest import assert_extraction_matches, padded_batch, tiny_conformer_config
 
 torch.manual_seed(0)
 # Uneven per-layer widths and subsampling 8 exercise the fixed-architecture path of the config too.
@@ -45,14 +45,7 @@ def test_extracted_subnet_matches_masked_supernet(case):
     model, spec, lengths, seed = case
     features, mask = padded_batch(lengths, seed=seed)
     assert spec in model.subnet_space
-    with torch.no_grad(), model.use_subnet(spec):
-        masked = model(features, attention_mask=mask)
-    dense = model.extract_subnet(spec)
-    with torch.no_grad():
-        extracted = dense(features, attention_mask=mask)
-    valid = masked.output_attention_mask
-    assert torch.equal(valid, extracted.output_attention_mask)
-    torch.testing.assert_close(extracted.logits[valid], masked.logits[valid], atol=1e-4, rtol=0)
+    dense, _ = assert_extraction_matches(model, spec, features, mask)
     # Analytic parameter count == what the dense model really holds.
     assert dense.num_parameters() == model.subnet_costs(spec).params
     assert dense.config.num_hidden_layers == spec.num_layers

@@ -36,7 +36,7 @@ from hf_supernet.models.foldable.modeling_foldable import transformer_ctc_flops
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.sandwich import sandwich_subnets
 
-from .conftest import padded_batch, tiny_conformer_config
+from .conftest import assert_extraction_matches, padded_batch, tiny_conformer_config
 
 # A wav2vec2 small enough for hundreds of forward passes. Per-frame LayerNorm in the feature encoder (as the large
 # checkpoints) makes outputs independent of padding; dropout, LayerDrop and SpecAugment off so training-mode passes
@@ -348,16 +348,10 @@ def test_folding_conformer_stores_few_blocks_and_extracts_every_path():
     features, mask = padded_batch([40, 27, 18])
     outputs = {}
     for spec in model.subnet_space:
-        with torch.no_grad(), model.use_subnet(spec):
-            folded = model(features, attention_mask=mask)
-        dense = model.extract_subnet(spec)
+        dense, folded = assert_extraction_matches(model, spec, features, mask)
         assert type(dense) is SupernetConformerForCTC
         assert len(dense.conformer.layers) == spec.num_layers and dense.config.num_physical_layers == spec.num_layers
         assert dense.num_parameters() == model.subnet_costs(spec).params
-        with torch.no_grad():
-            extracted = dense(features, attention_mask=mask)
-        valid = folded.output_attention_mask
-        torch.testing.assert_close(extracted.logits[valid], folded.logits[valid], atol=1e-4, rtol=0)
         outputs[spec] = folded.logits
     assert stored_params(model, model.subnet_space.largest()) == model.num_parameters()
     assert not torch.allclose(outputs[model.subnet_space.smallest()], outputs[model.subnet_space.largest()], atol=1e-3)

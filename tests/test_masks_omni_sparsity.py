@@ -19,7 +19,7 @@ from hf_supernet.masks.omni_sparsity import (
 )
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 
-from .conftest import padded_batch, tiny_conformer_config
+from .conftest import assert_extraction_matches, padded_batch, tiny_conformer_config
 from .test_trainer import collate, synthetic_dataset
 
 LEVELS = (0.0, 0.5, 0.6, 0.7, 0.8)
@@ -313,13 +313,7 @@ def omni_cases(draw):
 def test_extracted_subnet_matches_masked_supernet(case):
     model, spec, lengths, seed = case
     features, mask = padded_batch(lengths, seed=seed)
-    with torch.no_grad(), model.use_subnet(spec):
-        masked = model(features, attention_mask=mask)
-    dense = model.extract_subnet(spec)
-    with torch.no_grad():
-        extracted = dense(features, attention_mask=mask)
-    valid = masked.output_attention_mask
-    torch.testing.assert_close(extracted.logits[valid], masked.logits[valid], atol=1e-4, rtol=0)
+    dense, _ = assert_extraction_matches(model, spec, features, mask)
     nonzero = sum(int(p.count_nonzero()) if p.dim() > 1 else p.numel() for p in dense.parameters())
     assert model.subnet_costs(spec).params == nonzero
 

@@ -22,7 +22,7 @@ from hf_supernet.masks.orthosoftmax import (
     plot_kept_units,
 )
 
-from .conftest import padded_batch, tiny_conformer_config
+from .conftest import assert_extraction_matches, padded_batch, tiny_conformer_config
 
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
@@ -185,13 +185,7 @@ def test_extracted_subnet_matches_masked_supernet_for_every_budget(case):
     set_scores(model.mask, seed, frozen)
     features, attention_mask = padded_batch(lengths, seed=seed)
     for spec in model.subnet_space:
-        with torch.no_grad(), model.use_subnet(spec):
-            masked = model(features, attention_mask=attention_mask)
-        dense = model.extract_subnet(spec)
-        with torch.no_grad():
-            extracted = dense(features, attention_mask=attention_mask)
-        valid = masked.output_attention_mask
-        torch.testing.assert_close(extracted.logits[valid], masked.logits[valid], atol=1e-4, rtol=0)
+        dense, _ = assert_extraction_matches(model, spec, features, attention_mask)
         assert dense.num_parameters() == model.subnet_costs(spec).params
         assert dense.config.mask_type == "layer_width" and dense.config.subnet_spec == spec.to_dict()
 

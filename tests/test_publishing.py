@@ -90,21 +90,15 @@ def supernet(supernet_dir):
     return SupernetConformerForCTC.from_pretrained(supernet_dir).eval()
 
 
+# Full card metadata, the same for every local publication a test compares.
+CARD_METADATA = dict(language="en", license="apache-2.0", datasets=["fsdd"], eval_dataset="fsdd", eval_split="dev")
+
+
 @pytest.fixture(scope="module")
 def published(supernet_dir, tmp_path_factory):
     """The supernet's subnets written locally (no push), with full card metadata."""
     local_dir = tmp_path_factory.mktemp("published")
-    result = publish_subnets(
-        supernet_dir,
-        "someone/digits",
-        push=False,
-        local_dir=local_dir,
-        language="en",
-        license="apache-2.0",
-        datasets=["fsdd"],
-        eval_dataset="fsdd",
-        eval_split="dev",
-    )
+    result = publish_subnets(supernet_dir, "someone/digits", push=False, local_dir=local_dir, **CARD_METADATA)
     return local_dir, result
 
 
@@ -260,17 +254,7 @@ def test_custom_template(published, supernet, tmp_path):
 def test_rerun_rewrites_the_same_bytes_and_leaves_no_temporary_folders(published, supernet_dir):
     local_dir, _ = published
     before = {p.relative_to(local_dir): p.read_bytes() for p in local_dir.rglob("*") if p.is_file()}
-    publish_subnets(
-        supernet_dir,
-        "someone/digits",
-        push=False,
-        local_dir=local_dir,
-        language="en",
-        license="apache-2.0",
-        datasets=["fsdd"],
-        eval_dataset="fsdd",
-        eval_split="dev",
-    )
+    publish_subnets(supernet_dir, "someone/digits", push=False, local_dir=local_dir, **CARD_METADATA)
     after = {p.relative_to(local_dir): p.read_bytes() for p in local_dir.rglob("*") if p.is_file()}
     assert after == before  # deterministic output: a re-upload changes nothing on the Hub
     assert sorted(p.name for p in local_dir.iterdir()) == sorted({p.parts[0] for p in before})
