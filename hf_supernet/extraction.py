@@ -75,7 +75,7 @@ def extract_subnet(model, spec: SubnetSpec):
     # per-depth CTC heads (if any) only the subnet's own is kept, as its lm_head.
     skipped = (layers_prefix, f"{prefix}mask.", "depth_heads.")
     state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(skipped)}
-    if getattr(model, "depth_heads", None) is not None:
+    if getattr(model, "depth_heads", None):
         state.update({f"lm_head.{k}": v.detach().clone() for k, v in model.ctc_head(spec).state_dict().items()})
     for i, plan in enumerate(plans):
         block_state = encoder.layers[plan.layer_index].reduced_state_dict(plan)

@@ -518,7 +518,7 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
     def ctc_head(self, subnet=None) -> nn.Linear:
         """The output layer ``subnet`` (default: the active one, else the whole model) reads its logits from."""
         subnet = subnet if subnet is not None else self.active_subnet
-        if self.depth_heads is None or subnet is None:
+        if not self.depth_heads or subnet is None:  # no head per depth (or one depth only): nothing to look up
             return self.lm_head
         depth = str(len(self.mask.block_plans(subnet)))
         return self.depth_heads[depth] if depth in self.depth_heads else self.lm_head
