@@ -25,11 +25,12 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from .atomic import atomic_file
 
 # Config fields that do not change what a forward pass computes.
 _NOT_ARCHITECTURE = {
@@ -143,12 +144,9 @@ class LatencyTable:
 
     def save(self) -> None:
         """Write the table atomically (a crash mid-write leaves the previous table intact)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"machine": self.fingerprint, "rtf": self.entries}, indent=1, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".latency-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            f.write(payload)
-        os.replace(tmp, self.path)
+        with atomic_file(self.path) as tmp:
+            tmp.write_text(payload)
 
     def rtf(self, model, spec=None) -> float:
         """Real-time factor of ``spec`` extracted from ``model`` (``None``: the whole model): the sum of its parts'

@@ -27,6 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .atomic import atomic_file
 from .masks.omni_sparsity import block_grid
 
 SPARSE_WEIGHTS_NAME = "model.block_sparse.safetensors"
@@ -161,7 +162,8 @@ def save_sparse(model, save_directory: str | os.PathLike, block_shape: tuple[int
         "model_class": type(model).__name__,
         "sparse_shapes": json.dumps(shapes),
     }
-    save_file(tensors, os.path.join(save_directory, SPARSE_WEIGHTS_NAME), metadata=metadata)
+    with atomic_file(os.path.join(save_directory, SPARSE_WEIGHTS_NAME)) as tmp:  # never a half-written file
+        save_file(tensors, str(tmp), metadata=metadata)
     model.config.save_pretrained(save_directory)
     return storage_report(model, block)
 

@@ -70,3 +70,22 @@ def test_load_sparse_errors_are_clear(tmp_path):
         load_sparse(tmp_path)
     with pytest.raises(ValueError, match="block_shape"):
         storage_report(SUPERNET, block_shape=(8,))
+
+
+def test_an_interrupted_save_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    import hf_supernet.sparse_storage as storage
+
+    small = SUPERNET.extract_subnet(OmniSparsitySpec((0.8,) * 4))
+    save_sparse(small, tmp_path)
+    before = (tmp_path / SPARSE_WEIGHTS_NAME).read_bytes()
+
+    def crash(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage, "save_file", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_sparse(SUPERNET.extract_subnet(OmniSparsitySpec((0.5,) * 4)), tmp_path)
+    assert (tmp_path / SPARSE_WEIGHTS_NAME).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["config.json", SPARSE_WEIGHTS_NAME])

@@ -8,13 +8,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import HfApi
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoModelForCTC, AutoProcessor
 
+from ..atomic import atomic_directory
 from ..search.selection import normalize_budget, select_from_selected
 from ..subnets import SubnetSpec
 from .cards import CardMetadata, loading_info, subnet_card
@@ -116,30 +117,6 @@ def _check_folder_name(name: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ local folders
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield an empty temporary folder next to ``target``; on success it replaces ``target``.
-
-    An interrupted write leaves ``target`` as it was (plus a hidden ``.{name}.tmp-*`` folder), never half-written.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it owner-only; the published folder is meant to be read by others
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if target.exists():
-        # Directories cannot be renamed over non-empty ones: move the old one aside, then swap.
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
 
 
 def write_subnet_folder(
