@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -84,6 +85,13 @@ def dummy_inputs(model, seconds: float) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) so far: the work a training run did, which wall
+    time on a shared machine does not tell."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure_rtf(model, seconds: float | None = None, repeats: int = 5, warmup: int = 1) -> float:
     """Median wall-clock seconds of one eval forward pass over ``seconds`` of audio, divided by ``seconds``."""
     from .costs import REFERENCE_SECONDS

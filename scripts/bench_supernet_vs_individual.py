@@ -35,7 +35,6 @@ import logging
 import math
 import os
 import platform
-import resource
 import time
 from datetime import datetime, timezone
 
@@ -44,6 +43,7 @@ import transformers
 from transformers import Trainer, set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
+from hf_supernet.latency import cpu_seconds
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.data import (
     DataCollatorCTCWithPadding,
@@ -107,12 +107,6 @@ def parse_args(argv=None):
         args.dataset, args.max_steps, args.warmup_steps, args.batch_size = "fsdd", 3, 0, 8
         args.max_train, args.max_test = args.max_train or 48, args.max_test or 16
     return args
-
-
-def cpu_seconds() -> float:
-    """User + system CPU time of this process (all its threads) so far."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def model_config(tokenizer, smoke: bool, ctc_head_per_depth: bool = False) -> SupernetConformerConfig:

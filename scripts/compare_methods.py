@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import time
 from datetime import datetime, timezone
 
@@ -28,6 +27,7 @@ import torch
 from transformers import set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
+from hf_supernet.latency import cpu_seconds
 from hf_supernet import SubnetSpec, SupernetConformerForCTC
 from hf_supernet.data import SpecAugmentCallback
 from hf_supernet.search import collate_batches, evaluate_subnet, search_subnets
@@ -69,11 +69,6 @@ def method_settings(method: str, max_steps: int) -> tuple[dict, dict]:
     if method == "orthosoftmax":
         config.update(orthosoftmax_stage1_steps=max(1, (3 * max_steps) // 5))
     return config, training
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def train_method(method: str, data, args) -> tuple[SupernetConformerForCTC, dict]:

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import resource
 import time
 
 import torch
@@ -31,6 +30,7 @@ from torch.utils.data import Sampler
 from transformers import Trainer, TrainerCallback, set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
+from hf_supernet.latency import cpu_seconds
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.data import (
     DataCollatorCTCWithPadding,
@@ -88,11 +88,6 @@ def parse_args(argv=None):
         args.hidden_size, args.num_hidden_layers, args.intermediate_size = 32, 2, 64
         args.cpu_budget_minutes, args.eval_every_cpu_minutes, args.max_steps = 0.1, 0.05, 4
     return args
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 class SortaGradSampler(Sampler):
