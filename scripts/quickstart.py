@@ -24,6 +24,7 @@ from transformers import HfArgumentParser, set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import SupernetConformerForCTC
+from hf_supernet.atomic import atomic_file
 from hf_supernet.data import SpecAugmentCallback
 from hf_supernet.search import collate_batches, evaluate_subnet, plot_pareto, search_subnets
 from hf_supernet.training import SupernetTrainer, WallClockLimitCallback
@@ -102,8 +103,8 @@ def main(argv=None) -> list[dict]:
     # Inside the supernet folder, where publishing (scripts/publish.py) finds it for the model cards.
     plot_pareto(scored, selected, os.path.join(supernet_dir, "pareto.png"), title="quickstart subnet search (dev loss)")
     results = [{k: row[k] for k in ("name", "params", "flops", "wer", "cer")} for row in rows]
-    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    with atomic_file(os.path.join(args.output_dir, "results.json")) as tmp:  # a stopped run leaves the old table
+        tmp.write_text(json.dumps(results, indent=2))
 
     print(f"\nTrained {trainer.state.global_step} steps in {train_minutes:.1f} min; total {(time.monotonic() - start) / 60:.1f} min.")
     print(f"Test split of the bundled spoken digits ({len(test)} utterances):\n")
