@@ -10,6 +10,7 @@ from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer
 
 from ..models.supernet_conformer import SupernetConformerConfig
 from .augment import SpecAugmentConfig, spec_augment
+from .connected_digits import ConnectedDigits, ConnectedDigitsConfig
 from .collator import (
     DataCollatorCTCWithPadding,
     SpecAugmentCallback,
@@ -33,6 +34,8 @@ AutoProcessor.register(SupernetConformerConfig, SupernetSpeechProcessor, exist_o
 
 __all__ = [
     "BUNDLED_CORPORA",
+    "ConnectedDigits",
+    "ConnectedDigitsConfig",
     "DataCollatorCTCWithPadding",
     "SpecAugmentCallback",
     "SpecAugmentConfig",

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..paper_recipes import recipe_training_arguments
+
 BATCH_SPLITS = ("full", "quarter", "split")
 DISTILLATION_METHODS = ("none", "kl", "alpha")
 # Our extra optimizer name; TrainingArguments validates `optim` against its own enum, so we intercept it.
@@ -52,6 +54,14 @@ class SupernetTrainingArguments(TrainingArguments):
         optim (`str`):
             Any of `TrainingArguments`' optimizers, or `"scaled_adam"` for ScaledAdam (Zipformer), which does its
             own gradient clipping (so `max_grad_norm` is set to 0); the schedule is still `lr_scheduler_type`.
+        optimizer_switch_step (`int`, *optional*):
+            Optimizer step from which training continues with ScaledAdam (TODM's Model F trains with Adam, then
+            switches to ScaledAdam for the last third). The new optimizer starts with fresh moments; the learning-rate
+            schedule keeps its shape with `learning_rate_after_switch` as its peak. Gradient clipping by
+            `max_grad_norm` stops at the switch (ScaledAdam clips on its own). `None`: never.
+        learning_rate_after_switch (`float`, *optional*, defaults to 0.045):
+            Peak learning rate of the schedule after `optimizer_switch_step` (ScaledAdam's rates are relative step
+            sizes, far above Adam's; 0.045 is the Zipformer recipes' value).
     """
 
     num_random_subnets: int = field(default=2, metadata={"help": "Random subnets per step besides largest/smallest."})
@@ -69,6 +79,8 @@ class SupernetTrainingArguments(TrainingArguments):
     distill_weight_after_drop: float = field(default=0.1, metadata={"help": "Distillation weight after the drop."})
     adaptive_dropout: bool = field(default=False, metadata={"help": "Scale dropout by the kept share."})
     subnet_seed: int | None = field(default=None, metadata={"help": "Seed of the subnet sampler (default: seed)."})
+    optimizer_switch_step: int | None = field(default=None, metadata={"help": "Step where ScaledAdam takes over."})
+    learning_rate_after_switch: float = field(default=0.045, metadata={"help": "Peak lr after the switch."})
 
     def __post_init__(self):
         self.use_scaled_adam = str(self.optim) == SCALED_ADAM
@@ -91,6 +103,22 @@ class SupernetTrainingArguments(TrainingArguments):
             raise ValueError(f"distill_top_k must be >= 0, got {self.distill_top_k}.")
         if self.subnet_seed is None:
             self.subnet_seed = self.seed
+        for name in ("optimizer_switch_step", "distill_weight_drop_step"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 or None, got {getattr(self, name)}.")
+        if self.learning_rate_after_switch <= 0:
+            raise ValueError(f"learning_rate_after_switch must be > 0, got {self.learning_rate_after_switch}.")
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides) -> SupernetTrainingArguments:
+        """Training arguments of a paper's recipe (see :mod:`hf_supernet.paper_recipes` for each field's source);
+        ``overrides`` replace any field. Recipes that act at a share of training (TODM's switch at two thirds) need
+        ``max_steps``."""
+        return cls(**recipe_training_arguments(name, **overrides))
+
+    def optimizer_switched_at(self, step: int) -> bool:
+        """Whether ScaledAdam has taken over at optimizer step ``step``."""
+        return self.optimizer_switch_step is not None and step >= self.optimizer_switch_step
 
     def distill_weight_at(self, step: int) -> float:
         """λ at optimizer step ``step``."""

@@ -24,6 +24,7 @@ from ..adapters.lora import unwrap_peft
 from ..subnets import SubnetSpec
 from .arguments import SupernetTrainingArguments
 from .distillation import ctc_distillation_loss
+from .optim import ScaledAdam
 from .sandwich import LARGEST, RANDOM, SMALLEST, batch_rows, sandwich_subnets, take_rows
 
 SAMPLER_STATE_FILE = "subnet_sampler.safetensors"
@@ -54,20 +55,59 @@ class SupernetTrainer(Trainer):
         if not isinstance(args, SupernetTrainingArguments):
             raise TypeError("SupernetTrainer needs SupernetTrainingArguments (it adds the sandwich/distillation fields).")
         if args.use_scaled_adam and kwargs.get("optimizer_cls_and_kwargs") is None:
-            from .optim import ScaledAdam
-
             kwargs["optimizer_cls_and_kwargs"] = (ScaledAdam, {"lr": args.learning_rate, "clipping_scale": 2.0})
         super().__init__(model, args, *pos, **kwargs)
         self.model.config.adaptive_dropout = args.adaptive_dropout
         self.subnet_generator = torch.Generator().manual_seed(args.subnet_seed)
         self.eval_subnets = dict(eval_subnets or {})
         self._role_losses: dict[str, list[float]] = defaultdict(list)
+        self.optimizer_switched = False
         self.add_callback(MaskHooksCallback(self))
 
     def supernet(self, model=None):
         """The supernet being trained, unwrapped from accelerate/DDP and from peft (the mask hooks see the supernet's
         own modules and parameter names)."""
         return unwrap_peft(self.accelerator.unwrap_model(model if model is not None else self.model))
+
+    # ---------------------------------------------------------------- optimizer switch (TODM's Adam -> ScaledAdam)
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if not self.optimizer_switched and self.args.optimizer_switched_at(self.state.global_step):
+            self.switch_to_scaled_adam()
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def switch_to_scaled_adam(self) -> None:
+        """Continue with ScaledAdam over the same parameter groups (fresh moments), keeping the learning-rate
+        schedule's shape with ``learning_rate_after_switch`` as its peak."""
+        groups = [
+            {"params": list(group["params"]), "weight_decay": group.get("weight_decay", 0.0)}
+            for group in self.optimizer.param_groups
+        ]
+        # The schedule's current multiplier, read off the old optimizer, carries over to the new rate.
+        scheduler = self.lr_scheduler
+        multipliers = [group["lr"] / base if base else 1.0 for group, base in zip(self.optimizer.param_groups, scheduler.base_lrs)]
+        new_lr = self.args.learning_rate_after_switch
+        optimizer = ScaledAdam(groups, lr=new_lr, clipping_scale=2.0)
+        for group, multiplier in zip(optimizer.param_groups, multipliers):
+            group["initial_lr"] = new_lr
+            group["lr"] = new_lr * multiplier
+        self.optimizer = self.accelerator.prepare_optimizer(optimizer)
+        scheduler.optimizer = self.optimizer
+        scheduler.base_lrs = [new_lr] * len(optimizer.param_groups)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        self.callback_handler.optimizer = self.optimizer
+        self.optimizer_switched = True
+
+    def _clip_grad_norm(self, model):
+        # ScaledAdam clips gradients itself (median-based); the Trainer's max_grad_norm clipping stops at the switch.
+        if self.optimizer_switched:
+            return None
+        return super()._clip_grad_norm(model)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        # A checkpoint written after the switch holds ScaledAdam's state: switch before loading it.
+        if checkpoint is not None and not self.optimizer_switched and self.args.optimizer_switched_at(self.state.global_step):
+            self.switch_to_scaled_adam()
+        super()._load_optimizer_and_scheduler(checkpoint)
 
     # ---------------------------------------------------------------- training
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

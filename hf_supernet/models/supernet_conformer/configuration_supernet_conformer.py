@@ -5,6 +5,7 @@ from __future__ import annotations
 from transformers import PreTrainedConfig
 
 from ...masks.folding import resolve_folding_fields
+from ...paper_recipes import recipe_config_fields
 
 MASK_TYPES = ("layer_width", "orthosoftmax", "omni_sparsity", "folding")
 OMNI_SPARSITY_POOLINGS = ("matrix", "layer")
@@ -252,6 +253,12 @@ class SupernetConformerConfig(PreTrainedConfig):
         self.orthosoftmax_budgets = sorted({float(b) for b in self.orthosoftmax_budgets} | {1.0})
         super().__post_init__(**kwargs)
         self._validate_supernet_fields()
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides) -> SupernetConformerConfig:
+        """The config fields a paper's recipe sets (mask type, search space; see :mod:`hf_supernet.paper_recipes`),
+        with ``overrides`` for the rest (sizes, vocabulary) or to replace them."""
+        return cls(**recipe_config_fields(name, **overrides))
 
     def _validate_supernet_fields(self) -> None:
         if self.mask_type not in MASK_TYPES:

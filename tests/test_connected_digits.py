@@ -1,0 +1,83 @@
+"""Connected digits built on the fly: reproducible, label-preserving, never mixing recordings across splits."""
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from hf_supernet.data import load_speech_dataset
+from hf_supernet.data.connected_digits import ConnectedDigits, ConnectedDigitsConfig, colored_noise
+
+
+@pytest.fixture(scope="module")
+def fsdd():
+    return load_speech_dataset("fsdd")
+
+
+def test_same_seed_same_utterances_other_seed_or_epoch_other_ones(fsdd):
+    a, b = ConnectedDigits(fsdd["test"], 20, seed=3), ConnectedDigits(fsdd["test"], 20, seed=3)
+    for i in (0, 7, 19):
+        np.testing.assert_array_equal(a[i]["audio"]["array"], b[i]["audio"]["array"])
+        assert a[i]["text"] == b[i]["text"]
+    other = ConnectedDigits(fsdd["test"], 20, seed=4)
+    assert any(a[i]["text"] != other[i]["text"] for i in range(20))
+    b.set_epoch(1)
+    assert any(a[i]["text"] != b[i]["text"] for i in range(20))
+
+
+def test_utterances_use_only_the_given_recordings_and_keep_their_labels(fsdd):
+    train_ids, test_ids = set(fsdd["train"]["id"]), set(fsdd["test"]["id"])
+    words = dict(zip(fsdd["test"]["id"], fsdd["test"]["text"]))
+    config = ConnectedDigitsConfig(min_digits=2, max_digits=7)
+    data = ConnectedDigits(fsdd["test"], 40, config, seed=0)
+    counts = set()
+    for item in data:
+        assert set(item["sources"]) <= test_ids and not set(item["sources"]) & train_ids
+        # The transcript is the sources' words in order: silence, noise, gain and speed keep the label.
+        assert item["text"] == " ".join(words[s] for s in item["sources"])
+        counts.add(len(item["sources"]))
+        assert item["audio"]["sampling_rate"] == 16000 and np.isfinite(item["audio"]["array"]).all()
+        assert np.abs(item["audio"]["array"]).max() <= 0.99 + 1e-6
+    assert min(counts) >= 2 and max(counts) <= 7 and len(counts) > 2
+
+
+def test_silence_and_speed_change_the_length_as_configured():
+    clip = (0.5 * np.sin(np.linspace(0, 400, 8000))).astype(np.float32)  # 0.5 s at 16 kHz
+    recordings = Dataset.from_dict({"audio": [{"array": clip, "sampling_rate": 16000}], "text": ["one"]})
+    still = dict(snr_db=(30, 30), noise_probability=0.0, gain_db=(0, 0))
+    plain = ConnectedDigits(recordings, 1, ConnectedDigitsConfig(
+        min_digits=3, max_digits=3, pause_seconds=(0.25, 0.25), edge_silence_seconds=(0.5, 0.5), speed=(1, 1), **still))
+    item = plain[0]
+    assert item["text"] == "one one one"
+    assert item["audio"]["array"].size == 3 * 8000 + 2 * 4000 + 2 * 8000
+    # Leading silence is digital silence without noise.
+    assert not item["audio"]["array"][:8000].any()
+    fast = ConnectedDigits(recordings, 1, ConnectedDigitsConfig(
+        min_digits=3, max_digits=3, pause_seconds=(0.25, 0.25), edge_silence_seconds=(0.5, 0.5), speed=(1.1, 1.1),
+        **still))
+    assert fast[0]["audio"]["array"].size == pytest.approx(item["audio"]["array"].size / 1.1, abs=2)
+
+
+def test_noise_is_added_at_the_drawn_snr():
+    clip = (0.5 * np.sin(np.linspace(0, 400, 16000))).astype(np.float32)
+    recordings = Dataset.from_dict({"audio": [{"array": clip, "sampling_rate": 16000}], "text": ["two"]})
+    config = ConnectedDigitsConfig(min_digits=1, max_digits=1, edge_silence_seconds=(0, 0), speed=(1, 1),
+                                   gain_db=(0, 0), snr_db=(10, 10), noise_probability=1.0)
+    noisy = ConnectedDigits(recordings, 1, config)[0]["audio"]["array"]
+    noise = noisy - clip
+    snr = 10 * np.log10(np.mean(clip**2) / np.mean(noise**2))
+    assert snr == pytest.approx(10, abs=0.1)
+    for color in ("white", "pink", "brown"):
+        assert np.mean(colored_noise(4000, color, np.random.default_rng(0)) ** 2) == pytest.approx(1.0, rel=1e-4)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="min_digits <= max_digits"):
+        ConnectedDigitsConfig(min_digits=3, max_digits=2)
+    with pytest.raises(ValueError, match="speed"):
+        ConnectedDigitsConfig(speed=(1.2, 0.9))
+    sentence = Dataset.from_dict({"audio": [{"array": np.ones(10, np.float32), "sampling_rate": 16000}],
+                                  "text": ["one two"], "id": ["clip-7"]})
+    with pytest.raises(ValueError, match="'clip-7'.*one word each"):
+        ConnectedDigits(sentence, 1)
+    with pytest.raises(ValueError, match="missing"):
+        ConnectedDigits(Dataset.from_dict({"text": ["one"]}), 1)
