@@ -85,3 +85,78 @@ def test_sortagrad_sampler_sorts_the_first_epoch_only():
     assert list(sampler) == [1, 3, 4, 2, 0]
     second = list(sampler)
     assert sorted(second) == [0, 1, 2, 3, 4]
+
+
+def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatch):
+    bench = load_script("bench_claims")
+    common = ["--smoke", "--seeds", "0", "--results_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
+    arms = ["todm", "twin-smallest", "twin-largest", "twin-L8-ffn128", "twin-L6-ffn64", "todm-no_switch"]
+
+    # Interrupted after two finished arms: their JSON lines are kept.
+    real_run_arm, calls = bench.run_arm, []
+
+    def failing_after_two(args, arm, seed, data, test_batches):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(arm)
+        return real_run_arm(args, arm, seed, data, test_batches)
+
+    monkeypatch.setattr(bench, "run_arm", failing_after_two)
+    try:
+        bench.main(["--arms", ",".join(arms), *common])
+    except KeyboardInterrupt:
+        pass
+    lines = (tmp_path / "claims_runs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["arm"] for line in lines] == arms[:2]
+
+    # The rerun skips the finished arms and runs the rest.
+    calls.clear()
+    monkeypatch.setattr(bench, "run_arm", lambda *a: calls.append(a[1]) or real_run_arm(*a))
+    result = bench.main(["--arms", ",".join(arms), *common])
+    assert calls == arms[2:]
+    runs = [json.loads(line) for line in (tmp_path / "claims_runs.jsonl").read_text().splitlines()]
+    assert sorted(r["arm"] for r in runs) == sorted(arms)
+    for run in runs:
+        assert run["steps"] <= 4 and run["train_cpu_s"] > 0
+        for scores in run["scores"].values():
+            assert len(scores["word_errors"]) == len(scores["char_errors"]) == 8
+    # Every supernet subnet is compared with its twin, with an interval around the ratio.
+    claims = {(row["arm"], row["subnet"]): row for row in result["claims"]}
+    assert len(claims) == 8
+    for row in claims.values():
+        ci = row["word_ratio"]
+        assert ci["low"] <= ci["ratio"] <= ci["high"] and row["word_met"] == (ci["high"] <= bench.GOAL)
+    assert {row["arm"] for row in result["costs"]} == {"todm", "todm-no_switch"}
+    assert not (tmp_path / "work" / "digits-todm-seed0").exists()  # finished runs leave no checkpoints behind
+    markdown = (tmp_path / "claims.md").read_text()
+    assert "| `todm` | smallest |" in markdown and "## Training cost" in markdown
+    # Nothing left to do: a rerun trains nothing and only renders.
+    calls.clear()
+    bench.main(["--arms", ",".join(arms), *common])
+    assert calls == []
+
+
+def test_bench_claims_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, monkeypatch):
+    bench = load_script("bench_claims")
+    common = ["--smoke", "--seeds", "0", "--arms", "twin-smallest", "--results_dir", str(tmp_path),
+              "--work_dir", str(tmp_path / "work")]
+
+    class KilledAtStep3(bench.SpecAugmentCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+            return super().on_step_end(args, state, control, **kwargs)
+
+    monkeypatch.setattr(bench, "SpecAugmentCallback", KilledAtStep3)
+    try:
+        bench.main(common)
+    except KeyboardInterrupt:
+        pass
+    assert (tmp_path / "work" / "digits-twin-smallest-seed0" / "checkpoint-2").is_dir()
+    spent = json.loads((tmp_path / "work" / "digits-twin-smallest-seed0" / "cpu_seconds.json").read_text())
+    assert spent["train_cpu_s"] > 0
+    monkeypatch.undo()
+    bench = load_script("bench_claims")
+    run = bench.main(common)["runs"][0]
+    assert run["resumed_from"] == "checkpoint-2" and run["steps"] == 4
+    assert run["train_cpu_s"] > spent["train_cpu_s"]  # the resumed run counts what was spent before the kill

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from transformers import TrainerCallback
+from transformers import EarlyStoppingCallback, TrainerCallback
 
 
 class WallClockLimitCallback(TrainerCallback):
@@ -23,3 +23,19 @@ class WallClockLimitCallback(TrainerCallback):
         if self.start is not None and time.monotonic() - self.start > self.seconds:
             self.stopped_early = True
             control.should_training_stop = True
+
+
+class EarlyStoppingFromStepCallback(EarlyStoppingCallback):
+    """transformers' ``EarlyStoppingCallback`` that only counts evaluations from optimizer step ``start_step`` on.
+
+    A recipe whose second phase starts late (TODM switches optimizer and cuts the distillation weight at two thirds
+    of training) must reach that phase before a plateau of the first one may end the run."""
+
+    def __init__(self, early_stopping_patience: int = 1, early_stopping_threshold: float = 0.0, start_step: int = 0):
+        super().__init__(early_stopping_patience, early_stopping_threshold)
+        self.start_step = start_step
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        if state.global_step < self.start_step:
+            return
+        super().on_evaluate(args, state, control, metrics, **kwargs)

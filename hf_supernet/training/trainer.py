@@ -203,14 +203,22 @@ class SupernetTrainer(Trainer):
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
         """Evaluates each subnet of :meth:`subnets_to_evaluate`; metrics are ``{prefix}_{name}_{metric}``. The
-        plain ``{prefix}_loss`` is the largest subnet's, so ``metric_for_best_model`` keeps working."""
+        plain ``{prefix}_loss`` is the largest subnet's, so ``metric_for_best_model`` keeps working, and
+        ``{prefix}_subnets_mean_loss`` is the mean over the evaluated subnets (``metric_for_best_model=
+        "subnets_mean_loss"`` selects and early-stops on all of them). Callbacks' ``on_evaluate`` then sees the
+        metrics of every subnet at once (``EarlyStoppingCallback`` included)."""
         supernet = self.supernet()
-        metrics = {}
+        metrics, losses = {}, []
         for name, spec in self.subnets_to_evaluate().items():
             with supernet.use_subnet(spec):
                 metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+            if f"{metric_key_prefix}_{name}_loss" in metrics:
+                losses.append(metrics[f"{metric_key_prefix}_{name}_loss"])
         if f"{metric_key_prefix}_largest_loss" in metrics:  # absent when the eval set has no labels
             metrics[f"{metric_key_prefix}_loss"] = metrics[f"{metric_key_prefix}_largest_loss"]
+        if losses:
+            metrics[f"{metric_key_prefix}_subnets_mean_loss"] = sum(losses) / len(losses)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
     # ---------------------------------------------------------------- resume

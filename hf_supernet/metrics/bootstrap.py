@@ -1,0 +1,85 @@
+"""Per-utterance error counts and paired bootstrap confidence intervals for comparing two recognizers.
+
+A WER ratio between two models scored on the same few hundred utterances moves with which utterances happen to be
+in the test set and with the training seed. :func:`paired_bootstrap_ratio` resamples both: each replicate draws
+test utterances with replacement (the same draw for both systems: *paired*, so utterances that are hard for both
+do not widen the interval) and, where several training seeds were run, seeds with replacement for each system.
+The ratio of a replicate is ``mean over drawn seeds of A's errors / the same for B`` on the drawn utterances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jiwer
+import numpy as np
+
+__all__ = ["paired_bootstrap_ratio", "utterance_errors"]
+
+
+def utterance_errors(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, list[int]]:
+    """Word and character edit counts per utterance: ``word_errors``, ``words``, ``char_errors``, ``chars``
+    (substitutions + deletions + insertions against the reference's length; spaces count as characters, as in
+    hf_supernet's CER)."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references.")
+    out = {"word_errors": [], "words": [], "char_errors": [], "chars": []}
+    for hypothesis, reference in zip(hypotheses, references):
+        words = jiwer.process_words(reference or " ", hypothesis or " ") if reference.strip() else None
+        chars = jiwer.process_characters(reference, hypothesis) if reference else None
+        ref_words = len(reference.split())
+        out["words"].append(ref_words)
+        out["word_errors"].append(
+            (words.substitutions + words.deletions + words.insertions) if words else len(hypothesis.split())
+        )
+        out["chars"].append(len(reference))
+        out["char_errors"].append(
+            (chars.substitutions + chars.deletions + chars.insertions) if chars else len(hypothesis)
+        )
+    return out
+
+
+def paired_bootstrap_ratio(
+    errors_a,
+    errors_b,
+    *,
+    num_samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Ratio of A's total errors to B's on the same utterances, with a percentile bootstrap interval.
+
+    Args:
+        errors_a, errors_b: error counts per utterance, shape ``(utterances,)`` or ``(seeds, utterances)`` (one row
+            per training seed; the two systems may have different numbers of seeds). Column ``j`` of both is the same
+            utterance. Since the references are shared, the ratio of error counts is the ratio of error rates.
+        num_samples: bootstrap replicates.
+        confidence: coverage of the interval (0.95: the 2.5th and 97.5th percentiles).
+        seed: seed of the resampling.
+
+    Returns:
+        ``{"ratio", "low", "high"}``: the ratio on all the data (seeds averaged) and the interval's ends. A replicate
+        where B has no errors counts as ``inf`` (or 1 if A has none either).
+    """
+    a, b = np.atleast_2d(np.asarray(errors_a, dtype=np.float64)), np.atleast_2d(np.asarray(errors_b, dtype=np.float64))
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"The systems were scored on different utterance counts: {a.shape[1]} vs {b.shape[1]}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
+    rng = np.random.default_rng(seed)
+    n = a.shape[1]
+    utterances = rng.integers(0, n, size=(num_samples, n))
+    seeds_a = rng.integers(0, a.shape[0], size=(num_samples, a.shape[0]))
+    seeds_b = rng.integers(0, b.shape[0], size=(num_samples, b.shape[0]))
+    # Per replicate: the drawn seeds' mean error count per utterance, summed over the drawn utterances.
+    total_a = np.stack([a[seeds_a[r]].mean(0)[utterances[r]].sum() for r in range(num_samples)])
+    total_b = np.stack([b[seeds_b[r]].mean(0)[utterances[r]].sum() for r in range(num_samples)])
+    ratios = np.where(total_b > 0, total_a / np.where(total_b > 0, total_b, 1), np.where(total_a > 0, np.inf, 1.0))
+    tail = (1 - confidence) / 2
+    point_b = b.mean(0).sum()
+    point = a.mean(0).sum() / point_b if point_b > 0 else (np.inf if a.sum() > 0 else 1.0)
+    return {
+        "ratio": float(point),
+        "low": float(np.quantile(ratios, tail, method="inverted_cdf")),
+        "high": float(np.quantile(ratios, 1 - tail, method="inverted_cdf")),
+    }

@@ -1,0 +1,483 @@
+"""Claims benchmark (issue 15): is each subnet as good as the same architecture trained alone? Several seeds, runs
+to convergence, paired bootstrap confidence intervals.
+
+Instrument `digits` (this script's first): connected spoken digits (`hf_supernet.data.ConnectedDigits`): strings of
+1-5 digits with pauses, silence, noise, gain and speed perturbation, built on the fly from the FSDD train recordings
+(minus a held-out tenth whose strings form the dev set for early stopping); test = 300 fixed strings of 2-7 digits
+built from the FSDD *test* recordings only. Model: an 8-layer, 64-dim Conformer-CTC (FFN 256, 8x subsampling, char
+CTC) with a search space in TODM's proportions (drop the top 0, 2 or 3 of 8 layers, FFN widths 1/8 .. 1).
+
+Arms (one training run per arm and seed; each finished run appends one JSON line to `claims_runs.jsonl` and a rerun
+skips it; an interrupted run resumes from its last checkpoint in `--work_dir`):
+- `todm`: a layer/width supernet trained with the TODM preset (Model F: quarter split, alpha-divergence over the
+  top-10 + rest, adaptive dropout, Adam then ScaledAdam with the distillation weight cut to 0.1 at two thirds);
+  scored on 4 subnets: largest, width-only (L8 x FFN 128), depth + width (L6 x FFN 64), smallest (L5 x FFN 32).
+- `twin-<subnet>`: each of those 4 architectures trained alone as a dense model from the same initial weights (the
+  fresh supernet's slice), with TODM's baseline recipe (Adam, same learning rate and schedule, no distillation).
+- `todm-<ablation>`: the TODM supernet with one ingredient changed: `no_kd`, `kl`, `no_weight_cut`,
+  `no_adaptive_dropout`, `no_switch`.
+
+Every run: batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
+`--eval_steps`, patience `--patience` evaluations, at most `--max_steps`; the best dev checkpoint is scored. TODM
+supernets may stop only after their optimizer switch. CPU seconds = user + system time of training (evaluations
+excluded, since both sides evaluate at the same points).
+
+    python scripts/bench_claims.py --arms todm,twins --seeds 0,1,2 --threads 1     # runs what is not done yet
+    python scripts/bench_claims.py --render_only                                      # claims.{json,md} from the runs
+    python scripts/bench_claims.py --smoke --results_dir /tmp/claims                  # seconds: every arm type
+
+Run it from a git worktree at a fixed commit (two 1-thread processes on 2 cores at most, e.g. one with
+`--seeds 0,1` and one with `--seeds 2`), so edits elsewhere do not change a running benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+import transformers
+from transformers import Trainer, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+import hf_supernet  # noqa: F401  (registers the Auto classes)
+from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
+from hf_supernet.atomic import atomic_file
+from hf_supernet.data import (
+    ConnectedDigits,
+    ConnectedDigitsConfig,
+    DataCollatorCTCWithPadding,
+    SpecAugmentCallback,
+    build_processor,
+    load_speech_dataset,
+    train_tokenizer,
+)
+from hf_supernet.latency import cpu_seconds
+from hf_supernet.masks.layer_width import LayerWidthSpec
+from hf_supernet.metrics import ctc_greedy_decode
+from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio, utterance_errors
+from hf_supernet.search import collate_batches
+from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
+from hf_supernet.training.callbacks import EarlyStoppingFromStepCallback
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "results")
+SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+RUNS_FILE = "claims_runs.jsonl"
+NAME = "claims"
+GOAL = 1.05  # issue 15: every subnet's WER/CER <= 1.05x its separately trained twin's
+COST_GOAL = 0.5  # issue 15: supernet CPU <= 0.5x the sum of the separate runs
+DIGIT_WORDS = "zero one two three four five six seven eight nine".split()
+SPEC_AUGMENT = {"mask_time_prob": 0.05, "mask_feature_prob": 0.05}
+# One ingredient of the TODM preset changed per ablation (issue 15, item 3).
+ABLATIONS = {
+    "no_kd": {"distillation": "none"},
+    "kl": {"distillation": "kl"},
+    "no_weight_cut": {"distill_weight_after_drop": 1.0},
+    "no_adaptive_dropout": {"adaptive_dropout": False},
+    "no_switch": {"optimizer_switch_step": None},
+}
+SUBNETS = ("largest", "L8-ffn128", "L6-ffn64", "smallest")
+
+logger = logging.getLogger("bench_claims")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arms", default="todm,twins",
+                        help="Comma-separated: todm, twins (all 4 twin-*), twin-<subnet>, todm-<ablation>, ablations.")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads.")
+    parser.add_argument("--max_steps", type=int, default=3000, help="Cap on optimizer steps of every run.")
+    parser.add_argument("--eval_steps", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=4, help="Evaluations without dev-loss improvement.")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--learning_rate", type=float, default=None,
+                        help="Override the TODM recipe's 6e-3 (for supernets and twins alike).")
+    parser.add_argument("--fsdd", default=os.path.join(SHARED_DATA, "fsdd"), help="FSDD manifest folder.")
+    parser.add_argument("--results_dir", default=RESULTS)
+    parser.add_argument("--work_dir", default=None,
+                        help="Checkpoints of unfinished runs (default: <results_dir>/../claims_work, git-ignored).")
+    parser.add_argument("--render_only", action="store_true", help="Rewrite claims.{json,md} from the runs file.")
+    parser.add_argument("--smoke", action="store_true", help="Toy model, bundled FSDD, a few steps: checks the script.")
+    args = parser.parse_args(argv)
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.arms = expand_arms(args.arms, parser)
+    if args.smoke:
+        args.fsdd, args.max_steps, args.eval_steps, args.patience, args.batch_size = "fsdd", 4, 2, 1, 4
+    if args.work_dir is None:
+        args.work_dir = os.path.join(args.results_dir, "..", "claims_work")
+    return args
+
+
+def expand_arms(spec: str, parser) -> list[str]:
+    arms = []
+    for name in (part.strip() for part in spec.split(",") if part.strip()):
+        if name == "twins":
+            arms += [f"twin-{s}" for s in SUBNETS]
+        elif name == "ablations":
+            arms += [f"todm-{a}" for a in ABLATIONS]
+        elif name == "todm" or (name.startswith("twin-") and name[5:] in SUBNETS) or (
+            name.startswith("todm-") and name[5:] in ABLATIONS
+        ):
+            arms.append(name)
+        else:
+            parser.error(f"Unknown arm {name!r}; use todm, twins, twin-<{'|'.join(SUBNETS)}>, ablations, "
+                         f"todm-<{'|'.join(ABLATIONS)}>.")
+    return list(dict.fromkeys(arms))
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def digits_data(args):
+    """Tokenizer/processor, the on-the-fly training set, and the fixed dev and test sets (collated once)."""
+    train_recordings = load_speech_dataset(args.fsdd, "train")
+    test_recordings = load_speech_dataset(args.fsdd, "test")
+    # A tenth of the train recordings, held out by recording, make the dev strings (early stopping never sees test).
+    held_out = train_recordings.train_test_split(test_size=0.1, seed=0)
+    tokenizer = train_tokenizer([" ".join(DIGIT_WORDS)] * 10, model_type="char")
+    processor = build_processor(tokenizer)
+    train_config = ConnectedDigitsConfig(min_digits=1, max_digits=5, edge_silence_seconds=(0.0, 0.5))
+    test_config = ConnectedDigitsConfig(min_digits=2, max_digits=7)
+    sizes = (64, 8, 8) if args.smoke else (10**7, 150, 300)
+    return {
+        "processor": processor,
+        "tokenizer": tokenizer,
+        "train": ConnectedDigits(held_out["train"], sizes[0], train_config, seed=1000),
+        "dev": [ConnectedDigits(held_out["test"], sizes[1], test_config, seed=2000)[i] for i in range(sizes[1])],
+        "test": ConnectedDigits(test_recordings, sizes[2], test_config, seed=3000),
+    }
+
+
+def model_config(tokenizer, smoke: bool) -> SupernetConformerConfig:
+    size = (
+        {"hidden_size": 16, "intermediate_size": 32, "subsampling_conv_channels": 8, "num_attention_heads": 2}
+        if smoke
+        else {"hidden_size": 64, "intermediate_size": 256, "subsampling_conv_channels": 64, "num_attention_heads": 4}
+    )
+    return SupernetConformerConfig.from_recipe(
+        "todm", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_hidden_layers=8,
+        conv_kernel_size=15, subsampling_factor=8, layer_drop_choices=[0, 2, 3], **size,
+    )
+
+
+def benchmark_subnets(space) -> dict[str, LayerWidthSpec]:
+    widths = space.width_choices[0]  # 1/8, 1/4, 1/2, 1 of the FFN width
+    return {
+        "largest": space.largest(),
+        "L8-ffn128": LayerWidthSpec((widths[2],) * 8),
+        "L6-ffn64": LayerWidthSpec((widths[1],) * 6),
+        "smallest": space.smallest(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- one run
+def training_arguments(args, output_dir: str, seed: int, supernet: bool, ablation: dict) -> SupernetTrainingArguments:
+    common = dict(
+        output_dir=output_dir, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=32,
+        max_steps=args.max_steps, warmup_steps=0 if args.smoke else 200, seed=seed, data_seed=seed,
+        eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="steps", save_steps=args.eval_steps,
+        save_total_limit=1, load_best_model_at_end=True, greater_is_better=False,
+        metric_for_best_model="subnets_mean_loss" if supernet else "loss",
+        logging_steps=50, report_to=[], remove_unused_columns=False, dataloader_num_workers=0, use_cpu=True,
+        disable_tqdm=True, save_only_model=False,
+    )
+    if args.learning_rate is not None:
+        common["learning_rate"] = args.learning_rate
+    if not supernet:
+        # TODM's separately trained baselines (A1, §4): the same optimizer, rate and schedule, no sandwich.
+        return SupernetTrainingArguments.from_recipe(
+            "todm", **common, distillation="none", optimizer_switch_step=None, distill_weight_drop_step=None,
+            adaptive_dropout=False,
+        )
+    return SupernetTrainingArguments.from_recipe("todm", **common, **ablation)
+
+
+class TimedEvaluation:
+    """Wraps a trainer's ``evaluate`` to count its CPU seconds (subtracted from the training cost)."""
+
+    def __init__(self, trainer):
+        self.seconds = 0.0
+        self.evaluate = trainer.evaluate
+        trainer.evaluate = self
+
+    def __call__(self, *a, **k):
+        start = cpu_seconds()
+        try:
+            return self.evaluate(*a, **k)
+        finally:
+            self.seconds += cpu_seconds() - start
+
+
+@torch.no_grad()
+def score(model, spec, batches, tokenizer) -> dict:
+    """Per-utterance word/char errors and CTC loss per output frame of ``spec`` (``None``: the model as it is)."""
+    model.eval()
+    hypotheses, references, loss_sum, frames = [], [], 0.0, 0
+    with model.use_subnet(spec):
+        for batch in batches:
+            out = model(**batch)
+            log_probs = out.logits.float().log_softmax(-1).transpose(0, 1)
+            lengths = out.output_attention_mask.sum(-1)
+            labels = batch["labels"]
+            target_lengths = (labels >= 0).sum(-1)
+            losses = torch.nn.functional.ctc_loss(
+                log_probs, labels.clamp(min=0), lengths, target_lengths, blank=tokenizer.pad_token_id,
+                reduction="none", zero_infinity=True,
+            )
+            loss_sum += float(losses.sum())
+            frames += int(lengths.sum())
+            ids = ctc_greedy_decode(out.logits, attention_mask=out.output_attention_mask, blank_id=tokenizer.pad_token_id)
+            hypotheses += tokenizer.batch_decode(ids, group_tokens=False)
+            references += tokenizer.batch_decode(labels.masked_fill(labels < 0, tokenizer.pad_token_id).tolist(),
+                                                 group_tokens=False)
+    errors = utterance_errors(hypotheses, references)
+    return {
+        "wer": sum(errors["word_errors"]) / sum(errors["words"]),
+        "cer": sum(errors["char_errors"]) / sum(errors["chars"]),
+        "ctc_loss_per_frame": loss_sum / max(frames, 1),
+        "word_errors": errors["word_errors"],
+        "char_errors": errors["char_errors"],
+        "examples": [[r, h] for r, h in list(zip(references, hypotheses))[:3]],
+    }
+
+
+def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
+    """Trains one arm for one seed (resuming its checkpoint if there is one) and scores it on the test set."""
+    set_seed(seed)
+    initial = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke))
+    specs = benchmark_subnets(initial.subnet_space)
+    supernet = arm.startswith("todm")
+    model = initial if supernet else initial.extract_subnet(specs[arm[len("twin-"):]])
+    ablation = ABLATIONS[arm[len("todm-"):]] if arm.startswith("todm-") else {}
+    output_dir = os.path.join(args.work_dir, f"digits-{arm}-seed{seed}")
+    training_args = training_arguments(args, output_dir, seed, supernet, ablation)
+    collator = DataCollatorCTCWithPadding(data["processor"], spec_augment=None if args.smoke else SPEC_AUGMENT, seed=seed)
+    patience = EarlyStoppingFromStepCallback(args.patience, start_step=training_args.optimizer_switch_step or 0)
+    trainer_class = SupernetTrainer if supernet else Trainer
+    extra = {"eval_subnets": {n: specs[n] for n in ("L8-ffn128", "L6-ffn64")}} if supernet else {}
+    trainer = trainer_class(
+        model=model, args=training_args, train_dataset=data["train"], eval_dataset=data["dev"],
+        data_collator=collator, callbacks=[SpecAugmentCallback(collator), patience], **extra,
+    )
+    timed = TimedEvaluation(trainer)
+    spent_file = os.path.join(output_dir, "cpu_seconds.json")
+    previous = json.load(open(spent_file)) if os.path.exists(spent_file) else {"train_cpu_s": 0.0, "eval_cpu_s": 0.0}
+    checkpoint = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    start = cpu_seconds()
+    trainer.add_callback(_SpentCpuOnSave(spent_file, previous, start, timed))
+    trainer.train(resume_from_checkpoint=checkpoint)
+    total = cpu_seconds() - start
+    train_cpu = previous["train_cpu_s"] + total - timed.seconds
+    logger.info("%s seed %d: %d steps, %.0f training CPU s", arm, seed, trainer.state.global_step, train_cpu)
+    names = SUBNETS if supernet else (arm[len("twin-"):],)
+    scores = {
+        name: score(trainer.model, specs[name] if supernet else None, test_batches, data["tokenizer"]) for name in names
+    }
+    return {
+        "instrument": "digits", "arm": arm, "seed": seed,
+        "steps": trainer.state.global_step, "best_step": _best_step(trainer.state),
+        "stopped_early": trainer.state.global_step < args.max_steps,
+        "train_cpu_s": train_cpu, "eval_cpu_s": previous["eval_cpu_s"] + timed.seconds,
+        "resumed_from": os.path.basename(checkpoint) if checkpoint else None,
+        "params": {name: initial.subnet_costs(specs[name]).params for name in names},
+        "best_dev_metric": trainer.state.best_metric, "scores": scores,
+    }
+
+
+class _SpentCpuOnSave(transformers.TrainerCallback):
+    """Keeps the CPU seconds spent so far beside the checkpoints, so a resumed run counts its whole cost."""
+
+    def __init__(self, path, previous, start, timed):
+        self.path, self.previous, self.start, self.timed = path, previous, start, timed
+
+    def on_save(self, args, state, control, **kwargs):
+        spent = cpu_seconds() - self.start
+        values = {"train_cpu_s": self.previous["train_cpu_s"] + spent - self.timed.seconds,
+                  "eval_cpu_s": self.previous["eval_cpu_s"] + self.timed.seconds}
+        with atomic_file(self.path) as tmp:
+            with open(tmp, "w") as f:
+                json.dump(values, f)
+
+
+def _best_step(state) -> int | None:
+    best = state.best_model_checkpoint
+    return int(best.rsplit("-", 1)[-1]) if best else None
+
+
+# ---------------------------------------------------------------------------------------------------- runs file
+def finished_runs(results_dir: str) -> list[dict]:
+    path = os.path.join(results_dir, RUNS_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def append_run(results_dir: str, run: dict) -> None:
+    """One JSON line per finished run, appended whole (a line is written with one write call)."""
+    os.makedirs(results_dir, exist_ok=True)
+    line = json.dumps(run) + "\n"
+    with open(os.path.join(results_dir, RUNS_FILE), "a") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(os.path.abspath(__file__)), check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.render_only:
+        return render(args.results_dir)
+    logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    torch.set_num_threads(args.threads)
+    done = {(r["instrument"], r["arm"], r["seed"]) for r in finished_runs(args.results_dir)}
+    todo = [(arm, seed) for seed in args.seeds for arm in args.arms if ("digits", arm, seed) not in done]
+    if not todo:
+        logger.info("every requested run is finished; rendering")
+        return render(args.results_dir)
+    data = digits_data(args)
+    test_batches = collate_batches(data["test"], DataCollatorCTCWithPadding(data["processor"]), batch_size=32)
+    commit = git_commit()
+    for arm, seed in todo:
+        run = run_arm(args, arm, seed, data, test_batches)
+        run.update({
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
+            "torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads(),
+            "machine": platform.processor() or platform.machine(), "load_average_end": os.getloadavg(),
+            "max_steps": args.max_steps, "eval_steps": args.eval_steps, "patience": args.patience,
+            "batch_size": args.batch_size, "smoke": args.smoke,
+        })
+        append_run(args.results_dir, run)
+        shutil.rmtree(os.path.join(args.work_dir, f"digits-{arm}-seed{seed}"), ignore_errors=True)
+    return render(args.results_dir)
+
+
+# ---------------------------------------------------------------------------------------------------- render
+def claim_rows(runs: list[dict]) -> list[dict]:
+    """One row per (supernet arm, subnet): the subnet's errors over the arm's seeds vs its twin's, with CIs."""
+    by_arm: dict[str, list[dict]] = {}
+    for run in runs:
+        by_arm.setdefault(run["arm"], []).append(run)
+    rows = []
+    for arm in sorted(a for a in by_arm if a.startswith("todm")):
+        for name in SUBNETS:
+            twins = by_arm.get(f"twin-{name}", [])
+            row = {"arm": arm, "subnet": name, "seeds": sorted(r["seed"] for r in by_arm[arm]),
+                   "twin_seeds": sorted(r["seed"] for r in twins),
+                   "params": by_arm[arm][0]["params"][name],
+                   "wer": float(np.mean([r["scores"][name]["wer"] for r in by_arm[arm]])),
+                   "cer": float(np.mean([r["scores"][name]["cer"] for r in by_arm[arm]])),
+                   "ctc_loss_per_frame": float(np.mean([r["scores"][name]["ctc_loss_per_frame"] for r in by_arm[arm]]))}
+            if twins:
+                row["twin_wer"] = float(np.mean([r["scores"][name]["wer"] for r in twins]))
+                row["twin_cer"] = float(np.mean([r["scores"][name]["cer"] for r in twins]))
+                row["twin_ctc_loss_per_frame"] = float(np.mean([r["scores"][name]["ctc_loss_per_frame"] for r in twins]))
+                for unit in ("word", "char"):
+                    ci = paired_bootstrap_ratio([r["scores"][name][f"{unit}_errors"] for r in by_arm[arm]],
+                                                [r["scores"][name][f"{unit}_errors"] for r in twins])
+                    row[f"{unit}_ratio"] = ci
+                    row[f"{unit}_met"] = ci["high"] <= GOAL
+            rows.append(row)
+    return rows
+
+
+def cost_rows(runs: list[dict]) -> list[dict]:
+    by_arm: dict[str, list[dict]] = {}
+    for run in runs:
+        by_arm.setdefault(run["arm"], []).append(run)
+    twins = {name: by_arm.get(f"twin-{name}", []) for name in SUBNETS}
+    if not all(twins.values()):
+        return []
+    separate = sum(float(np.mean([r["train_cpu_s"] for r in twins[n]])) for n in SUBNETS)
+    rows = []
+    for arm in sorted(a for a in by_arm if a.startswith("todm")):
+        cpu = [r["train_cpu_s"] for r in by_arm[arm]]
+        rows.append({"arm": arm, "supernet_cpu_s": float(np.mean(cpu)), "supernet_cpu_range": [min(cpu), max(cpu)],
+                     "separate_cpu_s": separate, "ratio": float(np.mean(cpu)) / separate,
+                     "met": float(np.mean(cpu)) / separate <= COST_GOAL,
+                     "steps": [r["steps"] for r in by_arm[arm]]})
+    return rows
+
+
+def render(results_dir: str) -> dict:
+    runs = [r for r in finished_runs(results_dir) if not r.get("smoke")] or finished_runs(results_dir)
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "goal": GOAL, "cost_goal": COST_GOAL,
+              "runs": [{k: v for k, v in r.items() if k != "scores"} | {"scores": {
+                  n: {k: s[k] for k in ("wer", "cer", "ctc_loss_per_frame", "examples")} for n, s in r["scores"].items()}}
+                  for r in runs],
+              "claims": claim_rows(runs), "costs": cost_rows(runs)}
+    with atomic_file(os.path.join(results_dir, f"{NAME}.json")) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=2)
+    with atomic_file(os.path.join(results_dir, f"{NAME}.md")) as tmp:
+        with open(tmp, "w") as f:
+            f.write(markdown(result))
+    return result
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def ratio_text(ci: dict | None) -> str:
+    return "—" if ci is None else f"{ci['ratio']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]"
+
+
+def markdown(result: dict) -> str:
+    runs = result["runs"]
+    lines = [
+        "# Claims benchmark (issue 15): subnets vs the same architectures trained alone\n",
+        "Written by `python scripts/bench_claims.py` (see its docstring for the design) from "
+        f"`{RUNS_FILE}`: {len(runs)} finished runs. Ratios are supernet subnet / separately trained twin, with a 95% "
+        "paired bootstrap interval over test utterances and training seeds (`hf_supernet.metrics.bootstrap`); a "
+        f"claim is met only when the whole interval is <= {result['goal']}.\n",
+        "## Connected digits (`digits`)\n",
+        "| arm | subnet | params | seeds (twin) | WER | twin WER | WER ratio [95% CI] | CER | twin CER | "
+        "CER ratio [95% CI] | CTC loss/frame (twin) | met |",
+        "|---|---|---:|---|---:|---:|---|---:|---:|---|---|---|",
+    ]
+    for row in result["claims"]:
+        met = "—" if "word_met" not in row else ("yes" if row["word_met"] and row["char_met"] else "no")
+        lines.append(
+            f"| `{row['arm']}` | {row['subnet']} | {row['params'] / 1e6:.2f} M | {len(row['seeds'])} "
+            f"({len(row['twin_seeds'])}) | {pct(row['wer'])} | {pct(row['twin_wer']) if 'twin_wer' in row else '—'} | "
+            f"{ratio_text(row.get('word_ratio'))} | {pct(row['cer'])} | "
+            f"{pct(row['twin_cer']) if 'twin_cer' in row else '—'} | {ratio_text(row.get('char_ratio'))} | "
+            f"{row['ctc_loss_per_frame']:.3f} ({row.get('twin_ctc_loss_per_frame', float('nan')):.3f}) | {met} |"
+        )
+    lines += ["", "## Training cost (CPU seconds, evaluations excluded)\n"]
+    if result["costs"]:
+        lines += ["| arm | supernet CPU s (mean, range) | steps | sum of the 4 twins' CPU s | ratio | goal <= "
+                  f"{result['cost_goal']}x |", "|---|---:|---|---:|---:|---|"]
+        for row in result["costs"]:
+            lines.append(f"| `{row['arm']}` | {row['supernet_cpu_s']:.0f} ({row['supernet_cpu_range'][0]:.0f}–"
+                         f"{row['supernet_cpu_range'][1]:.0f}) | {row['steps']} | {row['separate_cpu_s']:.0f} | "
+                         f"{row['ratio']:.2f} | {'met' if row['met'] else 'not met'} |")
+    else:
+        lines.append("Not yet: every twin needs at least one finished run.")
+    lines += ["", "## Runs\n", "| arm | seed | steps (best) | stopped early | training CPU s | commit | date |",
+              "|---|---:|---|---|---:|---|---|"]
+    for run in sorted(runs, key=lambda r: (r["arm"], r["seed"])):
+        lines.append(f"| `{run['arm']}` | {run['seed']} | {run['steps']} ({run['best_step']}) | "
+                     f"{'yes' if run['stopped_early'] else 'no'} | {run['train_cpu_s']:.0f} | {run.get('commit')} | "
+                     f"{run['date'][:10]} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
