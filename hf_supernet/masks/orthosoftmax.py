@@ -1,4 +1,5 @@
-"""``mask_type="orthosoftmax"`` — OrthoSoftmax (Liu et al., 2025): learned, nested, orthogonal unit masks.
+"""``mask_type="orthosoftmax"`` — OrthoSoftmax (Xu, Beck, Yang, Schlüter, 2025, "Efficient Supernet Training with
+Orthogonal Softmax for Scalable ASR Model Compression"): learned, nested, orthogonal unit masks.
 
 Each Conformer block is cut into *units* — component-wise: feed-forward module 1 in chunks of hidden channels, each
 self-attention head, the convolution module, feed-forward module 2 in chunks; layer-wise: the four modules whole. A
