@@ -87,6 +87,8 @@ _CONFIG = {
         "omni_sparsity_levels": [0.0, 0.5, 0.6, 0.7, 0.8],  # [Omni §3] per layer; 0 only for the dense model
         "omni_sparsity_block_shape": [8, 1],  # [Omni §3] 8x1 block-wise pruning
         "omni_sparsity_prune_interval": 256,  # [Omni §3] cubic schedule "with interval 256"
+        # [Omni §3] "Zero sparsity is not used for sampling random networks or the evolutionary search".
+        "omni_sparsity_search_excludes_dense": True,
     },
     "orthosoftmax": {
         "mask_type": "orthosoftmax",

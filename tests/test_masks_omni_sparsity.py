@@ -486,3 +486,26 @@ def test_training_reduces_the_largest_and_the_sparsest_subnets_loss(tmp_path):
     after = trainer.evaluate()
     for name in ("largest", "smallest"):  # smallest: every layer at 0.8 sparsity
         assert after[f"eval_{name}_loss"] < 0.8 * before[f"eval_{name}_loss"], name
+
+
+def test_search_can_leave_out_the_dense_level_as_the_paper_does(monkeypatch):
+    import hf_supernet.search.subnet_search as subnet_search
+
+    model = SupernetConformerForCTC(omni_config(omni_sparsity_search_excludes_dense=True))
+    space = model.mask.search_space()
+    assert 0.0 not in space.levels and set(space.levels) == {0.5, 0.6, 0.7, 0.8}
+    assert all(spec in model.subnet_space for spec in space)
+    # The dense level is still trained (the sandwich's largest) and still part of the space.
+    assert model.subnet_space.largest() == OmniSparsitySpec((0.0,) * 4)
+    assert SupernetConformerForCTC(omni_config()).mask.search_space().levels[0] == 0.0
+
+    seen = []
+
+    def fake_search(space, *args, **kwargs):
+        seen.append(space)
+        raise StopIteration
+
+    monkeypatch.setattr(subnet_search, "evolutionary_search", fake_search)
+    with pytest.raises(StopIteration):
+        subnet_search.search_subnets(model, synthetic_dataset(4), data_collator=collate, budgets=[0.5], progress=False)
+    assert 0.0 not in seen[0].levels

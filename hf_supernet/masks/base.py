@@ -128,6 +128,11 @@ class MaskMethod(nn.Module):
     def block_plans(self, spec: SubnetSpec) -> list[BlockPlan]:
         """The blocks to run, in order, when the supernet runs as ``spec``."""
 
+    def search_space(self) -> SubnetSpace:
+        """The subnets a search considers. Default: the whole space (Omni-sparsity may leave out its dense level,
+        as the paper's search does)."""
+        return self.space()
+
     def training_space(self) -> SubnetSpace:
         """The subnets the trainer's sandwich draws from at the current step (its largest, smallest and random
         subnets). Default: the whole space. A mask type whose space opens up during training (Omni-sparsity's

@@ -299,6 +299,14 @@ class OmniSparsityMask(MaskMethod):
     def space(self) -> OmniSparsitySpace:
         return OmniSparsitySpace(self.levels, self.config.num_hidden_layers)
 
+    def search_space(self) -> OmniSparsitySpace:
+        # [paper] "Zero sparsity is not used for sampling random networks or the evolutionary search but only for
+        # training the dense network": with `omni_sparsity_search_excludes_dense`, layers are searched among the
+        # nonzero levels only.
+        if not self.config.omni_sparsity_search_excludes_dense:
+            return self.space()
+        return OmniSparsitySpace([s for s in self.levels if s > 0] or self.levels, self.config.num_hidden_layers)
+
     def training_space(self) -> OmniSparsitySpace:
         return OmniSparsitySpace(self.levels, self.config.num_hidden_layers, self.max_sparsity)
 

@@ -66,7 +66,7 @@ def search_subnets(
         return model.subnet_costs(spec, latency=needs_latency)
 
     best, scored = evolutionary_search(
-        model.subnet_space, cost_fn, score, limits, population, generations, seed=seed, progress=progress
+        model.mask.search_space(), cost_fn, score, limits, population, generations, seed=seed, progress=progress
     )
     full = collate_batches(eval_dataset, data_collator, batch_size)
     selected = []

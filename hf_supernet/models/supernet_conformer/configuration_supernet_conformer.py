@@ -162,6 +162,9 @@ class SupernetConformerConfig(PreTrainedConfig):
             highest level; about half to two thirds of the training steps.
         omni_sparsity_initial_max_sparsity (`float`, *optional*, defaults to 0.0):
             `omni_sparsity`: largest trainable sparsity at the start of the schedule (`s_i`; 0 = dense warm-up).
+        omni_sparsity_search_excludes_dense (`bool`, *optional*, defaults to `False`):
+            `omni_sparsity`: search subnets among the nonzero sparsity levels only, as the paper does (the dense
+            level is then trained but never selected; on in the `omni_sparsity` recipe).
 
     Example:
 
@@ -225,6 +228,7 @@ class SupernetConformerConfig(PreTrainedConfig):
     omni_sparsity_schedule_start: int = 0
     omni_sparsity_schedule_steps: int = 2560
     omni_sparsity_initial_max_sparsity: float = 0.0
+    omni_sparsity_search_excludes_dense: bool = False
 
     def __post_init__(self, **kwargs):
         if self.layer_drop_choices is None:
