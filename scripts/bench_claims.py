@@ -64,6 +64,7 @@ from hf_supernet.latency import cpu_seconds
 from hf_supernet.masks.layer_width import LayerWidthSpec
 from hf_supernet.metrics import ctc_greedy_decode
 from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio, utterance_errors
+from hf_supernet.paper_recipes import recipe_training_arguments
 from hf_supernet.search import collate_batches
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.callbacks import EarlyStoppingFromStepCallback
@@ -197,6 +198,12 @@ def training_arguments(args, output_dir: str, seed: int, supernet: bool, ablatio
             adaptive_dropout=False,
         )
     return SupernetTrainingArguments.from_recipe("todm", **common, **ablation)
+
+
+def run_learning_rate(args) -> float:
+    """The peak learning rate every run of this invocation used (the recipe's unless overridden)."""
+    return args.learning_rate if args.learning_rate is not None else recipe_training_arguments("todm", max_steps=1)[
+        "learning_rate"]
 
 
 class TimedEvaluation:
@@ -360,6 +367,7 @@ def main(argv=None) -> dict:
             "machine": platform.processor() or platform.machine(), "load_average_end": os.getloadavg(),
             "max_steps": args.max_steps, "eval_steps": args.eval_steps, "patience": args.patience,
             "batch_size": args.batch_size, "smoke": args.smoke,
+            "learning_rate": run_learning_rate(args),
         })
         append_run(args.results_dir, run)
         shutil.rmtree(os.path.join(args.work_dir, f"digits-{arm}-seed{seed}"), ignore_errors=True)
@@ -469,11 +477,12 @@ def markdown(result: dict) -> str:
                          f"{row['ratio']:.2f} | {'met' if row['met'] else 'not met'} |")
     else:
         lines.append("Not yet: every twin needs at least one finished run.")
-    lines += ["", "## Runs\n", "| arm | seed | steps (best) | stopped early | training CPU s | commit | date |",
-              "|---|---:|---|---|---:|---|---|"]
+    lines += ["", "## Runs\n", "| arm | seed | steps (best) | stopped early | training CPU s | peak lr | commit | date |",
+              "|---|---:|---|---|---:|---:|---|---|"]
     for run in sorted(runs, key=lambda r: (r["arm"], r["seed"])):
         lines.append(f"| `{run['arm']}` | {run['seed']} | {run['steps']} ({run['best_step']}) | "
-                     f"{'yes' if run['stopped_early'] else 'no'} | {run['train_cpu_s']:.0f} | {run.get('commit')} | "
+                     f"{'yes' if run['stopped_early'] else 'no'} | {run['train_cpu_s']:.0f} | {run.get('learning_rate', '—')} | "
+                     f"{run.get('commit')} | "
                      f"{run['date'][:10]} |")
     lines.append("")
     return "\n".join(lines)
