@@ -105,7 +105,8 @@ def parse_args(argv=None):
     parser.add_argument("--fsdd", default=os.path.join(SHARED_DATA, "fsdd"), help="FSDD manifest folder.")
     parser.add_argument("--results_dir", default=RESULTS)
     parser.add_argument("--work_dir", default=None,
-                        help="Checkpoints of unfinished runs (default: <results_dir>/../claims_work, git-ignored).")
+                        help="Checkpoints of unfinished runs and the trained models of finished ones (default: "
+                             "<results_dir>/../claims_work, git-ignored).")
     parser.add_argument("--render_only", action="store_true", help="Rewrite claims.{json,md} from the runs file.")
     parser.add_argument("--smoke", action="store_true", help="Toy model, bundled FSDD, a few steps: checks the script.")
     args = parser.parse_args(argv)
@@ -255,6 +256,10 @@ def score(model, spec, batches, tokenizer) -> dict:
     }
 
 
+def trained_model_dir(args, arm: str, seed: int) -> str:
+    return os.path.join(args.work_dir, "trained", f"digits-{arm}-seed{seed}")
+
+
 def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
     """Trains one arm for one seed (resuming its checkpoint if there is one) and scores it on the test set."""
     set_seed(seed)
@@ -283,6 +288,8 @@ def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
     total = cpu_seconds() - start
     train_cpu = previous["train_cpu_s"] + total - timed.seconds
     logger.info("%s seed %d: %d steps, %.0f training CPU s", arm, seed, trainer.state.global_step, train_cpu)
+    # The trained model stays (later arms start from it: Unfolding folds the trained deep twin).
+    trainer.model.save_pretrained(trained_model_dir(args, arm, seed))
     names = SUBNETS if supernet else (arm[len("twin-"):],)
     scores = {
         name: score(trainer.model, specs[name] if supernet else None, test_batches, data["tokenizer"]) for name in names

@@ -128,6 +128,7 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
         assert ci["low"] <= ci["ratio"] <= ci["high"] and row["word_met"] == (ci["high"] <= bench.GOAL)
     assert {row["arm"] for row in result["costs"]} == {"todm", "todm-no_switch"}
     assert not (tmp_path / "work" / "digits-todm-seed0").exists()  # finished runs leave no checkpoints behind
+    assert (tmp_path / "work" / "trained" / "digits-twin-largest-seed0" / "model.safetensors").exists()
     markdown = (tmp_path / "claims.md").read_text()
     assert "| `todm` | smallest |" in markdown and "## Training cost" in markdown
     # Nothing left to do: a rerun trains nothing and only renders.
