@@ -11,11 +11,12 @@ from hf_supernet import (
     FoldableWav2Vec2Config,
     FoldingSpec,
     SubnetSpec,
+    SupernetConformerForCTC,
 )
 from hf_supernet.masks import MASK_METHODS, FoldingMask, FoldingSpace
 from hf_supernet.masks.folding import UNFOLDING_PATTERNS, unfolding_path
 
-from .conftest import tiny_conformer_config
+from .conftest import padded_batch, tiny_conformer_config
 
 
 @pytest.mark.parametrize("physical", [1, 2, 3, 5])
@@ -169,3 +170,28 @@ def test_foldable_config_round_trips(tmp_path, config_class):
     assert (loaded.num_physical_layers, loaded.num_hidden_layers) == (3, 9)
     assert loaded.unfolding_depths == [3, 6, 9] and loaded.unfolding_patterns == ["layer"]
     assert loaded.model_type == config_class.model_type
+
+
+def test_fold_a_trained_plain_conformer_into_fewer_stored_blocks():
+    torch.manual_seed(0)
+    plain = SupernetConformerForCTC(tiny_conformer_config(num_hidden_layers=6)).eval()
+    # Folding into as many stored blocks as layers changes nothing: the deepest path is the model itself.
+    same = SupernetConformerForCTC.fold(plain, 6).eval()
+    features, mask = padded_batch([40, 31])
+    with torch.no_grad():
+        torch.testing.assert_close(same(features, attention_mask=mask).logits, plain(features, attention_mask=mask).logits)
+
+    folded = SupernetConformerForCTC.fold(plain, 4)
+    assert folded.config.mask_type == "folding" and folded.config.num_physical_layers == 4
+    assert folded.config.num_hidden_layers == 6 and folded.subnet_space.largest().num_layers == 6
+    source = plain.state_dict()
+    for j, layer in enumerate([0, 2, 3, 5]):  # evenly spaced, first and last included
+        for name, value in folded.conformer.layers[j].state_dict().items():
+            torch.testing.assert_close(value, source[f"conformer.layers.{layer}.{name}"])
+    torch.testing.assert_close(folded.lm_head.weight, plain.lm_head.weight)
+    assert folded.num_parameters() < plain.num_parameters()
+
+    with pytest.raises(ValueError, match="plain Conformer"):
+        SupernetConformerForCTC.fold(folded, 2)
+    with pytest.raises(ValueError, match="seed_layers"):
+        SupernetConformerForCTC.fold(plain, 2, seed_layers=[0, 9])

@@ -218,3 +218,14 @@ class FoldingMask(MaskMethod):
     def full_plans(self) -> list[BlockPlan]:
         """The whole model is its deepest unfolding."""
         return self.block_plans(self.space().largest())
+
+
+def evenly_spaced_layers(num_source_layers: int, num_physical_layers: int) -> list[int]:
+    """Which of a pretrained stack's layers seed the stored blocks by default: ``num_physical_layers`` layers
+    evenly spaced over the stack, always including its first and last layer (the last one feeds a fine-tuned CTC
+    head, the first one reads the feature projection), rounded to the nearest layer. 12 -> 8: 0 2 3 5 6 8 9 11;
+    12 -> 4: 0 4 7 11. A single stored block is seeded by the last layer."""
+    if num_physical_layers == 1:
+        return [num_source_layers - 1]
+    span, steps = num_source_layers - 1, num_physical_layers - 1
+    return [(2 * j * span + steps) // (2 * steps) for j in range(num_physical_layers)]

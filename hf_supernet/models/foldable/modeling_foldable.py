@@ -41,6 +41,7 @@ from transformers.utils import logging
 
 from ...costs import REFERENCE_SECONDS, SubnetCosts
 from ...masks import BlockPlan, build_mask
+from ...masks.folding import evenly_spaced_layers
 from ...subnets import SubnetSpec
 from ...supernet import _HUB_KWARGS, SupernetMixin
 from .configuration_foldable import (
@@ -97,17 +98,6 @@ def _built_with_physical_depth(config: PreTrainedConfig) -> Iterator[None]:
         yield
     finally:
         config.num_hidden_layers = logical
-
-
-def evenly_spaced_layers(num_source_layers: int, num_physical_layers: int) -> list[int]:
-    """Which of a pretrained stack's layers seed the stored blocks by default: ``num_physical_layers`` layers
-    evenly spaced over the stack, always including its first and last layer (the last one feeds a fine-tuned CTC
-    head, the first one reads the feature projection), rounded to the nearest layer. 12 -> 8: 0 2 3 5 6 8 9 11;
-    12 -> 4: 0 4 7 11. A single stored block is seeded by the last layer."""
-    if num_physical_layers == 1:
-        return [num_source_layers - 1]
-    span, steps = num_source_layers - 1, num_physical_layers - 1
-    return [(2 * j * span + steps) // (2 * steps) for j in range(num_physical_layers)]
 
 
 def transformer_ctc_flops(config, num_layers: int, num_samples: int, with_head: bool = True) -> int:

@@ -32,6 +32,7 @@ from ...costs import FEATURE_FRAMES_PER_SECOND
 from ...masks import BlockPlan, build_mask
 from ...masks.base import ChannelSelection, kept_count
 from ...masks.base import select_channels as _select
+from ...masks.folding import evenly_spaced_layers
 from ...supernet import SupernetMixin
 from .configuration_supernet_conformer import SupernetConformerConfig
 
@@ -514,6 +515,48 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
     @property
     def mask(self):
         return self.conformer.mask
+
+    @classmethod
+    def fold(cls, model: SupernetConformerForCTC, num_physical_layers: int, *, seed_layers: list[int] | None = None,
+             **config_overrides) -> SupernetConformerForCTC:
+        """A ``mask_type="folding"`` supernet storing ``num_physical_layers`` blocks copied from a trained plain
+        Conformer ``model`` (Unfolding starts from a trained model): the front end and the CTC head are ``model``'s,
+        stored block ``j`` is a copy of its layer ``seed_layers[j]`` (default: evenly spaced, first and last
+        included), and the deepest unfolding path has ``model``'s depth. ``config_overrides`` set other config
+        fields (e.g. ``unfolding_depths``)."""
+        source = model.config
+        plain = source.mask_type != "folding" and source.num_physical_layers == source.num_hidden_layers
+        if not plain or source.ctc_head_per_depth or source.layer_ffn_dims or source.layer_attention_heads or (
+            source.layer_conv_modules
+        ):
+            raise ValueError(
+                "fold() copies the layers of a plain Conformer (every layer the same shape, one CTC head, not itself "
+                "folded); extract a subnet of the same width in every layer first."
+            )
+        depth = source.num_hidden_layers
+        seed_layers = [int(i) for i in (seed_layers or evenly_spaced_layers(depth, num_physical_layers))]
+        if len(seed_layers) != num_physical_layers or not all(0 <= i < depth for i in seed_layers):
+            raise ValueError(
+                f"seed_layers={seed_layers} must name {num_physical_layers} layers of the model's 0..{depth - 1}."
+            )
+        values = {k: v for k, v in source.to_dict().items() if k not in ("model_type", "transformers_version",
+                                                                           "architectures")}
+        values.update(mask_type="folding", num_physical_layers=num_physical_layers, selected_subnets=None,
+                      subnet_spec=None, unfolding_depths=None, unfolding_patterns=None)
+        values.update(config_overrides)
+        folded = cls(type(source)(**values))
+        weights = model.state_dict()
+        prefix = "conformer.layers."
+        state = {}
+        for key in folded.state_dict():
+            if key.startswith(prefix):
+                index, rest = key[len(prefix):].split(".", 1)
+                key_in_source = f"{prefix}{seed_layers[int(index)]}.{rest}"
+            else:
+                key_in_source = key
+            state[key] = weights[key_in_source]
+        folded.load_state_dict(state)
+        return folded
 
     def ctc_head(self, subnet=None) -> nn.Linear:
         """The output layer ``subnet`` (default: the active one, else the whole model) reads its logits from."""
