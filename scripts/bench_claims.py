@@ -16,6 +16,10 @@ skips it; an interrupted run resumes from its last checkpoint in `--work_dir`):
   fresh supernet's slice), with TODM's baseline recipe (Adam, same learning rate and schedule, no distillation).
 - `todm-<ablation>`: the TODM supernet with one ingredient changed: `no_kd`, `kl`, `no_weight_cut`,
   `no_adaptive_dropout`, `no_switch`.
+- `unfold` (Unfolding starts from a trained model): the trained `twin-largest` of the same seed folded into 5 stored
+  blocks (`SupernetConformerForCTC.fold`, evenly spaced layers) and fine-tuned with the Unfolding preset (deepest
+  path + seed + one random path, KL from the deepest into the seed); compared with the deep model it came from and
+  with `twin-L5-ffn256`, a plain 5-layer model trained alone. `--arms unfolding` = the three.
 
 Every run: batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
 `--eval_steps`, patience `--patience` evaluations, at most `--max_steps`; the best dev checkpoint is scored. TODM
@@ -86,6 +90,12 @@ ABLATIONS = {
     "no_switch": {"optimizer_switch_step": None},
 }
 SUBNETS = ("largest", "L8-ffn128", "L6-ffn64", "smallest")
+# Unfolding: the trained 8-layer twin folded into this many stored blocks, against a plain model of that depth.
+FOLDED_BLOCKS = 5
+PLAIN_SHALLOW = f"L{FOLDED_BLOCKS}-ffn256"
+TWINS = SUBNETS + (PLAIN_SHALLOW,)
+UNFOLD_GOAL = 1.02  # issue 15: WER <= 1.02x the trained deep model it was folded from
+UNFOLD_PARAMS_GOAL = 0.7  # issue 15: >= 30% fewer stored parameters
 
 logger = logging.getLogger("bench_claims")
 
@@ -102,6 +112,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=None,
                         help="Override the TODM recipe's 6e-3 (for supernets and twins alike).")
+    parser.add_argument("--unfold_learning_rate", type=float, default=5e-4,
+                        help="Peak learning rate of Unfolding's fine-tuning of the folded trained model.")
+    parser.add_argument("--unfold_max_steps", type=int, default=1500, help="Cap on Unfolding's fine-tuning steps.")
     parser.add_argument("--fsdd", default=os.path.join(SHARED_DATA, "fsdd"), help="FSDD manifest folder.")
     parser.add_argument("--results_dir", default=RESULTS)
     parser.add_argument("--work_dir", default=None,
@@ -114,6 +127,7 @@ def parse_args(argv=None):
     args.arms = expand_arms(args.arms, parser)
     if args.smoke:
         args.fsdd, args.max_steps, args.eval_steps, args.patience, args.batch_size = "fsdd", 4, 2, 1, 4
+        args.unfold_max_steps = 4
     if args.work_dir is None:
         args.work_dir = os.path.join(args.results_dir, "..", "claims_work")
     return args
@@ -124,16 +138,21 @@ def expand_arms(spec: str, parser) -> list[str]:
     for name in (part.strip() for part in spec.split(",") if part.strip()):
         if name == "twins":
             arms += [f"twin-{s}" for s in SUBNETS]
+        elif name == "unfolding":
+            arms += ["twin-largest", f"twin-{PLAIN_SHALLOW}", "unfold"]
         elif name == "ablations":
             arms += [f"todm-{a}" for a in ABLATIONS]
-        elif name == "todm" or (name.startswith("twin-") and name[5:] in SUBNETS) or (
+        elif name in ("todm", "unfold") or (name.startswith("twin-") and name[5:] in TWINS) or (
             name.startswith("todm-") and name[5:] in ABLATIONS
         ):
             arms.append(name)
         else:
-            parser.error(f"Unknown arm {name!r}; use todm, twins, twin-<{'|'.join(SUBNETS)}>, ablations, "
-                         f"todm-<{'|'.join(ABLATIONS)}>.")
-    return list(dict.fromkeys(arms))
+            parser.error(f"Unknown arm {name!r}; use todm, twins, twin-<{'|'.join(TWINS)}>, ablations, "
+                         f"todm-<{'|'.join(ABLATIONS)}>, unfold, unfolding (= twin-largest, twin-{PLAIN_SHALLOW}, "
+                         "unfold).")
+    arms = list(dict.fromkeys(arms))
+    # `unfold` starts from the trained twin-largest of its seed: run it after the twins.
+    return sorted(arms, key=lambda arm: arm == "unfold")
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -176,20 +195,13 @@ def benchmark_subnets(space) -> dict[str, LayerWidthSpec]:
         "L8-ffn128": LayerWidthSpec((widths[2],) * 8),
         "L6-ffn64": LayerWidthSpec((widths[1],) * 6),
         "smallest": space.smallest(),
+        PLAIN_SHALLOW: LayerWidthSpec((widths[3],) * FOLDED_BLOCKS),
     }
 
 
 # ---------------------------------------------------------------------------------------------------- one run
 def training_arguments(args, output_dir: str, seed: int, supernet: bool, ablation: dict) -> SupernetTrainingArguments:
-    common = dict(
-        output_dir=output_dir, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=32,
-        max_steps=args.max_steps, warmup_steps=0 if args.smoke else 200, seed=seed, data_seed=seed,
-        eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="steps", save_steps=args.eval_steps,
-        save_total_limit=1, load_best_model_at_end=True, greater_is_better=False,
-        metric_for_best_model="subnets_mean_loss" if supernet else "loss",
-        logging_steps=50, report_to=[], remove_unused_columns=False, dataloader_num_workers=0, use_cpu=True,
-        disable_tqdm=True, save_only_model=False,
-    )
+    common = common_arguments(args, output_dir, seed, supernet)
     if args.learning_rate is not None:
         common["learning_rate"] = args.learning_rate
     if not supernet:
@@ -199,6 +211,29 @@ def training_arguments(args, output_dir: str, seed: int, supernet: bool, ablatio
             adaptive_dropout=False,
         )
     return SupernetTrainingArguments.from_recipe("todm", **common, **ablation)
+
+
+def unfolding_arguments(args, output_dir: str, seed: int) -> SupernetTrainingArguments:
+    """Unfolding's recipe (deepest path + seed + one random path, KL from the deepest into the seed) fine-tuning the
+    folded trained model: a lower peak rate than training from scratch and a warm-up [choice: the rate and the
+    schedule of the fine-tuning are not in the seed text], AdamW as the twins."""
+    common = common_arguments(args, output_dir, seed, supernet=True)
+    common.update(max_steps=args.unfold_max_steps, learning_rate=args.unfold_learning_rate,
+                  warmup_steps=0 if args.smoke else 100, lr_scheduler_type="constant_with_warmup")
+    return SupernetTrainingArguments.from_recipe("unfolding", **common)
+
+
+def common_arguments(args, output_dir: str, seed: int, supernet: bool) -> dict:
+    """What every run shares: batches, seeds, evaluation and checkpoint cadence, early stopping on the dev loss."""
+    return dict(
+        output_dir=output_dir, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=32,
+        max_steps=args.max_steps, warmup_steps=0 if args.smoke else 200, seed=seed, data_seed=seed,
+        eval_strategy="steps", eval_steps=args.eval_steps, save_strategy="steps", save_steps=args.eval_steps,
+        save_total_limit=1, load_best_model_at_end=True, greater_is_better=False,
+        metric_for_best_model="subnets_mean_loss" if supernet else "loss",
+        logging_steps=50, report_to=[], remove_unused_columns=False, dataloader_num_workers=0, use_cpu=True,
+        disable_tqdm=True,
+    )
 
 
 def run_learning_rate(args) -> float:
@@ -260,20 +295,46 @@ def trained_model_dir(args, arm: str, seed: int) -> str:
     return os.path.join(args.work_dir, "trained", f"digits-{arm}-seed{seed}")
 
 
-def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
-    """Trains one arm for one seed (resuming its checkpoint if there is one) and scores it on the test set."""
+def setup_arm(args, arm: str, seed: int, data) -> dict:
+    """The model an arm trains, its arguments, and the subnets scored afterwards (``None``: the model as it is)."""
     set_seed(seed)
+    output_dir = os.path.join(args.work_dir, f"digits-{arm}-seed{seed}")
+    if arm == "unfold":
+        source = trained_model_dir(args, "twin-largest", seed)
+        if not os.path.isdir(source):
+            raise FileNotFoundError(
+                f"The unfold arm folds the trained twin-largest of seed {seed}, but {source} is missing: run "
+                f"`--arms twin-largest --seeds {seed}` first (or `--arms unfolding`)."
+            )
+        deep = SupernetConformerForCTC.from_pretrained(source)
+        model = SupernetConformerForCTC.fold(deep, FOLDED_BLOCKS)
+        space = model.subnet_space
+        return {"model": model, "args": unfolding_arguments(args, output_dir, seed), "supernet": True,
+                "scored": {"deepest": space.largest(), "seed": space.smallest()},
+                "params": {"deepest": model.num_parameters(), "seed": model.num_parameters(),
+                           "folded_from": deep.num_parameters()}}
     initial = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke))
     specs = benchmark_subnets(initial.subnet_space)
-    supernet = arm.startswith("todm")
-    model = initial if supernet else initial.extract_subnet(specs[arm[len("twin-"):]])
-    ablation = ABLATIONS[arm[len("todm-"):]] if arm.startswith("todm-") else {}
-    output_dir = os.path.join(args.work_dir, f"digits-{arm}-seed{seed}")
-    training_args = training_arguments(args, output_dir, seed, supernet, ablation)
+    if arm.startswith("todm"):
+        ablation = ABLATIONS[arm[len("todm-"):]] if arm.startswith("todm-") else {}
+        return {"model": initial, "args": training_arguments(args, output_dir, seed, True, ablation), "supernet": True,
+                "scored": {name: specs[name] for name in SUBNETS},
+                "params": {name: initial.subnet_costs(specs[name]).params for name in SUBNETS}}
+    name = arm[len("twin-"):]
+    return {"model": initial.extract_subnet(specs[name]), "args": training_arguments(args, output_dir, seed, False, {}),
+            "supernet": False, "scored": {name: None}, "params": {name: initial.subnet_costs(specs[name]).params}}
+
+
+def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
+    """Trains one arm for one seed (resuming its checkpoint if there is one) and scores it on the test set."""
+    setup = setup_arm(args, arm, seed, data)
+    model, training_args, supernet = setup["model"], setup["args"], setup["supernet"]
+    output_dir = training_args.output_dir
     collator = DataCollatorCTCWithPadding(data["processor"], spec_augment=None if args.smoke else SPEC_AUGMENT, seed=seed)
     patience = EarlyStoppingFromStepCallback(args.patience, start_step=training_args.optimizer_switch_step or 0)
     trainer_class = SupernetTrainer if supernet else Trainer
-    extra = {"eval_subnets": {n: specs[n] for n in ("L8-ffn128", "L6-ffn64")}} if supernet else {}
+    # Supernets early-stop on the mean dev loss of every scored subnet (largest and smallest are evaluated anyway).
+    extra = {"eval_subnets": dict(setup["scored"])} if supernet else {}
     trainer = trainer_class(
         model=model, args=training_args, train_dataset=data["train"], eval_dataset=data["dev"],
         data_collator=collator, callbacks=[SpecAugmentCallback(collator), patience], **extra,
@@ -290,17 +351,14 @@ def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
     logger.info("%s seed %d: %d steps, %.0f training CPU s", arm, seed, trainer.state.global_step, train_cpu)
     # The trained model stays (later arms start from it: Unfolding folds the trained deep twin).
     trainer.model.save_pretrained(trained_model_dir(args, arm, seed))
-    names = SUBNETS if supernet else (arm[len("twin-"):],)
-    scores = {
-        name: score(trainer.model, specs[name] if supernet else None, test_batches, data["tokenizer"]) for name in names
-    }
+    scores = {name: score(trainer.model, spec, test_batches, data["tokenizer"]) for name, spec in setup["scored"].items()}
     return {
         "instrument": "digits", "arm": arm, "seed": seed,
         "steps": trainer.state.global_step, "best_step": _best_step(trainer.state),
-        "stopped_early": trainer.state.global_step < args.max_steps,
+        "stopped_early": trainer.state.global_step < training_args.max_steps,
         "train_cpu_s": train_cpu, "eval_cpu_s": previous["eval_cpu_s"] + timed.seconds,
         "resumed_from": os.path.basename(checkpoint) if checkpoint else None,
-        "params": {name: initial.subnet_costs(specs[name]).params for name in names},
+        "params": setup["params"],
         "best_dev_metric": trainer.state.best_metric, "scores": scores,
     }
 
@@ -410,6 +468,41 @@ def claim_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def compare(runs_a: list[dict], name_a: str, runs_b: list[dict], name_b: str, goal: float) -> dict:
+    """Subnet ``name_a`` of ``runs_a`` against ``name_b`` of ``runs_b`` (all seeds), word and char error ratios."""
+    row = {"wer": float(np.mean([r["scores"][name_a]["wer"] for r in runs_a])),
+           "cer": float(np.mean([r["scores"][name_a]["cer"] for r in runs_a])),
+           "reference_wer": float(np.mean([r["scores"][name_b]["wer"] for r in runs_b])),
+           "reference_cer": float(np.mean([r["scores"][name_b]["cer"] for r in runs_b])),
+           "seeds": sorted(r["seed"] for r in runs_a), "reference_seeds": sorted(r["seed"] for r in runs_b)}
+    for unit in ("word", "char"):
+        row[f"{unit}_ratio"] = paired_bootstrap_ratio([r["scores"][name_a][f"{unit}_errors"] for r in runs_a],
+                                                      [r["scores"][name_b][f"{unit}_errors"] for r in runs_b])
+    row["met"] = row["word_ratio"]["high"] <= goal and row["char_ratio"]["high"] <= goal
+    return row
+
+
+def unfold_rows(runs: list[dict]) -> list[dict]:
+    """The folded model's deepest path against the trained deep model it was folded from (goal) and against a plain
+    model with as many layers as stored blocks; its seed path against that plain model."""
+    by_arm: dict[str, list[dict]] = {}
+    for run in runs:
+        by_arm.setdefault(run["arm"], []).append(run)
+    folded, deep, shallow = by_arm.get("unfold"), by_arm.get("twin-largest"), by_arm.get(f"twin-{PLAIN_SHALLOW}")
+    if not folded or not deep:
+        return []
+    stored = folded[0]["params"]["deepest"] / folded[0]["params"]["folded_from"]
+    rows = [{"what": "deepest path vs the trained deep model", "stored_params_ratio": stored,
+             "params_met": stored <= UNFOLD_PARAMS_GOAL, "goal": UNFOLD_GOAL,
+             **compare(folded, "deepest", deep, "largest", UNFOLD_GOAL)}]
+    if shallow:
+        rows += [{"what": f"deepest path vs a plain {FOLDED_BLOCKS}-layer model", "goal": None,
+                  **compare(folded, "deepest", shallow, PLAIN_SHALLOW, UNFOLD_GOAL)},
+                 {"what": f"seed path vs a plain {FOLDED_BLOCKS}-layer model", "goal": None,
+                  **compare(folded, "seed", shallow, PLAIN_SHALLOW, UNFOLD_GOAL)}]
+    return rows
+
+
 def cost_rows(runs: list[dict]) -> list[dict]:
     by_arm: dict[str, list[dict]] = {}
     for run in runs:
@@ -434,7 +527,7 @@ def render(results_dir: str) -> dict:
               "runs": [{k: v for k, v in r.items() if k != "scores"} | {"scores": {
                   n: {k: s[k] for k in ("wer", "cer", "ctc_loss_per_frame", "examples")} for n, s in r["scores"].items()}}
                   for r in runs],
-              "claims": claim_rows(runs), "costs": cost_rows(runs)}
+              "claims": claim_rows(runs), "costs": cost_rows(runs), "unfolding": unfold_rows(runs)}
     with atomic_file(os.path.join(results_dir, f"{NAME}.json")) as tmp:
         with open(tmp, "w") as f:
             json.dump(result, f, indent=2)
@@ -484,6 +577,21 @@ def markdown(result: dict) -> str:
                          f"{row['ratio']:.2f} | {'met' if row['met'] else 'not met'} |")
     else:
         lines.append("Not yet: every twin needs at least one finished run.")
+    lines += ["", "## Unfolding: the trained 8-layer twin folded into "
+              f"{FOLDED_BLOCKS} stored blocks and fine-tuned (`unfold`)\n"]
+    if result["unfolding"]:
+        lines += ["| comparison | seeds (reference) | WER | reference WER | WER ratio [95% CI] | CER | reference CER | "
+                  "CER ratio [95% CI] | goal |", "|---|---|---:|---:|---|---:|---:|---|---|"]
+        for row in result["unfolding"]:
+            goal = "—" if row["goal"] is None else (f"<= {row['goal']}: " + ("met" if row["met"] else "not met"))
+            lines.append(f"| {row['what']} | {len(row['seeds'])} ({len(row['reference_seeds'])}) | {pct(row['wer'])} | "
+                         f"{pct(row['reference_wer'])} | {ratio_text(row['word_ratio'])} | {pct(row['cer'])} | "
+                         f"{pct(row['reference_cer'])} | {ratio_text(row['char_ratio'])} | {goal} |")
+        first = result["unfolding"][0]
+        lines.append(f"\nStored parameters: {first['stored_params_ratio']:.2f}x the deep model's (goal <= "
+                     f"{UNFOLD_PARAMS_GOAL}: {'met' if first['params_met'] else 'not met'}).")
+    else:
+        lines.append("Not yet: needs finished `unfold` and `twin-largest` runs.")
     lines += ["", "## Runs\n", "| arm | seed | steps (best) | stopped early | training CPU s | peak lr | commit | date |",
               "|---|---:|---|---|---:|---:|---|---|"]
     for run in sorted(runs, key=lambda r: (r["arm"], r["seed"])):

@@ -90,7 +90,8 @@ def test_sortagrad_sampler_sorts_the_first_epoch_only():
 def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatch):
     bench = load_script("bench_claims")
     common = ["--smoke", "--seeds", "0", "--results_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
-    arms = ["todm", "twin-smallest", "twin-largest", "twin-L8-ffn128", "twin-L6-ffn64", "todm-no_switch"]
+    arms = ["todm", "twin-smallest", "twin-largest", "twin-L8-ffn128", "twin-L6-ffn64", "todm-no_switch",
+            "twin-L5-ffn256", "unfold"]
 
     # Interrupted after two finished arms: their JSON lines are kept.
     real_run_arm, calls = bench.run_arm, []
@@ -122,11 +123,15 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
             assert len(scores["word_errors"]) == len(scores["char_errors"]) == 8
     # Every supernet subnet is compared with its twin, with an interval around the ratio.
     claims = {(row["arm"], row["subnet"]): row for row in result["claims"]}
-    assert len(claims) == 8
+    assert len(claims) == 8 and {arm for arm, _ in claims} == {"todm", "todm-no_switch"}
     for row in claims.values():
         ci = row["word_ratio"]
         assert ci["low"] <= ci["ratio"] <= ci["high"] and row["word_met"] == (ci["high"] <= bench.GOAL)
     assert {row["arm"] for row in result["costs"]} == {"todm", "todm-no_switch"}
+    # Unfolding: the folded trained twin against the deep model it came from and a plain shallow model.
+    unfold = result["unfolding"]
+    assert len(unfold) == 3 and unfold[0]["stored_params_ratio"] < 0.7
+    assert unfold[0]["met"] == (max(unfold[0]["word_ratio"]["high"], unfold[0]["char_ratio"]["high"]) <= 1.02)
     assert not (tmp_path / "work" / "digits-todm-seed0").exists()  # finished runs leave no checkpoints behind
     assert (tmp_path / "work" / "trained" / "digits-twin-largest-seed0" / "model.safetensors").exists()
     markdown = (tmp_path / "claims.md").read_text()
