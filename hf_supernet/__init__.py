@@ -31,8 +31,8 @@ from .metrics import load_metric
 from .publishing import publish_subnets
 from .sparse_storage import load_sparse, save_sparse, storage_report
 from .subnets import SubnetSpace, SubnetSpec
+from .version import __version__
 
-__version__ = "0.1.0"
 
 AutoConfig.register(SupernetConformerConfig.model_type, SupernetConformerConfig, exist_ok=True)
 AutoModel.register(SupernetConformerConfig, SupernetConformerModel, exist_ok=True)

@@ -21,7 +21,7 @@ Two measurements, written to ``benchmarks/results/model.json`` and ``benchmarks/
    for every layer-drop choice x every uniform FFN-width choice (largest and smallest included), time each
    one's forward on the same unpadded batch right next to the largest one (order flipping), and compare the
    latency share = median over pairs of ``latency / latency(largest)`` with ``FLOPs / FLOPs(largest)`` (analytic
-   FLOPs from ``hf_supernet.costs.conformer_flops`` for the batch's utterance length). Pairing matters on a shared
+   FLOPs from ``hf_supernet.models.supernet_conformer.costs.conformer_flops`` for the batch's utterance length). Pairing matters on a shared
    machine: load that comes and goes hits both members of a pair alike.
 
 Goals (from the issue): fwd and fwd+bwd throughput >= 1.0x Parakeet; every subnet's latency share <= 1.1x its
@@ -51,7 +51,8 @@ from transformers import ParakeetEncoder, ParakeetEncoderConfig
 import transformers
 
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC, SupernetConformerModel
-from hf_supernet.costs import FEATURE_FRAMES_PER_SECOND, conformer_flops
+from hf_supernet.models.supernet_conformer.costs import conformer_flops
+from hf_supernet.units import FEATURE_FRAMES_PER_SECOND
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 GOAL_SPEEDUP_VS_PARAKEET = 1.0

@@ -15,15 +15,16 @@ MASK_METHODS: dict[str, type[MaskMethod]] = {
 }
 
 
-def build_mask(config) -> MaskMethod:
-    """The mask method named by ``config.mask_type``."""
+def build_mask(config, plan_costs=None) -> MaskMethod:
+    """The mask method named by ``config.mask_type``; ``plan_costs(plans) -> SubnetCosts`` is the model family's
+    cost of the dense model that runs ``plans`` (see :class:`MaskMethod`)."""
     try:
         cls = MASK_METHODS[config.mask_type]
     except KeyError:
         raise ValueError(
             f"Unknown mask_type={config.mask_type!r}; implemented mask types are {sorted(MASK_METHODS)}."
         ) from None
-    return cls(config)
+    return cls(config, plan_costs)
 
 
 __all__ = [

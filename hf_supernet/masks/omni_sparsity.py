@@ -54,6 +54,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..slicing import block_grid
 from ..subnets import SubnetSpace, SubnetSpec, randint, register_spec
 from .base import BlockPlan, MaskMethod
 
@@ -86,11 +87,6 @@ def adam_importance(weight: torch.Tensor, exp_avg_sq: torch.Tensor | None = None
     if exp_avg_sq is None:
         return magnitude
     return magnitude * exp_avg_sq.detach().float().sqrt()
-
-
-def block_grid(shape: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
-    """Number of block rows and columns of a weight of ``shape`` (a partial last block counts as one)."""
-    return -(-shape[0] // block[0]), -(-shape[1] // block[1])
 
 
 def block_scores(importance: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
@@ -256,8 +252,8 @@ class OmniSparsityMask(MaskMethod):
     mask_type = "omni_sparsity"
     spec_class = OmniSparsitySpec
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, plan_costs=None):
+        super().__init__(config, plan_costs)
         self.levels = tuple(config.omni_sparsity_levels)
         self.block_shape = tuple(config.omni_sparsity_block_shape)
         self.layouts: list[list[PrunableMatrix]] = []

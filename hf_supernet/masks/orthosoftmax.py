@@ -26,8 +26,8 @@ Choices not fixed by the paper or the authors' code (see also ``SupernetConforme
 - [choice] Binary masks take the rows in order and give each the highest-scoring unit *not taken by an earlier row*
   (the authors' ``argmax_j S_ij`` whenever the rows' argmaxes are distinct, which the orthogonality loss drives them
   to). The result is a ranking of all units, so every budget keeps exactly ``k`` units, budget 1.0 is the whole
-  model, and ``k(p)`` for a binary mask is chosen on its exact cost (``costs.py``) rather than on ``S``.
-- [choice] Unit costs ``n_j`` are marginal costs from ``costs.py`` (whole model minus the model without unit ``j``),
+  model, and ``k(p)`` for a binary mask is chosen on its exact cost (the model family's, handed in as ``plan_costs``) rather than on ``S``.
+- [choice] Unit costs ``n_j`` are marginal costs from ``plan_costs`` (whole model minus the model without unit ``j``),
   with the CTC head counted; ``C_rest = C_tot − Σ n_j``, so a soft mask of all ones costs exactly ``C_tot``.
 - [choice] The orthogonality loss covers the first ``k`` rows of the largest budget below 1.0 (every nested mask
   lives in them), is divided by ``k`` (a mean per row: its scale does not grow with the number of units, and at
@@ -233,8 +233,13 @@ class OrthoSoftmaxMask(MaskMethod):
     mask_type = "orthosoftmax"
     spec_class = OrthoSoftmaxSpec
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, plan_costs=None):
+        if plan_costs is None:
+            raise ValueError(
+                "mask_type='orthosoftmax' carves its budgets by cost: build it with the model family's cost function "
+                "(build_mask(config, plan_costs=...), as the supernet models do)."
+            )
+        super().__init__(config, plan_costs)
         self.units = build_units(config)
         if not self.units:
             raise ValueError("orthosoftmax found no maskable unit: every layer lacks feed-forward, attention and conv.")
@@ -328,9 +333,7 @@ class OrthoSoftmaxMask(MaskMethod):
         return plans
 
     def _cost(self, plans: list[BlockPlan]) -> float:
-        from ..costs import costs_of_plans  # costs imports the masks package: import at call time
-
-        costs = costs_of_plans(self.config, plans, with_head=True)
+        costs = self.plan_costs(plans)
         return float(getattr(costs, self.config.orthosoftmax_budget_cost))
 
     def cost_of_units(self, kept) -> float:
@@ -454,14 +457,12 @@ def kept_units_report(model) -> dict:
     mask = getattr(model, "mask", model)
     if not isinstance(mask, OrthoSoftmaxMask):
         raise TypeError(f"kept_units_report needs an orthosoftmax supernet, got mask type {type(mask).__name__}.")
-    from ..costs import costs_of_plans
-
-    full = costs_of_plans(mask.config, mask.full_plans())
+    full = mask.plan_costs(mask.full_plans())
     per_layer = mask.kept_units_per_layer()
     out = {"frozen": bool(mask.frozen), "granularity": mask.config.orthosoftmax_granularity, "budgets": {}}
     for budget, layers in per_layer.items():
         kept = mask.kept_units(budget)
-        costs = costs_of_plans(mask.config, mask.plans_for_units(set(kept)))
+        costs = mask.plan_costs(mask.plans_for_units(set(kept)))
         share = {}
         for kind in UNIT_KINDS:
             total = sum(1 for u in mask.units if u.kind == kind)

@@ -14,6 +14,7 @@ and is exactly invariant to padding.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +28,14 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from ...adapters.subnet_linear import LinearSelection, subnet_linear
-from ...costs import FEATURE_FRAMES_PER_SECOND
+from ...costs import SubnetCosts
 from ...masks import BlockPlan, build_mask
-from ...masks.base import ChannelSelection, kept_count
-from ...masks.base import select_channels as _select
+from ...slicing import ChannelSelection, LinearSelection, kept_count, masked_weight, subnet_linear
+from ...slicing import select_channels as _select
+from ...subnets import SubnetSpec
 from ...supernet import SupernetMixin
+from ...units import FEATURE_FRAMES_PER_SECOND
+from . import costs, extraction
 from .configuration_supernet_conformer import SupernetConformerConfig
 
 
@@ -138,10 +141,6 @@ def rotary_cos_sin(length: int, head_dim: int, theta: float, device, dtype) -> t
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
-def _masked(weight: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    return weight if mask is None else weight * mask.to(weight.dtype)
-
-
 def _reduced_module_state(
     module: nn.Module, masks: dict[str, torch.Tensor], selections: dict[str, LinearSelection]
 ) -> dict:
@@ -150,7 +149,7 @@ def _reduced_module_state(
     the same."""
     state = {}
     for key, value in module.state_dict().items():
-        value = _masked(value.detach(), masks.get(key))
+        value = masked_weight(value.detach(), masks.get(key))
         layer, _, kind = key.rpartition(".")
         if layer in selections and kind in ("weight", "bias"):
             value = getattr(selections[layer], kind)(value)
@@ -287,7 +286,7 @@ class SupernetConformerConvModule(nn.Module):
                 "torch.nn.Conv1d and cannot run adapters on it. Adapt only linear layers (e.g. LoRA target_modules "
                 "from hf_supernet.adapters.supernet_lora_config)."
             )
-        w_dw = _masked(conv.weight, masks.get("depthwise_conv.weight"))
+        w_dw = masked_weight(conv.weight, masks.get("depthwise_conv.weight"))
         x = F.conv1d(x.transpose(1, 2), w_dw, conv.bias, padding=conv.padding, groups=conv.groups).transpose(1, 2)
         x = subnet_linear(self.pointwise_out, F.silu(self.depthwise_norm(x)), weight_mask=masks.get("pointwise_out.weight"))
         return x if scale is None else x * scale
@@ -408,6 +407,32 @@ class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
         ``lm_head``, a name it treats as an embedding.)"""
         return None
 
+    # ------------------------------------------------------------------ the family's part of the subnet API
+    @torch.no_grad()
+    def extract_dense_subnet(self, spec: SubnetSpec) -> SupernetConformerPreTrainedModel:
+        """The dense Conformer ``spec`` runs: this class with a smaller config (no adapters; see
+        :meth:`~hf_supernet.supernet.SupernetMixin.extract_subnet`)."""
+        return extraction.extract_dense_subnet(self, spec)
+
+    def subnet_config(self, spec: SubnetSpec) -> SupernetConformerConfig:
+        """The config of the dense model ``extract_subnet(spec)`` returns, without copying any weight."""
+        self.subnet_space.validate(spec)
+        return extraction.subnet_config(self.config, self.mask.block_plans(spec), spec)
+
+    def costs_of_plans(self, plans: list[BlockPlan]) -> SubnetCosts:
+        """Analytic costs of the dense Conformer that runs ``plans`` (see :mod:`.costs`)."""
+        return costs.costs_of_plans(self.config, plans, with_head=hasattr(self, "lm_head"))
+
+    @property
+    def stored_blocks_name(self) -> str:
+        """Module name of the stored blocks (``<name>.<index>`` is one block)."""
+        return "layers" if self.base_model is self else f"{self.base_model_prefix}.layers"
+
+    def block_linear_selection(self, plan: BlockPlan, name: str) -> LinearSelection | None:
+        """The part of linear layer ``name`` (inside a block, e.g. ``"ffn1.intermediate_dense"``) the block runs
+        under ``plan``; ``None`` for a module the block does not run as a cut linear layer."""
+        return self.base_model.layers[plan.layer_index].linear_selections(plan).get(name)
+
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
         """Number of encoder output frames for ``input_lengths`` feature frames."""
         num_convs = int(math.log2(self.config.subsampling_factor))
@@ -427,7 +452,8 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout)
         # The stored blocks; subnets index them through their plans (folding runs some of them several times).
         self.layers = nn.ModuleList(SupernetConformerBlock(config, i) for i in range(config.num_physical_layers))
-        self.mask = build_mask(config)
+        # Masks that carve by cost count the whole CTC model's (the head included), whichever class holds them.
+        self.mask = build_mask(config, plan_costs=functools.partial(costs.costs_of_plans, config, with_head=True))
         self.mask.bind_blocks(self.layers)
         self.gradient_checkpointing = False
         self.post_init()
