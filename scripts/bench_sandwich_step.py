@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -69,7 +70,7 @@ def main(argv=None):
     trainers = {}
     for split in splits:
         training_args = SupernetTrainingArguments(
-            output_dir="/tmp/bench_sandwich_step", report_to=[], use_cpu=True, num_random_subnets=2,
+            output_dir=tempfile.mkdtemp(prefix="bench_sandwich_step_"), report_to=[], use_cpu=True, num_random_subnets=2,
             distillation=args.distillation, learning_rate=1e-3, disable_tqdm=True, sandwich_batch_split=split,
         )
         trainers[split] = SupernetTrainer(model=supernet, args=training_args, train_dataset=dummy, data_collator=lambda e: e)

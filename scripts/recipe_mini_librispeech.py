@@ -11,7 +11,7 @@ first epoch in order of increasing length), SpecAugment, model size.
 
     nice python scripts/recipe_mini_librispeech.py --run_name scaled_adam_eden --optim scaled_adam --lr 0.045 \
         --schedule eden --sortagrad --cpu_budget_minutes 15
-    python scripts/recipe_mini_librispeech.py --smoke --output_dir /tmp/recipe_smoke   # seconds: toy model
+    python scripts/recipe_mini_librispeech.py --smoke --output_dir outputs/recipe_smoke   # seconds: toy model
 
 Writes `<output_dir>/<run_name>.jsonl` (one line per evaluation, then a summary line with every setting).
 """
@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 
 import torch
@@ -182,7 +183,7 @@ def training_arguments(args) -> SupernetTrainingArguments:
     """The FSDD recipe's arguments (sandwich with quarter split, KL distillation, length-grouped batches) with this
     run's optimizer, schedule and sizes."""
     return digits_training_arguments(
-        os.path.join("/tmp", f"recipe_{args.run_name}_{os.getpid()}"), args.max_steps, args.seed,
+        os.path.join(tempfile.gettempdir(), f"recipe_{args.run_name}_{os.getpid()}"), args.max_steps, args.seed,
         per_device_train_batch_size=args.batch_size,
         learning_rate=args.lr,
         optim="scaled_adam" if args.optim == "scaled_adam" else "adamw_torch",
