@@ -108,17 +108,19 @@ def default_table_path(fingerprint: dict[str, object]) -> Path:
     return default_cache_dir() / "latency" / f"{digest}.json"
 
 
+def wall_seconds(run) -> float:
+    """Wall-clock seconds of one call of ``run()``."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
 @torch.no_grad()
 def time_runner(run, repeats: int = 5, warmup: int = 1) -> float:
     """Median wall-clock seconds of ``run()``."""
     for _ in range(warmup):
         run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(wall_seconds(run) for _ in range(repeats))
 
 
 class LatencyTable:

@@ -51,6 +51,7 @@ from transformers import ParakeetEncoder, ParakeetEncoderConfig
 import transformers
 
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC, SupernetConformerModel
+from hf_supernet.latency import wall_seconds
 from hf_supernet.models.supernet_conformer.costs import conformer_flops
 from hf_supernet.units import FEATURE_FRAMES_PER_SECOND
 
@@ -190,12 +191,6 @@ def train_step(model: torch.nn.Module, inputs: dict) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def time_once(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def interleaved_times(fns: dict, reps: int, warmup: int) -> dict[str, list[float]]:
     """Run every callable of ``fns`` once per repetition, rotating the order each time; return the wall times."""
     names = list(fns)
@@ -206,7 +201,7 @@ def interleaved_times(fns: dict, reps: int, warmup: int) -> dict[str, list[float
     for rep in range(reps):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(time_once(fns[name]))
+            times[name].append(wall_seconds(fns[name]))
     return times
 
 
@@ -226,9 +221,9 @@ def paired_with_reference(reference, fns: dict, reps: int, warmup: int):
         shift = rep % len(names) if names else 0
         for i, name in enumerate(names[shift:] + names[:shift]):
             if (rep + i) % 2:
-                t_ref, t = time_once(reference), time_once(fns[name])
+                t_ref, t = wall_seconds(reference), wall_seconds(fns[name])
             else:
-                t, t_ref = time_once(fns[name]), time_once(reference)
+                t, t_ref = wall_seconds(fns[name]), wall_seconds(reference)
             times[name].append(t)
             ref_times[name].append(t_ref)
             ratios[name].append(t / t_ref)

@@ -26,5 +26,6 @@ _import_structure = {
         "train_tokenizer",
     ],
     "text": ["normalize_text", "number_to_words"],
+    "waveforms": ["WaveformCollator", "prepare_waveforms"],
 }
 __getattr__, __dir__, __all__ = lazy_module_attributes(__name__, _import_structure, globals())
