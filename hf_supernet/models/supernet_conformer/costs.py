@@ -12,9 +12,12 @@ from ...slicing import kept_count, select_channels
 from ...units import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS
 
 
-def _frames_after_conv(n: int) -> int:
-    # kernel 3, stride 2, padding 1
-    return (n + 1) // 2
+def strided_conv_length(length, num_convs: int = 1):
+    """Length (frames, or mel bins) after ``num_convs`` of the front end's stride-2 convolutions (kernel 3, padding
+    1: ceil(length / 2) each); ``length`` is an int or a tensor of them."""
+    for _ in range(num_convs):
+        length = (length + 1) // 2
+    return length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,8 +84,7 @@ def conformer_frontend_params(config) -> int:
     num_convs = 2 if config.subsampling_factor == 4 else 3
     params = 9 * c + c  # first 3x3 conv, 1 -> c channels
     params += (num_convs - 1) * ((9 * c + c) + (c * c + c))  # depthwise 3x3 + pointwise 1x1
-    for _ in range(num_convs):
-        freq = _frames_after_conv(freq)
+    freq = strided_conv_length(freq, num_convs)
     return params + c * freq * config.hidden_size + config.hidden_size
 
 
@@ -108,10 +110,10 @@ def conformer_flops(config, plans: list[BlockPlan], num_frames: int, with_head: 
 def _flops_of_shapes(config, shapes: list[BlockShape], num_frames: int, with_head: bool) -> int:
     c, freq, frames = config.subsampling_conv_channels, config.num_mel_bins, num_frames
     num_convs = 2 if config.subsampling_factor == 4 else 3
-    frames, freq = _frames_after_conv(frames), _frames_after_conv(freq)
+    frames, freq = strided_conv_length(frames), strided_conv_length(freq)
     flops = 2 * c * 9 * frames * freq  # first 3x3 conv
     for _ in range(num_convs - 1):
-        frames, freq = _frames_after_conv(frames), _frames_after_conv(freq)
+        frames, freq = strided_conv_length(frames), strided_conv_length(freq)
         flops += 2 * c * 9 * frames * freq + 2 * c * c * frames * freq  # depthwise + pointwise
     t, d = frames, config.hidden_size
     flops += 2 * t * c * freq * d

@@ -36,6 +36,7 @@ from ...subnets import SubnetSpec
 from ...supernet import SupernetMixin
 from ...units import FEATURE_FRAMES_PER_SECOND
 from . import costs, extraction
+from .costs import strided_conv_length
 from .configuration_supernet_conformer import SupernetConformerConfig
 
 
@@ -97,17 +98,8 @@ class SupernetConformerSubsampling(nn.Module):
         self.pointwise_convs = nn.ModuleList(
             nn.Conv2d(channels, channels, kernel_size=1) for _ in range(self.num_convs - 1)
         )
-        freq = config.num_mel_bins
-        for _ in range(self.num_convs):
-            freq = (freq + 1) // 2
+        freq = strided_conv_length(config.num_mel_bins, self.num_convs)
         self.out = nn.Linear(channels * freq, config.hidden_size)
-
-    @staticmethod
-    def output_lengths(lengths: torch.Tensor, num_convs: int) -> torch.Tensor:
-        # kernel 3, stride 2, padding 1: ceil(L / 2) per strided conv.
-        for _ in range(num_convs):
-            lengths = (lengths + 1) // 2
-        return lengths
 
     @staticmethod
     def _mask_time(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -118,10 +110,10 @@ class SupernetConformerSubsampling(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._mask_time(features.unsqueeze(1), lengths)  # (batch, 1, time, mel)
         x = F.relu(self.first_conv(x))
-        lengths = self.output_lengths(lengths, 1)
+        lengths = strided_conv_length(lengths)
         for depthwise, pointwise in zip(self.depthwise_convs, self.pointwise_convs):
             x = F.relu(pointwise(depthwise(self._mask_time(x, lengths))))
-            lengths = self.output_lengths(lengths, 1)
+            lengths = strided_conv_length(lengths)
         x = self._mask_time(x, lengths)
         batch, channels, time, freq = x.shape
         x = self.out(x.permute(0, 2, 1, 3).reshape(batch, time, channels * freq))
@@ -172,6 +164,7 @@ class SupernetConformerFeedForward(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
+        *,
         keep: ChannelSelection = None,
         dropout_scale: float = 1.0,
         scale: torch.Tensor | None = None,
@@ -216,6 +209,7 @@ class SupernetConformerSelfAttention(nn.Module):
     def forward(
         self,
         x,
+        *,
         cos,
         sin,
         key_mask: torch.Tensor | None,
@@ -272,6 +266,7 @@ class SupernetConformerConvModule(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
+        *,
         mask: torch.Tensor | None,
         scale: torch.Tensor | None = None,
         weight_masks: dict[str, torch.Tensor] | None = None,
@@ -335,20 +330,29 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
         runs = self.runs(plan)
         if runs["ffn1"]:
             s = unit_scale["ffn1"]
-            out = self.ffn1(x, plan.ffn_keep(1), s, scales.get("ffn1"), plan.weight_masks_of("ffn1"))
+            out = self.ffn1(
+                x, keep=plan.ffn_keep(1), dropout_scale=s, scale=scales.get("ffn1"),
+                weight_masks=plan.weight_masks_of("ffn1"),
+            )
             x = x + 0.5 * F.dropout(out, self.dropout * s, self.training)
         if runs["self_attn"]:
             s = unit_scale["self_attn"]
             out = self.self_attn(
-                x, cos, sin, mask, plan.attention_heads, scales.get("self_attn"), plan.weight_masks_of("self_attn"), s
+                x, cos=cos, sin=sin, key_mask=mask, heads=plan.attention_heads, scale=scales.get("self_attn"),
+                weight_masks=plan.weight_masks_of("self_attn"), dropout_scale=s,
             )
             x = x + F.dropout(out, self.dropout * s, self.training)
         if runs["conv_module"]:
-            out = self.conv_module(x, mask, scales.get("conv_module"), plan.weight_masks_of("conv_module"))
+            out = self.conv_module(
+                x, mask=mask, scale=scales.get("conv_module"), weight_masks=plan.weight_masks_of("conv_module")
+            )
             x = x + F.dropout(out, self.dropout * unit_scale["conv_module"], self.training)
         if runs["ffn2"]:
             s = unit_scale["ffn2"]
-            out = self.ffn2(x, plan.ffn_keep(2), s, scales.get("ffn2"), plan.weight_masks_of("ffn2"))
+            out = self.ffn2(
+                x, keep=plan.ffn_keep(2), dropout_scale=s, scale=scales.get("ffn2"),
+                weight_masks=plan.weight_masks_of("ffn2"),
+            )
             x = x + 0.5 * F.dropout(out, self.dropout * s, self.training)
         return self.final_layer_norm(x)
 
@@ -435,12 +439,7 @@ class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
 
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
         """Number of encoder output frames for ``input_lengths`` feature frames."""
-        num_convs = int(math.log2(self.config.subsampling_factor))
-        if isinstance(input_lengths, int):
-            for _ in range(num_convs):
-                input_lengths = (input_lengths + 1) // 2
-            return input_lengths
-        return SupernetConformerSubsampling.output_lengths(input_lengths, num_convs)
+        return strided_conv_length(input_lengths, int(math.log2(self.config.subsampling_factor)))
 
 
 class SupernetConformerModel(SupernetConformerPreTrainedModel):
