@@ -1,17 +1,15 @@
 """hf_supernet: train once, deploy many — supernet CTC speech recognition for the Hugging Face ecosystem.
 
-Importing the package registers its configs, models and processor with transformers' Auto classes, so
-``AutoConfig``, ``AutoModel``, ``AutoModelForCTC`` and ``AutoProcessor`` load hf_supernet checkpoints.
+Importing the package registers its configs, models, feature extractor, tokenizer and processor with transformers'
+Auto classes, so ``AutoConfig``, ``AutoModel``, ``AutoModelForCTC`` and ``AutoProcessor`` load hf_supernet
+checkpoints. Every other public name is imported on first use (as transformers does), so ``import hf_supernet``
+loads neither peft nor the ``Trainer``, ``datasets`` or ``evaluate``.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCTC
+from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForCTC, AutoProcessor, AutoTokenizer
 
-from . import data  # noqa: F401  (registers the feature extractor, tokenizer and processor with the Auto classes)
-from .costs import SubnetCosts, costs_of, stored_params
-from . import latency  # noqa: F401  (measured real-time factors, per-machine table)
-from .extraction import extract_subnet
-from .latency import LatencyTable
-from .masks import BlockPlan, FoldingSpec, LayerWidthSpec, MaskMethod, OmniSparsitySpec, OrthoSoftmaxSpec
+from .data.processing import SupernetCTCTokenizer, SupernetFeatureExtractor, SupernetSpeechProcessor
+from .lazy_imports import lazy_module_attributes
 from .models.foldable import (
     FoldableHubertConfig,
     FoldableHubertForCTC,
@@ -20,23 +18,15 @@ from .models.foldable import (
     FoldableWav2Vec2ForCTC,
     FoldableWav2Vec2Model,
 )
-from .models.supernet_conformer import (
-    MASK_TYPES,
-    SupernetConformerConfig,
-    SupernetConformerForCTC,
-    SupernetConformerModel,
-)
-from .data import build_processor, load_speech_dataset, train_tokenizer
-from .metrics import load_metric
-from .publishing import publish_subnets
-from .sparse_storage import load_sparse, save_sparse, storage_report
-from .subnets import SubnetSpace, SubnetSpec
-
-__version__ = "0.1.0"
+from .models.supernet_conformer import SupernetConformerConfig, SupernetConformerForCTC, SupernetConformerModel
+from .version import __version__
 
 AutoConfig.register(SupernetConformerConfig.model_type, SupernetConformerConfig, exist_ok=True)
 AutoModel.register(SupernetConformerConfig, SupernetConformerModel, exist_ok=True)
 AutoModelForCTC.register(SupernetConformerConfig, SupernetConformerForCTC, exist_ok=True)
+AutoFeatureExtractor.register(SupernetConformerConfig, SupernetFeatureExtractor, exist_ok=True)
+AutoTokenizer.register(SupernetConformerConfig, tokenizer_class=SupernetCTCTokenizer, exist_ok=True)
+AutoProcessor.register(SupernetConformerConfig, SupernetSpeechProcessor, exist_ok=True)
 for _config, _model, _ctc in (
     (FoldableWav2Vec2Config, FoldableWav2Vec2Model, FoldableWav2Vec2ForCTC),
     (FoldableHubertConfig, FoldableHubertModel, FoldableHubertForCTC),
@@ -45,36 +35,34 @@ for _config, _model, _ctc in (
     AutoModel.register(_config, _model, exist_ok=True)
     AutoModelForCTC.register(_config, _ctc, exist_ok=True)
 
+# The rest of the public API: submodule -> the names it defines, imported on first use.
+_import_structure = {
+    "costs": ["SubnetCosts", "costs_of", "stored_params"],
+    "data": ["build_processor", "load_speech_dataset", "train_tokenizer"],
+    "extraction": ["extract_subnet"],
+    "latency": ["LatencyTable"],
+    "masks": ["MASK_TYPES", "BlockPlan", "FoldingSpec", "LayerWidthSpec", "MaskMethod", "OmniSparsitySpec",
+              "OrthoSoftmaxSpec"],
+    "metrics": ["load_metric"],
+    "publishing": ["publish_subnets"],
+    "sparse_storage": ["load_sparse", "save_sparse", "storage_report"],
+    "subnets": ["SubnetSpace", "SubnetSpec"],
+    "training": ["SupernetTrainer", "SupernetTrainingArguments"],
+}
+__getattr__, __dir__, _lazy_names = lazy_module_attributes(__name__, _import_structure, globals())
+
 __all__ = [
-    "MASK_TYPES",
-    "BlockPlan",
     "FoldableHubertConfig",
     "FoldableHubertForCTC",
     "FoldableHubertModel",
     "FoldableWav2Vec2Config",
     "FoldableWav2Vec2ForCTC",
     "FoldableWav2Vec2Model",
-    "FoldingSpec",
-    "LayerWidthSpec",
-    "MaskMethod",
-    "OmniSparsitySpec",
-    "OrthoSoftmaxSpec",
-    "SubnetCosts",
-    "SubnetSpace",
-    "SubnetSpec",
+    "SupernetCTCTokenizer",
     "SupernetConformerConfig",
     "SupernetConformerForCTC",
     "SupernetConformerModel",
-    "build_processor",
-    "costs_of",
-    "LatencyTable",
-    "extract_subnet",
-    "load_metric",
-    "load_sparse",
-    "load_speech_dataset",
-    "publish_subnets",
-    "save_sparse",
-    "storage_report",
-    "stored_params",
-    "train_tokenizer",
+    "SupernetFeatureExtractor",
+    "SupernetSpeechProcessor",
+    *_lazy_names,
 ]

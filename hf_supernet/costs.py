@@ -1,5 +1,6 @@
-"""What a subnet costs: parameters, FLOPs, int8 size — analytic functions of a ``SubnetSpec`` — and, on request,
-its measured CPU latency (real-time factor, from the per-machine table in :mod:`hf_supernet.latency`).
+"""What a subnet costs: parameters, FLOPs, int8 size — analytic functions of a ``SubnetSpec``, counted by the model
+family — and, on request, its measured CPU latency (real-time factor, from the per-machine table in
+:mod:`hf_supernet.latency`).
 
 Counting convention (the one ``torch.utils.flop_counter`` uses, checked by a test): a multiply-accumulate is 2
 FLOPs; matrix multiplications, attention score/value products and convolutions are counted; element-wise work
@@ -11,13 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .masks import BlockPlan
-from .masks.base import kept_count, select_channels
+from .latency import LatencyTable, default_latency_table
 
-# Log-mel features arrive at 100 frames per second (10 ms hop), the rate of every feature extractor we ship.
-FEATURE_FRAMES_PER_SECOND = 100
-# Attention cost grows with utterance length, so "FLOPs per second of audio" is quoted for this length.
-REFERENCE_SECONDS = 10.0
 # The costs every budget may name, and their units.
 COST_NAMES = {
     "params": "parameters",
@@ -42,157 +38,18 @@ class SubnetCosts:
         return dataclasses.asdict(self)
 
 
-def _frames_after_conv(n: int) -> int:
-    # kernel 3, stride 2, padding 1
-    return (n + 1) // 2
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockShape:
-    """The dense architecture one plan gives a Conformer block (0 / False = the unit is gone), and the share of
-    nonzero weights in each weight matrix a weight mask thins (1.0 for unmasked ones)."""
-
-    ffn_dims: tuple[int, int]
-    heads: int
-    conv: bool
-    densities: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    def density(self, name: str) -> float:
-        return self.densities.get(name, 1.0)
-
-
-def conformer_block_shape(config, plan: BlockPlan) -> BlockShape:
-    """What a block runs under ``plan``: the widths the dense model gets, and the density of masked weights."""
-    full_ffn = config.ffn_dims_of_layer(plan.layer_index)
-    full_heads = config.heads_of_layer(plan.layer_index)
-    ffn_dims = tuple(kept_count(plan.ffn_keep(i + 1), full_ffn[i]) if full_ffn[i] else 0 for i in range(2))
-    heads = kept_count(plan.attention_heads, full_heads) if full_heads else 0
-    conv = bool(plan.conv and config.has_conv_module(plan.layer_index))
-    densities = {}
-    head_dim = config.hidden_size // config.num_attention_heads
-    for name, mask in (plan.weight_masks or {}).items():
-        unit, _, param = name.partition(".")
-        if unit in ("ffn1", "ffn2"):
-            dim = 1 if param.startswith("output_dense") else 0
-            mask = select_channels(mask, dim, plan.ffn_keep(int(unit[-1])))
-        elif unit == "self_attn":
-            dim = 1 if param.startswith("out_proj") else 0
-            mask = select_channels(mask, dim, plan.attention_heads, head_dim)
-        densities[name] = float(mask.float().mean()) if mask.numel() else 0.0
-    return BlockShape(ffn_dims=ffn_dims, heads=heads, conv=conv, densities=densities)
-
-
-def conformer_block_params(config, shape: BlockShape) -> int:
-    """Nonzero parameters of one block of ``shape`` (weights a mask zeroes are not counted)."""
-    d, k = config.hidden_size, config.conv_kernel_size
-    inner = shape.heads * (d // config.num_attention_heads)
-    layer_norm = 2 * d
-    params = layer_norm  # the final LayerNorm: all that is left of a block whose units are all gone
-    for i, w in enumerate(shape.ffn_dims):
-        if w:
-            unit = f"ffn{i + 1}"
-            params += layer_norm + w + d
-            params += round(d * w * shape.density(f"{unit}.intermediate_dense.weight"))
-            params += round(w * d * shape.density(f"{unit}.output_dense.weight"))
-    if inner:
-        params += layer_norm + 3 * inner + d
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            params += round(d * inner * shape.density(f"self_attn.{proj}.weight"))
-    if shape.conv:
-        params += 2 * layer_norm + 2 * d + d + d
-        params += round(d * 2 * d * shape.density("conv_module.pointwise_in.weight"))
-        params += round(d * k * shape.density("conv_module.depthwise_conv.weight"))
-        params += round(d * d * shape.density("conv_module.pointwise_out.weight"))
-    return params
-
-
-def conformer_frontend_params(config) -> int:
-    c, freq = config.subsampling_conv_channels, config.num_mel_bins
-    num_convs = 2 if config.subsampling_factor == 4 else 3
-    params = 9 * c + c  # first 3x3 conv, 1 -> c channels
-    params += (num_convs - 1) * ((9 * c + c) + (c * c + c))  # depthwise 3x3 + pointwise 1x1
-    for _ in range(num_convs):
-        freq = _frames_after_conv(freq)
-    return params + c * freq * config.hidden_size + config.hidden_size
-
-
-def conformer_head_params(config) -> int:
-    return config.hidden_size * config.vocab_size + config.vocab_size
-
-
-def conformer_params(config, plans: list[BlockPlan], with_head: bool = True) -> int:
-    """Parameters of the dense model that runs ``plans`` (what ``extract_subnet(...).num_parameters()`` gives)."""
-    return _params_of_shapes(config, [conformer_block_shape(config, p) for p in plans], with_head)
-
-
-def _params_of_shapes(config, shapes: list[BlockShape], with_head: bool) -> int:
-    total = conformer_frontend_params(config) + sum(conformer_block_params(config, shape) for shape in shapes)
-    return total + (conformer_head_params(config) if with_head else 0)
-
-
-def conformer_flops(config, plans: list[BlockPlan], num_frames: int, with_head: bool = True) -> int:
-    """FLOPs of one forward pass over ``num_frames`` feature frames (batch of one)."""
-    return _flops_of_shapes(config, [conformer_block_shape(config, p) for p in plans], num_frames, with_head)
-
-
-def _flops_of_shapes(config, shapes: list[BlockShape], num_frames: int, with_head: bool) -> int:
-    c, freq, frames = config.subsampling_conv_channels, config.num_mel_bins, num_frames
-    num_convs = 2 if config.subsampling_factor == 4 else 3
-    frames, freq = _frames_after_conv(frames), _frames_after_conv(freq)
-    flops = 2 * c * 9 * frames * freq  # first 3x3 conv
-    for _ in range(num_convs - 1):
-        frames, freq = _frames_after_conv(frames), _frames_after_conv(freq)
-        flops += 2 * c * 9 * frames * freq + 2 * c * c * frames * freq  # depthwise + pointwise
-    t, d = frames, config.hidden_size
-    flops += 2 * t * c * freq * d
-    for shape in shapes:
-        flops += conformer_block_flops(config, shape, t)
-    if with_head:
-        flops += 2 * t * d * config.vocab_size
-    return flops
-
-
-def conformer_block_flops(config, shape: BlockShape, t: int) -> float:
-    """FLOPs of one block of ``shape`` over ``t`` frames. A weight mask scales its matmul's FLOPs by the share of
-    nonzero weights (what a sparse kernel would do; dense kernels do the full product)."""
-    d, k = config.hidden_size, config.conv_kernel_size
-    inner = shape.heads * (d // config.num_attention_heads)
-    flops = 0.0
-    for i, w in enumerate(shape.ffn_dims):
-        unit = f"ffn{i + 1}"
-        flops += 2 * t * d * w * (shape.density(f"{unit}.intermediate_dense.weight") + shape.density(f"{unit}.output_dense.weight"))
-    if inner:
-        flops += sum(2 * t * d * inner * shape.density(f"self_attn.{p}.weight") for p in ("q_proj", "k_proj", "v_proj", "out_proj"))
-        flops += 2 * 2 * t * t * inner  # scores and weighted values
-    if shape.conv:
-        flops += 2 * t * d * 2 * d * shape.density("conv_module.pointwise_in.weight")
-        flops += 2 * t * d * k * shape.density("conv_module.depthwise_conv.weight")
-        flops += 2 * t * d * d * shape.density("conv_module.pointwise_out.weight")
-    return flops
-
-
-def costs_of_plans(config, plans: list[BlockPlan], with_head: bool = True) -> SubnetCosts:
-    shapes = [conformer_block_shape(config, p) for p in plans]  # once: search scores thousands of subnets
-    params = _params_of_shapes(config, shapes, with_head)
-    frames = int(REFERENCE_SECONDS * FEATURE_FRAMES_PER_SECOND)
-    flops = _flops_of_shapes(config, shapes, frames, with_head) / REFERENCE_SECONDS
-    return SubnetCosts(params=params, flops=float(flops), int8_mb=params / 1e6)
-
-
 def costs_of(model, spec, latency=False) -> SubnetCosts:
     """Costs of ``spec`` as a subnet of ``model`` (``spec=None``: the whole model).
 
     Analytic params/FLOPs/int8 MB always; with ``latency=True`` (or a :class:`~hf_supernet.latency.LatencyTable`)
-    also the measured real-time factor, looked up in (or measured into) the per-machine table. A model family other
-    than the Conformer gives its own analytic costs by defining ``costs_of_plans(self, plans) -> SubnetCosts``;
-    everything else (budgets, search, cards) only calls this.
+    also the measured real-time factor, looked up in (or measured into) the per-machine table. Each model family
+    counts its own analytic costs (``model.costs_of_plans(plans) -> SubnetCosts``, e.g.
+    :mod:`hf_supernet.models.supernet_conformer.costs`); everything else (budgets, search, cards) only calls this.
     """
     plans = model.mask.full_plans() if spec is None else model.mask.block_plans(spec)
-    costs = _model_costs_of_plans(model, plans)
+    costs = model.costs_of_plans(plans)
     if latency is False or latency is None:
         return costs
-    from .latency import LatencyTable, default_latency_table
-
     table = latency if isinstance(latency, LatencyTable) else default_latency_table()
     return dataclasses.replace(costs, latency=table.rtf(model, spec))
 
@@ -208,12 +65,4 @@ def stored_params(model, spec=None) -> int:
     first_run = {}
     for plan in plans:
         first_run.setdefault(plan.layer_index, plan)
-    return _model_costs_of_plans(model, list(first_run.values())).params
-
-
-def _model_costs_of_plans(model, plans: list[BlockPlan]) -> SubnetCosts:
-    """Analytic costs of the dense model that runs ``plans`` (the model family's own, if it defines them)."""
-    family_costs = getattr(model, "costs_of_plans", None)
-    if family_costs is not None:
-        return family_costs(plans)
-    return costs_of_plans(model.config, plans, with_head=hasattr(model, "lm_head"))
+    return model.costs_of_plans(list(first_run.values())).params

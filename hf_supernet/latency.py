@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_file
+from .units import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS
 
 # Config fields that do not change what a forward pass computes.
 _NOT_ARCHITECTURE = {
@@ -71,8 +72,6 @@ def architecture_key(config) -> str:
 
 def dummy_inputs(model, seconds: float) -> dict[str, torch.Tensor]:
     """Inputs for ``seconds`` of audio in the form ``model`` takes: log-mel frames or raw samples."""
-    from .costs import FEATURE_FRAMES_PER_SECOND
-
     gen = torch.Generator().manual_seed(0)
     device = next(model.parameters()).device
     if model.main_input_name == "input_features":
@@ -94,8 +93,6 @@ def cpu_seconds() -> float:
 
 def measure_rtf(model, seconds: float | None = None, repeats: int = 5, warmup: int = 1) -> float:
     """Median wall-clock seconds of one eval forward pass over ``seconds`` of audio, divided by ``seconds``."""
-    from .costs import REFERENCE_SECONDS
-
     seconds = REFERENCE_SECONDS if seconds is None else seconds
     was_training = model.training
     model.eval()
@@ -111,17 +108,19 @@ def default_table_path(fingerprint: dict[str, object]) -> Path:
     return default_cache_dir() / "latency" / f"{digest}.json"
 
 
+def wall_seconds(run) -> float:
+    """Wall-clock seconds of one call of ``run()``."""
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
 @torch.no_grad()
 def time_runner(run, repeats: int = 5, warmup: int = 1) -> float:
     """Median wall-clock seconds of ``run()``."""
     for _ in range(warmup):
         run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(wall_seconds(run) for _ in range(repeats))
 
 
 class LatencyTable:
@@ -159,8 +158,6 @@ class LatencyTable:
     def rtf(self, model, spec=None) -> float:
         """Real-time factor of ``spec`` extracted from ``model`` (``None``: the whole model): the sum of its parts'
         latencies when the family splits subnets into parts, else the whole subnet's; measured on a miss."""
-        from .costs import REFERENCE_SECONDS
-
         config = model.config if spec is None else model.subnet_config(spec)
         parts = getattr(model, "latency_parts", None)
         if parts is None:

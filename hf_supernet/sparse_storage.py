@@ -26,9 +26,11 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from transformers import AutoConfig, PreTrainedModel
 
+from . import models
 from .atomic import atomic_file
-from .masks.omni_sparsity import block_grid
+from .slicing import block_grid
 
 SPARSE_WEIGHTS_NAME = "model.block_sparse.safetensors"
 FORMAT = "hf_supernet.block_sparse.v1"
@@ -171,8 +173,6 @@ def save_sparse(model, save_directory: str | os.PathLike, block_shape: tuple[int
 def load_sparse(directory: str | os.PathLike, model_class=None):
     """The model :func:`save_sparse` wrote to ``directory`` (in eval mode). ``model_class`` defaults to the class
     recorded in the file, looked up among hf_supernet's models."""
-    from transformers import AutoConfig
-
     path = os.path.join(directory, SPARSE_WEIGHTS_NAME)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist; write it with hf_supernet.save_sparse(model, directory).")
@@ -193,11 +193,7 @@ def load_sparse(directory: str | os.PathLike, model_class=None):
 
 
 def _model_class(name: str | None):
-    from transformers import PreTrainedModel
-
-    import hf_supernet
-
-    cls = getattr(hf_supernet, name or "", None)
+    cls = getattr(models, name or "", None)
     if not (isinstance(cls, type) and issubclass(cls, PreTrainedModel)):
         raise ValueError(f"Model class {name!r} is not one of hf_supernet's models; pass model_class= to load_sparse.")
     return cls

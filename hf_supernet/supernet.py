@@ -2,7 +2,14 @@
 ``extract_subnet``, ``subnet_costs`` and ``from_pretrained(..., subnet_budget=...)``.
 
 Mixed into each family's ``PreTrainedModel``; everything mask-specific goes through ``self.mask`` (a
-:class:`~hf_supernet.masks.MaskMethod`), so this code never asks which mask type it holds.
+:class:`~hf_supernet.masks.MaskMethod`), so this code never asks which mask type it holds. Everything
+family-specific is the family's own method:
+
+- ``extract_dense_subnet(spec)``: the dense model (no adapters) ``extract_subnet`` returns;
+- ``subnet_config(spec)``: its config, without copying any weight;
+- ``costs_of_plans(plans) -> SubnetCosts``: the analytic costs of the dense model that runs ``plans``;
+- ``stored_blocks_name`` and ``block_linear_selection(plan, name)``: where the stored blocks are and what part of
+  each linear layer a block runs under ``plan`` (used to cut peft adapters like the weights).
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from collections.abc import Iterator
 from safetensors import SafetensorError
 from transformers import PreTrainedConfig
 
+from .budgets import largest_fitting, normalize_budget, select_from_selected
 from .costs import SubnetCosts, costs_of
+from .extraction import extract_subnet
 from .subnets import SubnetSpace, SubnetSpec
 
 
@@ -51,16 +60,7 @@ class SupernetMixin:
     def extract_subnet(self, spec: SubnetSpec):
         """A physically smaller dense model whose outputs equal this supernet's run as ``spec`` (for a peft-adapted
         supernet, a ``PeftModel`` around it carrying the adapter cut to the subnet)."""
-        from .extraction import extract_subnet
-
         return extract_subnet(self, spec)
-
-    def subnet_config(self, spec: SubnetSpec):
-        """The config of the dense model ``extract_subnet(spec)`` returns, without copying any weight."""
-        from .extraction import subnet_config
-
-        self.subnet_space.validate(spec)
-        return subnet_config(self.config, self.mask.block_plans(spec), spec)
 
     def subnet_costs(self, spec: SubnetSpec | None = None, latency=False) -> SubnetCosts:
         """Analytic parameters / FLOPs per second of audio / int8 MB of ``spec`` (``None``: the whole model); with
@@ -74,8 +74,6 @@ class SupernetMixin:
         subnet of the space with the most parameters that fits. Raises ``ValueError`` naming the smallest
         achievable costs when nothing fits.
         """
-        from .search.selection import largest_fitting, normalize_budget, select_from_selected
-
         limits = normalize_budget(budget, self.subnet_costs())
         measure = "latency" in limits
 

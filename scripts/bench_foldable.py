@@ -36,7 +36,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-import numpy as np
 import torch
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
@@ -50,10 +49,12 @@ from hf_supernet import (
 from hf_supernet.data import (
     DataCollatorCTCWithPadding,
     SpecAugmentCallback,
+    WaveformCollator,
     build_processor,
     filter_ctc_feasible,
     load_speech_dataset,
     prepare_dataset,
+    prepare_waveforms,
     train_tokenizer,
 )
 from hf_supernet.search import collate_batches, evaluate_subnet
@@ -142,32 +143,6 @@ def build_models(args: BenchArguments, tokenizer) -> dict[str, torch.nn.Module]:
             )
             models[name] = FoldableWav2Vec2ForCTC(config)
     return models
-
-
-# ---------------------------------------------------------------------------------------------- waveform data
-class WaveformCollator:
-    """Pads zero-mean unit-variance waveforms (``input_values``) and labels (-100) for the wav2vec2 family."""
-
-    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        audio = [torch.tensor(e["input_values"]) for e in examples]
-        labels = [torch.tensor(e["labels"]) for e in examples]
-        return {
-            "input_values": torch.nn.utils.rnn.pad_sequence(audio, batch_first=True),
-            "attention_mask": torch.nn.utils.rnn.pad_sequence([torch.ones(len(a), dtype=torch.long) for a in audio], batch_first=True),
-            "labels": torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=-100),
-        }
-
-
-def prepare_waveforms(dataset, tokenizer):
-    def encode(batch):
-        audio = [np.asarray(a["array"], dtype=np.float32) for a in batch["audio"]]
-        return {
-            "input_values": [(a - a.mean()) / np.sqrt(a.var() + 1e-7) for a in audio],
-            "labels": tokenizer(batch["text"], add_special_tokens=False)["input_ids"],
-            "length": [len(a) for a in audio],
-        }
-
-    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, desc="Waveforms and labels")
 
 
 # ---------------------------------------------------------------------------------------------- training

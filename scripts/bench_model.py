@@ -21,7 +21,7 @@ Two measurements, written to ``benchmarks/results/model.json`` and ``benchmarks/
    for every layer-drop choice x every uniform FFN-width choice (largest and smallest included), time each
    one's forward on the same unpadded batch right next to the largest one (order flipping), and compare the
    latency share = median over pairs of ``latency / latency(largest)`` with ``FLOPs / FLOPs(largest)`` (analytic
-   FLOPs from ``hf_supernet.costs.conformer_flops`` for the batch's utterance length). Pairing matters on a shared
+   FLOPs from ``hf_supernet.models.supernet_conformer.costs.conformer_flops`` for the batch's utterance length). Pairing matters on a shared
    machine: load that comes and goes hits both members of a pair alike.
 
 Goals (from the issue): fwd and fwd+bwd throughput >= 1.0x Parakeet; every subnet's latency share <= 1.1x its
@@ -51,7 +51,9 @@ from transformers import ParakeetEncoder, ParakeetEncoderConfig
 import transformers
 
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC, SupernetConformerModel
-from hf_supernet.costs import FEATURE_FRAMES_PER_SECOND, conformer_flops
+from hf_supernet.latency import wall_seconds
+from hf_supernet.models.supernet_conformer.costs import conformer_flops
+from hf_supernet.units import FEATURE_FRAMES_PER_SECOND
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 GOAL_SPEEDUP_VS_PARAKEET = 1.0
@@ -189,12 +191,6 @@ def train_step(model: torch.nn.Module, inputs: dict) -> None:
     model.zero_grad(set_to_none=True)
 
 
-def time_once(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def interleaved_times(fns: dict, reps: int, warmup: int) -> dict[str, list[float]]:
     """Run every callable of ``fns`` once per repetition, rotating the order each time; return the wall times."""
     names = list(fns)
@@ -205,7 +201,7 @@ def interleaved_times(fns: dict, reps: int, warmup: int) -> dict[str, list[float
     for rep in range(reps):
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(time_once(fns[name]))
+            times[name].append(wall_seconds(fns[name]))
     return times
 
 
@@ -225,9 +221,9 @@ def paired_with_reference(reference, fns: dict, reps: int, warmup: int):
         shift = rep % len(names) if names else 0
         for i, name in enumerate(names[shift:] + names[:shift]):
             if (rep + i) % 2:
-                t_ref, t = time_once(reference), time_once(fns[name])
+                t_ref, t = wall_seconds(reference), wall_seconds(fns[name])
             else:
-                t, t_ref = time_once(fns[name]), time_once(reference)
+                t, t_ref = wall_seconds(fns[name]), wall_seconds(reference)
             times[name].append(t)
             ref_times[name].append(t_ref)
             ratios[name].append(t / t_ref)

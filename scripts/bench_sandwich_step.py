@@ -17,13 +17,14 @@ import json
 import os
 import platform
 import statistics
-import time
+import tempfile
 from datetime import datetime, timezone
 
 import torch
 from datasets import Dataset
 
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
+from hf_supernet.latency import wall_seconds
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.sandwich import sandwich_subnets
 
@@ -38,12 +39,6 @@ def make_batch(batch: int, frames: int, vocab: int, seed: int = 0) -> dict[str, 
         "attention_mask": torch.ones(batch, frames, dtype=torch.long),
         "labels": torch.randint(1, vocab, (batch, 5), generator=gen),
     }
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main(argv=None):
@@ -69,7 +64,7 @@ def main(argv=None):
     trainers = {}
     for split in splits:
         training_args = SupernetTrainingArguments(
-            output_dir="/tmp/bench_sandwich_step", report_to=[], use_cpu=True, num_random_subnets=2,
+            output_dir=tempfile.mkdtemp(prefix="bench_sandwich_step_"), report_to=[], use_cpu=True, num_random_subnets=2,
             distillation=args.distillation, learning_rate=1e-3, disable_tqdm=True, sandwich_batch_split=split,
         )
         trainers[split] = SupernetTrainer(model=supernet, args=training_args, train_dataset=dummy, data_collator=lambda e: e)
@@ -103,7 +98,7 @@ def main(argv=None):
     times = {name: [] for name in steps}
     for _ in range(args.repeats):  # interleaved, so a change in machine speed hits every kind alike
         for name, step in steps.items():
-            times[name].append(timed(step))
+            times[name].append(wall_seconds(step))
     medians = {name: statistics.median(t) for name, t in times.items()}
     ratios = {split: medians[split] / medians["separate"] for split in splits}
 

@@ -29,7 +29,7 @@ import torch
 
 from hf_supernet import LatencyTable, SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.latency import measure_rtf
-from hf_supernet.search.selection import largest_fitting, normalize_budget
+from hf_supernet.budgets import largest_fitting, normalize_budget
 
 GOAL_CANDIDATES, GOAL_SECONDS = 10_000, 60.0
 RESULTS = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results")

@@ -20,7 +20,7 @@ separately trained twin's.
     nice python scripts/bench_supernet_vs_individual.py                   # FSDD from ../shared/data/fsdd
     python scripts/bench_supernet_vs_individual.py --batch_splits quarter --dataset mini_librispeech --max_steps 500
     python scripts/bench_supernet_vs_individual.py --supernet_only --batch_splits split --num_random_subnets 1
-    python scripts/bench_supernet_vs_individual.py --smoke --results_dir /tmp/x   # seconds: toy model, bundled data
+    python scripts/bench_supernet_vs_individual.py --smoke --results_dir outputs/smoke   # seconds: toy model, bundled data
 
 Writes <results_dir>/supernet_vs_individual.json and .md (default benchmarks/results/); `--supernet_only` trains
 and scores only the supernets and appends them to <results_dir>/supernet_vs_individual_trials.jsonl.
@@ -35,6 +35,7 @@ import logging
 import math
 import os
 import platform
+import tempfile
 import time
 from datetime import datetime, timezone
 
@@ -181,7 +182,7 @@ def main(argv=None) -> dict:
     dense = {} if args.supernet_only else {name: initial.extract_subnet(spec) for name, spec in specs.items()}
     train = filter_ctc_feasible(train, initial._get_feat_extract_output_lengths)
     spec_augment = None if args.smoke else {"mask_time_prob": 0.05, "mask_feature_prob": 0.05}
-    workdir = os.path.join("/tmp", f"{NAME}_{os.getpid()}")
+    workdir = os.path.join(tempfile.gettempdir(), f"{NAME}_{os.getpid()}")
     logger.info("train/test: %d/%d utterances; supernet %.2f M parameters; %d steps per run",
                 len(train), len(test), initial.num_parameters() / 1e6, args.max_steps)
 

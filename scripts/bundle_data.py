@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build ``hf_supernet/resources/data/``, the real-speech subset shipped inside the package, from the shared corpora.
 
-    python scripts/bundle_data.py --source /work/shared/data
+    python scripts/bundle_data.py --source ../shared/data
 
 - **fsdd**: the whole test split (recording index 0–4, 300 files) and as many train "rounds" as fit the size budget,
   a round being one recording index (5, 6, ...) for every speaker and digit, so train stays balanced. WAV is
@@ -124,7 +124,10 @@ def choose_fsdd_train(train_rows: list[dict], flac: dict[str, bytes], budget: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", type=Path, default=Path("/work/shared/data"), help="shared data folder")
+    parser.add_argument(
+        "--source", type=Path, default=REPO.parent / "shared" / "data",
+        help="shared data folder (default: ../shared/data beside the repository)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="folder to (re)build")
     parser.add_argument("--max-mb", type=float, default=15.0, help="disk budget in MB (10**6 bytes)")
     args = parser.parse_args()

@@ -11,7 +11,7 @@ first epoch in order of increasing length), SpecAugment, model size.
 
     nice python scripts/recipe_mini_librispeech.py --run_name scaled_adam_eden --optim scaled_adam --lr 0.045 \
         --schedule eden --sortagrad --cpu_budget_minutes 15
-    python scripts/recipe_mini_librispeech.py --smoke --output_dir /tmp/recipe_smoke   # seconds: toy model
+    python scripts/recipe_mini_librispeech.py --smoke --output_dir outputs/recipe_smoke   # seconds: toy model
 
 Writes `<output_dir>/<run_name>.jsonl` (one line per evaluation, then a summary line with every setting).
 """
@@ -21,16 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
-import time
+import tempfile
 
 import torch
-from torch.utils.data import Sampler
-from transformers import Trainer, TrainerCallback, set_seed
+from transformers import Trainer, set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
-from hf_supernet.latency import cpu_seconds
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.data import (
     DataCollatorCTCWithPadding,
@@ -41,10 +38,11 @@ from hf_supernet.data import (
     prepare_dataset,
     train_tokenizer,
 )
-from hf_supernet.search import collate_batches, evaluate_subnet
+from hf_supernet.search import collate_batches
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
-from hf_supernet.training.optim import ScaledAdam, get_eden_schedule
-from hf_supernet.training.recipes import digits_training_arguments
+from hf_supernet.training.callbacks import CpuBudgetCallback
+from hf_supernet.training.optim import ScaledAdam
+from hf_supernet.training.recipes import digits_training_arguments, recipe_trainer_class
 
 OUTPUT = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "results", "mini_librispeech_recipe")
 # The staged corpora sit beside the repository (../shared/data), wherever it is cloned.
@@ -90,99 +88,11 @@ def parse_args(argv=None):
     return args
 
 
-class SortaGradSampler(Sampler):
-    """Epoch 0: indices by increasing length (SortaGrad, Amodei et al. 2016); later epochs: a seeded shuffle in
-    which every mega-batch of ``50 x batch_size`` is sorted by length (less padding, random batches)."""
-
-    def __init__(self, lengths: list[int], batch_size: int, seed: int):
-        self.lengths, self.batch_size, self.seed, self.epoch = list(lengths), batch_size, seed, 0
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self):
-        n, epoch = len(self.lengths), self.epoch
-        self.epoch += 1  # counted here: robust whether or not the loop calls set_epoch
-        if epoch == 0:
-            return iter(sorted(range(n), key=self.lengths.__getitem__))
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
-        mega = 50 * self.batch_size
-        chunks = [sorted(order[i : i + mega], key=self.lengths.__getitem__, reverse=True) for i in range(0, n, mega)]
-        return iter([i for chunk in chunks for i in chunk])
-
-
-def recipe_trainer_class(base: type[Trainer], recipe) -> type[Trainer]:
-    """``base`` (Trainer or SupernetTrainer) with the recipe's sampler and Eden schedule."""
-
-    class RecipeTrainer(base):
-        def _get_train_sampler(self, train_dataset=None):
-            if recipe.sortagrad:
-                return SortaGradSampler(self.train_dataset["length"], recipe.batch_size, recipe.seed)
-            return super()._get_train_sampler(train_dataset)
-
-        def create_scheduler(self, num_training_steps, optimizer=None):
-            if recipe.schedule != "eden":
-                return super().create_scheduler(num_training_steps, optimizer)
-            if self.lr_scheduler is None:
-                steps_per_epoch = math.ceil(len(self.train_dataset) / recipe.batch_size)
-                self.lr_scheduler = get_eden_schedule(
-                    optimizer or self.optimizer, recipe.eden_lr_batches, recipe.eden_lr_epochs, recipe.warmup_steps,
-                    steps_per_epoch=steps_per_epoch,
-                )
-            return self.lr_scheduler
-
-    return RecipeTrainer
-
-
-class CpuBudgetCallback(TrainerCallback):
-    """Scores the full model on the test batches every ``every`` training CPU seconds and stops training after
-    ``budget`` of them; evaluation CPU time is kept out of the training count."""
-
-    def __init__(self, model, batches, tokenizer, budget: float, every: float, log_path: str):
-        self.model, self.batches, self.tokenizer = model, batches, tokenizer
-        self.budget, self.every, self.log_path = budget, every, log_path
-        self.start = self.eval_cpu = self.next_eval = None
-        self.records = []
-
-    def train_cpu(self) -> float:
-        return cpu_seconds() - self.start - self.eval_cpu
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start, self.eval_cpu, self.next_eval, self.wall = cpu_seconds(), 0.0, self.every, time.monotonic()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        used = self.train_cpu()
-        if used >= self.budget:
-            control.should_training_stop = True
-        elif used >= self.next_eval:
-            self.evaluate(state)
-            self.next_eval += self.every
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.evaluate(state)
-
-    def evaluate(self, state):
-        used, before = self.train_cpu(), cpu_seconds()
-        spec = self.model.subnet_space.largest()
-        scores = evaluate_subnet(self.model, spec, self.batches, self.tokenizer)
-        self.eval_cpu += cpu_seconds() - before
-        losses = [e["loss"] for e in state.log_history if "loss" in e]
-        record = {
-            "train_cpu_s": round(used, 1), "wall_s": round(time.monotonic() - self.wall, 1), "step": state.global_step,
-            "epoch": round(state.epoch or 0.0, 2), "train_loss": float(losses[-1]) if losses else None,
-            "test_loss": scores["loss"], "test_wer": scores["wer"], "test_cer": scores["cer"],
-        }
-        self.records.append(record)
-        logger.info("eval %s", record)
-        with open(self.log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
 def training_arguments(args) -> SupernetTrainingArguments:
     """The FSDD recipe's arguments (sandwich with quarter split, KL distillation, length-grouped batches) with this
     run's optimizer, schedule and sizes."""
     return digits_training_arguments(
-        os.path.join("/tmp", f"recipe_{args.run_name}_{os.getpid()}"), args.max_steps, args.seed,
+        os.path.join(tempfile.gettempdir(), f"recipe_{args.run_name}_{os.getpid()}"), args.max_steps, args.seed,
         per_device_train_batch_size=args.batch_size,
         learning_rate=args.lr,
         optim="scaled_adam" if args.optim == "scaled_adam" else "adamw_torch",

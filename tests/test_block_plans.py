@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hf_supernet import SupernetConformerForCTC
-from hf_supernet.costs import conformer_flops
+from hf_supernet.models.supernet_conformer.costs import conformer_flops
 from hf_supernet.masks import BlockPlan
 
 from .conftest import padded_batch, tiny_conformer_config

@@ -1,10 +1,8 @@
 import pytest
 
 from hf_supernet import SupernetConformerConfig
-from hf_supernet.models.supernet_conformer.configuration_supernet_conformer import (
-    MASK_TYPES,
-    default_layer_drop_choices,
-)
+from hf_supernet.masks.layer_width import default_layer_drop_choices
+from hf_supernet.models.supernet_conformer.configuration_supernet_conformer import MASK_TYPES
 
 from .conftest import tiny_conformer_config
 

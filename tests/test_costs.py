@@ -4,7 +4,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from hf_supernet import SupernetConformerForCTC
-from hf_supernet.costs import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS, conformer_flops
+from hf_supernet.models.supernet_conformer.costs import conformer_flops
+from hf_supernet.units import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS
 
 from .conftest import tiny_conformer_config
 

@@ -1,4 +1,4 @@
-"""Distillation math: divergences, TODM's top-k + rest bins, the CTC loss and the adaptive-dropout rules."""
+"""Distillation math: divergences, TODM's top-k + rest bins and the CTC loss."""
 
 import math
 
@@ -10,11 +10,9 @@ from hypothesis import strategies as st
 
 from hf_supernet.training.distillation import (
     adaptive_alpha_divergence,
-    adaptive_dropout_rate,
     alpha_divergence,
     ctc_distillation_loss,
     kl_divergence,
-    sparsity_dropout_rate,
     topk_rest_distributions,
 )
 
@@ -295,20 +293,3 @@ def test_ctc_loss_properties(seed, method, top_k):
 def test_unknown_method_is_rejected():
     with pytest.raises(ValueError, match="method"):
         ctc_distillation_loss(ctc_logits(), ctc_logits(), method="js")
-
-
-# ------------------------------------------------------------------------------------------- adaptive dropout
-def test_adaptive_dropout_rate_scales_with_the_kept_share():
-    assert adaptive_dropout_rate(0.1, 512, 512) == pytest.approx(0.1)
-    assert adaptive_dropout_rate(0.1, 256, 1024) == pytest.approx(0.025)
-    assert adaptive_dropout_rate(0.3, 0, 8) == 0.0
-    with pytest.raises(ValueError):
-        adaptive_dropout_rate(0.1, 9, 8)
-
-
-def test_sparsity_dropout_rate():
-    assert sparsity_dropout_rate(0.0) == pytest.approx(0.1)
-    assert sparsity_dropout_rate(0.7) == pytest.approx(0.03)
-    assert sparsity_dropout_rate(0.5, p=0.2) == pytest.approx(0.1)
-    with pytest.raises(ValueError):
-        sparsity_dropout_rate(1.5)

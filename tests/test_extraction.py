@@ -6,6 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoModelForCTC
 
+import hf_supernet
 from hf_supernet import LayerWidthSpec, SupernetConformerForCTC, SupernetConformerModel
 
 from .conftest import assert_extraction_matches, padded_batch, tiny_conformer_config
@@ -91,3 +92,15 @@ def test_extraction_from_the_bare_encoder():
 def test_extract_rejects_a_spec_outside_the_space():
     with pytest.raises(ValueError, match="not a subnet"):
         MODELS["uniform"].extract_subnet(LayerWidthSpec((64,)))
+
+
+def test_top_level_extract_subnet_dispatches_to_the_conformer_family():
+    model = MODELS["uniform"]
+    spec = model.subnet_space.smallest()
+    features, mask = padded_batch([30, 21])
+    dense = hf_supernet.extract_subnet(model, spec)
+    assert type(dense) is SupernetConformerForCTC
+    with torch.no_grad(), model.use_subnet(spec):
+        masked = model(features, attention_mask=mask)
+    with torch.no_grad():
+        torch.testing.assert_close(dense(features, attention_mask=mask).logits, masked.logits, atol=1e-4, rtol=0)

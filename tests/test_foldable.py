@@ -19,6 +19,7 @@ from transformers import (
     Wav2Vec2Model,
 )
 
+import hf_supernet
 from hf_supernet import (
     FoldableHubertConfig,
     FoldableHubertForCTC,
@@ -479,3 +480,34 @@ def test_lora_on_a_foldable_model_adapts_every_path_and_merges_into_stock_models
         assert type(dense) is Wav2Vec2ForCTC
         with torch.no_grad():
             torch.testing.assert_close(dense(audio, attention_mask=mask).logits, logits, atol=1e-4, rtol=0)
+
+
+def test_top_level_extract_subnet_dispatches_to_the_foldable_family():
+    model = foldable("hubert")
+    spec = model.subnet_space.largest()
+    audio, mask = waveforms([3000, 2600])
+    dense = hf_supernet.extract_subnet(model, spec)
+    assert type(dense) is HubertForCTC
+    with torch.no_grad():
+        torch.testing.assert_close(
+            dense(audio, attention_mask=mask).logits, model(audio, attention_mask=mask, subnet=spec).logits,
+            atol=1e-4, rtol=0,
+        )
+
+
+def test_lora_adapted_foldable_extracts_every_path_with_its_adapter_copied_per_repeat():
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    model = foldable("wav2vec2")
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False)).eval()
+    audio, mask = waveforms([3000, 2600])
+    for spec in model.subnet_space:
+        for extract in (peft_model.extract_subnet, lambda s: hf_supernet.extract_subnet(peft_model, s)):
+            sub = extract(spec)
+            assert isinstance(sub, PeftModel) and type(sub.get_base_model()) is Wav2Vec2ForCTC
+            with torch.no_grad():
+                torch.testing.assert_close(
+                    sub(audio, attention_mask=mask).logits,
+                    peft_model(audio, attention_mask=mask, subnet=spec).logits,
+                    atol=1e-4, rtol=0,
+                )

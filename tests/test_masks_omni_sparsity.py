@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from hf_supernet import OmniSparsitySpec, SubnetSpec, SupernetConformerForCTC
 from hf_supernet.masks.omni_sparsity import (
     adam_importance,
-    block_grid,
     block_scores,
     cubic_max_sparsity,
     descending_ranks,
 )
+from hf_supernet.slicing import block_grid
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 
 from .conftest import assert_extraction_matches, padded_batch, tiny_conformer_config

@@ -11,17 +11,17 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCTC
 
+import hf_supernet
 from hf_supernet import LayerWidthSpec, SupernetConformerForCTC
 from hf_supernet.adapters import (
     SUPERNET_LORA_TARGET_MODULES,
     check_lora_config,
     extract_base_subnet,
-    subnet_linear,
     supernet_lora_config,
     unwrap_peft,
 )
-from hf_supernet.adapters.subnet_linear import LinearSelection
 from hf_supernet.masks import BlockPlan
+from hf_supernet.slicing import LinearSelection, subnet_linear
 
 from .conftest import padded_batch, tiny_conformer_config
 from .test_trainer import make_trainer
@@ -103,6 +103,17 @@ def test_all_linear_and_default_configs_pass_the_check_and_extract_exactly():
     features, mask = padded_batch([21])
     with torch.no_grad():
         extracted = peft_model.extract_subnet(spec)(features, attention_mask=mask).logits
+    torch.testing.assert_close(extracted, logits(peft_model, spec, features, mask), atol=1e-4, rtol=0)
+
+
+def test_top_level_extract_subnet_cuts_the_adapter_of_a_peft_wrapped_conformer():
+    peft_model = adapted_model()
+    spec = unwrap_peft(peft_model).subnet_space.smallest()
+    features, mask = padded_batch([21, 17])
+    sub = hf_supernet.extract_subnet(peft_model, spec)
+    assert isinstance(sub, PeftModel) and type(sub.get_base_model()) is SupernetConformerForCTC
+    with torch.no_grad():
+        extracted = sub(features, attention_mask=mask).logits
     torch.testing.assert_close(extracted, logits(peft_model, spec, features, mask), atol=1e-4, rtol=0)
 
 

@@ -2,7 +2,7 @@ import torch
 
 from hf_supernet.masks import LayerWidthSpace
 from hf_supernet.search.evolution import Candidate, crossover, evolutionary_search, mutate, pareto_front
-from hf_supernet.search.selection import fits
+from hf_supernet.budgets import fits
 
 from .conftest import tiny_conformer_config
 

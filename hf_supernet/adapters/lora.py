@@ -1,7 +1,7 @@
 """peft LoRA on a supernet: one adapter, trained with sandwich sampling, adapts every subnet.
 
 ``get_peft_model(supernet, LoraConfig(...))`` works as for any transformers model: supernet modules run an adapted
-layer through :func:`~hf_supernet.adapters.subnet_linear.subnet_linear`, which cuts the LoRA factors with the
+layer through :func:`~hf_supernet.slicing.subnet_linear`, which cuts the LoRA factors with the
 layer's weight (``B[kept rows]``, ``A[:, kept columns]``), and ``SupernetTrainer`` trains the adapter like it
 trains a supernet. Without ``target_modules`` peft takes this architecture's defaults, registered below
 (:data:`SUPERNET_LORA_TARGET_MODULES`); :func:`supernet_lora_config` builds a config and checks its targets against
@@ -27,12 +27,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.abc
+import importlib.util
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 
 from torch import nn
 
-from .subnet_linear import FULL, LinearSelection
+from ..slicing import FULL, LinearSelection
 
 # Default LoRA targets per model type (peft's convention: module-name suffixes): every attention projection and both
 # feed-forward linears. These names are the ones transformers' wav2vec2/HuBERT layers use too, so the foldable models
@@ -58,8 +61,47 @@ def register_lora_target_modules(model_type: str, target_modules: list[str]) -> 
     TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.setdefault(model_type, list(target_modules))
 
 
-for _model_type, _targets in SUPERNET_LORA_TARGET_MODULES.items():
-    register_lora_target_modules(_model_type, _targets)
+def _register_supernet_lora_targets(_constants) -> None:
+    for model_type, targets in SUPERNET_LORA_TARGET_MODULES.items():
+        register_lora_target_modules(model_type, targets)
+
+
+class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Runs ``callback(module)`` right after ``name`` is imported: finds the module with the other finders, then
+    executes it with its own loader and calls back."""
+
+    def __init__(self, name: str, callback: Callable):
+        self.name, self.callback, self.loader = name, callback, None
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        self.loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        self.loader.exec_module(module)
+        self.callback(module)
+
+
+def after_import(name: str, callback: Callable) -> None:
+    """Call ``callback(module)`` once module ``name`` is imported: now if it already is, else right after its import."""
+    if name in sys.modules:
+        callback(sys.modules[name])
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, callback))
+
+
+# peft looks up the default targets in its constants module: register ours when peft is imported (importing
+# hf_supernet does not import peft, so a user who never adapts a model never loads it).
+after_import("peft.utils.constants", _register_supernet_lora_targets)
 
 
 # ------------------------------------------------------------------------------------------------------ config
@@ -155,6 +197,8 @@ def _matches(result) -> bool:
 # -------------------------------------------------------------------------------------------------- extraction
 def unwrap_peft(model: nn.Module) -> nn.Module:
     """The transformers model inside a ``PeftModel`` / ``LoraModel`` (``model`` itself otherwise)."""
+    if "peft" not in sys.modules:
+        return model  # nothing can be wrapped by peft before peft is imported
     from peft import PeftMixedModel, PeftModel
     from peft.tuners.tuners_utils import BaseTuner
 
@@ -165,6 +209,8 @@ def unwrap_peft(model: nn.Module) -> nn.Module:
 
 def has_peft_layers(model: nn.Module) -> bool:
     """Whether peft has injected adapter layers (or modules_to_save copies) into ``model``."""
+    if "peft" not in sys.modules:
+        return False  # nothing can hold peft layers before peft is imported
     from peft.tuners.tuners_utils import BaseTunerLayer
     from peft.utils.other import AuxiliaryTrainingWrapper
 
@@ -220,11 +266,9 @@ def extract_lora_subnet(model: nn.Module, spec):
 def extract_base_subnet(model: nn.Module, spec):
     """The dense subnet ``spec`` of a peft-adapted supernet *without* its adapters: the base weights, cut as
     ``extract_subnet`` cuts them — what a sliced adapter from :func:`extract_lora_subnet` loads onto."""
-    from ..extraction import extract_subnet
-
     supernet = unwrap_peft(model)
     with _base_modules_in_place(supernet, _adapted_modules(supernet)):
-        return extract_subnet(supernet, spec)
+        return supernet.extract_dense_subnet(spec)
 
 
 def _adapted_modules(model: nn.Module) -> dict[str, nn.Module]:
@@ -269,27 +313,21 @@ def _base_modules_in_place(model: nn.Module, adapted: dict[str, nn.Module]) -> I
 
 def _dense_sources(supernet: nn.Module, spec, dense: nn.Module) -> dict[str, tuple[str, LinearSelection | None]]:
     """For each module of the dense subnet: the supernet module it was cut from, and the selection it runs — the
-    plan's for a linear layer inside a block (one source of truth with the forward pass and the weight cut),
-    ``FULL`` outside the blocks, ``None`` for the other modules of a block (not linear layers)."""
+    family's (``supernet.block_linear_selection``, one source of truth with the forward pass and the weight cut)
+    inside a block, ``FULL`` outside the blocks (``None`` for a module of a block the family does not run as a
+    linear layer)."""
     plans = supernet.mask.block_plans(spec)
-    encoder = supernet.base_model
-    if not hasattr(encoder, "layers"):
-        raise NotImplementedError(
-            f"Cutting adapters needs the blocks at {type(encoder).__name__}.layers; for this model merge first "
-            "(merge_and_unload()) and extract the merged supernet."
-        )
-    prefix = "" if encoder is supernet else f"{supernet.base_model_prefix}."
-    pattern = re.compile(rf"^{re.escape(prefix)}layers\.(\d+)(?:\.(.*))?$")
-    selections = [getattr(encoder.layers[p.layer_index], "linear_selections", lambda plan: {})(p) for p in plans]
+    blocks = supernet.stored_blocks_name
+    pattern = re.compile(rf"^{re.escape(blocks)}\.(\d+)(?:\.(.*))?$")
     sources = {}
     for name, _ in dense.named_modules():
         match = pattern.match(name)
         if match is None:
             sources[name] = (name, FULL)  # front end, head: the same module, called whole
             continue
-        index, rest = int(match.group(1)), match.group(2)
-        source = f"{prefix}layers.{plans[index].layer_index}" + (f".{rest}" if rest else "")
-        sources[name] = (source, selections[index].get(rest) if rest else None)
+        plan, rest = plans[int(match.group(1))], match.group(2)
+        source = f"{blocks}.{plan.layer_index}" + (f".{rest}" if rest else "")
+        sources[name] = (source, supernet.block_linear_selection(plan, rest) if rest else None)
     return sources
 
 

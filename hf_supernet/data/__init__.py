@@ -1,56 +1,32 @@
 """Speech data for hf_supernet: loading, text normalisation, features, tokenizer, processor, batching, SpecAugment.
 
-Importing this module registers :class:`SupernetFeatureExtractor`, :class:`SupernetCTCTokenizer` and
-:class:`SupernetSpeechProcessor` with transformers' `AutoFeatureExtractor`, `AutoTokenizer` and `AutoProcessor`, so
+:class:`SupernetFeatureExtractor`, :class:`SupernetCTCTokenizer` and :class:`SupernetSpeechProcessor` are registered
+with transformers' `AutoFeatureExtractor`, `AutoTokenizer` and `AutoProcessor` by ``import hf_supernet``, so
 ``AutoProcessor.from_pretrained(folder)`` loads a saved processor (and a model folder of a `supernet_conformer`
-config maps to these classes).
+config maps to these classes). Names are imported on first use: reading a processor does not import `datasets`.
 """
 
-from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer
+from ..lazy_imports import lazy_module_attributes
 
-from ..models.supernet_conformer import SupernetConformerConfig
-from .augment import SpecAugmentConfig, spec_augment
-from .connected_digits import ConnectedDigits, ConnectedDigitsConfig
-from .collator import (
-    DataCollatorCTCWithPadding,
-    SpecAugmentCallback,
-    ctc_min_output_length,
-    filter_ctc_feasible,
-    prepare_dataset,
-)
-from .loading import BUNDLED_CORPORA, bundled_data_path, load_audio, load_speech_dataset
-from .processing import (
-    SupernetCTCTokenizer,
-    SupernetFeatureExtractor,
-    SupernetSpeechProcessor,
-    build_processor,
-    train_tokenizer,
-)
-from .text import normalize_text, number_to_words
-
-AutoFeatureExtractor.register(SupernetConformerConfig, SupernetFeatureExtractor, exist_ok=True)
-AutoTokenizer.register(SupernetConformerConfig, tokenizer_class=SupernetCTCTokenizer, exist_ok=True)
-AutoProcessor.register(SupernetConformerConfig, SupernetSpeechProcessor, exist_ok=True)
-
-__all__ = [
-    "BUNDLED_CORPORA",
-    "ConnectedDigits",
-    "ConnectedDigitsConfig",
-    "DataCollatorCTCWithPadding",
-    "SpecAugmentCallback",
-    "SpecAugmentConfig",
-    "SupernetCTCTokenizer",
-    "SupernetFeatureExtractor",
-    "SupernetSpeechProcessor",
-    "build_processor",
-    "bundled_data_path",
-    "ctc_min_output_length",
-    "filter_ctc_feasible",
-    "load_audio",
-    "load_speech_dataset",
-    "normalize_text",
-    "number_to_words",
-    "prepare_dataset",
-    "spec_augment",
-    "train_tokenizer",
-]
+_import_structure = {
+    "augment": ["SpecAugmentConfig", "spec_augment"],
+    "connected_digits": ["ConnectedDigits", "ConnectedDigitsConfig"],
+    "collator": [
+        "DataCollatorCTCWithPadding",
+        "SpecAugmentCallback",
+        "ctc_min_output_length",
+        "filter_ctc_feasible",
+        "prepare_dataset",
+    ],
+    "loading": ["BUNDLED_CORPORA", "bundled_data_path", "load_audio", "load_speech_dataset"],
+    "processing": [
+        "SupernetCTCTokenizer",
+        "SupernetFeatureExtractor",
+        "SupernetSpeechProcessor",
+        "build_processor",
+        "train_tokenizer",
+    ],
+    "text": ["normalize_text", "number_to_words"],
+    "waveforms": ["WaveformCollator", "prepare_waveforms"],
+}
+__getattr__, __dir__, __all__ = lazy_module_attributes(__name__, _import_structure, globals())

@@ -1,7 +1,7 @@
 """Load speech corpora into `datasets` with decoded, resampled, mono audio and normalised transcripts.
 
-Every source — a JSON-lines manifest folder (the bundled corpora, ``/work/shared/data/...``), a `datasets` name or
-path, or an in-memory :class:`datasets.Dataset` / :class:`datasets.DatasetDict` — goes through the same steps:
+Every source — a JSON-lines manifest folder (the bundled corpora, ``../shared/data/...`` beside the repository), a
+`datasets` name or path, or an in-memory :class:`datasets.Dataset` / :class:`datasets.DatasetDict` — goes through the same steps:
 
 1. the audio column is cast to ``Audio(decode=False)`` (file paths or encoded bytes; `datasets`' own decoder would
    need torchcodec/ffmpeg, which hf_supernet does not depend on);
@@ -342,7 +342,7 @@ def load_speech_dataset(
     Args:
         source (`str`, `os.PathLike`, `Dataset` or `DatasetDict`):
             ``"fsdd"`` / ``"mini_librispeech"`` (the subsets bundled with hf_supernet); a folder of ``{split}.jsonl``
-            manifests with ``file`` (relative to the folder) and ``text`` per line (e.g. ``/work/shared/data/fsdd``);
+            manifests with ``file`` (relative to the folder) and ``text`` per line (e.g. ``../shared/data/fsdd``);
             a folder written by ``save_to_disk``; any name or path `datasets.load_dataset` accepts; or an in-memory
             `Dataset`/`DatasetDict`.
         split (`str`, *optional*):

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
-from collections.abc import Mapping
-from typing import ClassVar, Union
+from collections.abc import Callable, Mapping
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from ..costs import SubnetCosts
+from ..slicing import ChannelSelection
 from ..subnets import SubnetSpace, SubnetSpec
-
-
-# What ``BlockPlan.ffn_keep`` returns: ``None`` (every channel), an ``int`` (that many leading channels: a slicing
-# view, the cheap case) or a tuple of channel indices (any subset, in order).
-ChannelSelection = Union[int, tuple[int, ...], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,29 +82,6 @@ class BlockPlan:
         return not self.unit_scales
 
 
-def kept_count(selection: ChannelSelection, full: int) -> int:
-    """How many of ``full`` channels (or heads) a selection keeps."""
-    if selection is None:
-        return full
-    return selection if isinstance(selection, int) else len(selection)
-
-
-def select_channels(tensor: torch.Tensor, dim: int, keep: ChannelSelection, group: int = 1) -> torch.Tensor:
-    """The part of ``tensor`` along ``dim`` that ``keep`` selects, in groups of ``group`` rows (one attention head
-    is ``head_dim`` rows). A prefix is a view (shares storage and gradients with the supernet); an index set is a
-    gather, whose gradient still flows back into the supernet's weights."""
-    if keep is None:
-        return tensor
-    if isinstance(keep, int):
-        return tensor.narrow(dim, 0, keep * group)
-    if keep == tuple(range(len(keep))):
-        return tensor.narrow(dim, 0, len(keep) * group)
-    index = torch.tensor(keep, device=tensor.device)
-    if group > 1:
-        index = (index[:, None] * group + torch.arange(group, device=tensor.device)).reshape(-1)
-    return tensor.index_select(dim, index)
-
-
 class MaskMethod(nn.Module):
     """Base class of the mask types. Subclasses set ``mask_type`` and ``spec_class`` and implement the two
     abstract methods; the training hooks are optional."""
@@ -115,10 +89,13 @@ class MaskMethod(nn.Module):
     mask_type: ClassVar[str]
     spec_class: ClassVar[type[SubnetSpec]]
 
-    def __init__(self, config):
+    def __init__(self, config, plan_costs: Callable[[list[BlockPlan]], SubnetCosts] | None = None):
         super().__init__()
         # Kept as a plain attribute (not a registered sub-object) so the config stays the model's one source of truth.
         self.config = config
+        # The model family's cost of the dense model that runs some plans (handed in: masks do not know how a
+        # family counts its costs). Only a mask type that carves by cost (OrthoSoftmax's budgets) needs it.
+        self.plan_costs = plan_costs
 
     @abstractmethod
     def space(self) -> SubnetSpace:

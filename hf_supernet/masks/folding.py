@@ -50,7 +50,7 @@ def default_unfolding_depths(num_physical_layers: int, num_hidden_layers: int) -
 
 def resolve_folding_fields(config) -> None:
     """Fill the defaults of ``unfolding_depths`` / ``unfolding_patterns`` and check every folding field, with an
-    error that says how to fix it. Called from the ``__post_init__`` of each config that can fold."""
+    error that says how to fix it. Called from :class:`FoldingConfigMixin` when a config folds."""
     physical, logical = config.num_physical_layers, config.num_hidden_layers
     if physical is None or physical < 1:
         raise ValueError(
@@ -96,6 +96,42 @@ def resolve_folding_fields(config) -> None:
             f"deepest path has {logical} layers. Add {logical} to unfolding_depths or set num_hidden_layers="
             f"{depths[-1]}."
         )
+
+
+@dataclasses.dataclass(kw_only=True, repr=False)
+class FoldingConfigMixin:
+    r"""The config fields of ``mask_type="folding"`` (a config of a family this mask type can carve lists this class
+    among its bases; transformers collects the fields into the config's dataclass). A family that only folds
+    overrides the defaults (e.g. the foldable wav2vec2 / HuBERT configs store 8 blocks and default to folding).
+
+    Args:
+        num_physical_layers (`int`, *optional*):
+            `folding`: number of stored Conformer blocks (the seed). Defaults to `num_hidden_layers`; any other value
+            needs `mask_type="folding"`.
+        unfolding_depths (`list[int]`, *optional*):
+            `folding`: logical depths of the unfolding paths, between `num_physical_layers` and `num_hidden_layers`
+            (which must be the deepest). Defaults to every depth in that range.
+        unfolding_patterns (`list[str]`, *optional*):
+            `folding`: how paths repeat the stored blocks, `"stack"` (the whole stack again) and/or `"layer"` (each
+            block in place). Defaults to `["stack", "layer"]`; the first one gives the deepest path.
+    """
+
+    num_physical_layers: int | None = None
+    unfolding_depths: list[int] | None = None
+    unfolding_patterns: list[str] | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.num_physical_layers is None:
+            self.num_physical_layers = self.num_hidden_layers
+        super().__post_init__(**kwargs)
+        if self.mask_type == "folding":
+            resolve_folding_fields(self)
+        elif self.num_physical_layers != self.num_hidden_layers:
+            raise ValueError(
+                f"num_physical_layers={self.num_physical_layers} differs from num_hidden_layers="
+                f"{self.num_hidden_layers}, which only mask_type='folding' allows (blocks run several times); set "
+                "mask_type='folding' or leave num_physical_layers unset."
+            )
 
 
 @register_spec("folding")

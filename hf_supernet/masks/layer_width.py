@@ -16,6 +16,55 @@ from ..subnets import SubnetSpace, SubnetSpec, randint, register_spec
 from .base import BlockPlan, MaskMethod
 
 
+# TODM drops the top 0, 3 or 7 of its layers; for other depths we keep the same *fractions* of the stack.
+_TODM_DEPTH = 16
+_TODM_LAYER_DROPS = (0, 3, 7)
+
+
+def default_layer_drop_choices(num_hidden_layers: int) -> list[int]:
+    """TODM's (0, 3, 7) layer drops scaled to ``num_hidden_layers`` (e.g. 4 layers -> [0, 1, 2])."""
+    drops = sorted({round(d * num_hidden_layers / _TODM_DEPTH) for d in _TODM_LAYER_DROPS})
+    return [d for d in drops if d < num_hidden_layers]
+
+
+@dataclasses.dataclass(kw_only=True, repr=False)
+class LayerWidthConfigMixin:
+    r"""The config fields of ``mask_type="layer_width"`` (a config of a family this mask type can carve lists this class among its bases; transformers
+    collects the fields into the config's dataclass).
+
+    Args:
+        layer_drop_choices (`list[int]`, *optional*):
+            `layer_width`: how many top layers a subnet may drop. Defaults to TODM's (0, 3, 7) of 16 layers scaled to
+            `num_hidden_layers`.
+        ffn_width_choices (`list[float]`, *optional*, defaults to `[0.125, 0.25, 0.5, 1.0]`):
+            `layer_width`: feed-forward widths a kept layer may use, as fractions of its full width.
+    """
+
+    layer_drop_choices: list[int] | None = None
+    ffn_width_choices: list[float] | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.layer_drop_choices is None:
+            self.layer_drop_choices = default_layer_drop_choices(self.num_hidden_layers)
+        if self.ffn_width_choices is None:
+            self.ffn_width_choices = [0.125, 0.25, 0.5, 1.0]
+        self.layer_drop_choices = sorted(int(d) for d in self.layer_drop_choices)
+        self.ffn_width_choices = sorted(float(f) for f in self.ffn_width_choices)
+        super().__post_init__(**kwargs)
+        self._validate_layer_width_fields()
+
+    def _validate_layer_width_fields(self) -> None:
+        if not self.layer_drop_choices or min(self.layer_drop_choices) < 0:
+            raise ValueError(f"layer_drop_choices must be non-negative and non-empty, got {self.layer_drop_choices}.")
+        if max(self.layer_drop_choices) >= self.num_hidden_layers:
+            raise ValueError(
+                f"layer_drop_choices={self.layer_drop_choices} would drop every one of the "
+                f"{self.num_hidden_layers} layers; keep at least one."
+            )
+        if not self.ffn_width_choices or not all(0 < f <= 1 for f in self.ffn_width_choices):
+            raise ValueError(f"ffn_width_choices must be fractions in (0, 1], got {self.ffn_width_choices}.")
+
+
 @register_spec("layer_width")
 @dataclasses.dataclass(frozen=True)
 class LayerWidthSpec(SubnetSpec):

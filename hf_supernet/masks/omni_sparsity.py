@@ -54,6 +54,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..slicing import block_grid
 from ..subnets import SubnetSpace, SubnetSpec, randint, register_spec
 from .base import BlockPlan, MaskMethod
 
@@ -86,11 +87,6 @@ def adam_importance(weight: torch.Tensor, exp_avg_sq: torch.Tensor | None = None
     if exp_avg_sq is None:
         return magnitude
     return magnitude * exp_avg_sq.detach().float().sqrt()
-
-
-def block_grid(shape: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
-    """Number of block rows and columns of a weight of ``shape`` (a partial last block counts as one)."""
-    return -(-shape[0] // block[0]), -(-shape[1] // block[1])
 
 
 def block_scores(importance: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
@@ -136,6 +132,87 @@ def cubic_max_sparsity(step: int, *, initial: float, final: float, start: int, l
 
 
 # ------------------------------------------------------------------------------------------------ spec / space
+# Where pruning blocks compete for survival: within each matrix, or across the whole layer.
+OMNI_SPARSITY_POOLINGS = ("matrix", "layer")
+
+
+@dataclasses.dataclass(kw_only=True, repr=False)
+class OmniSparsityConfigMixin:
+    r"""The config fields of ``mask_type="omni_sparsity"`` (a config of a family this mask type can carve lists this class among its bases; transformers
+    collects the fields into the config's dataclass).
+
+    Args:
+        omni_sparsity_levels (`list[float]`, *optional*, defaults to `[0.0, 0.5, 0.6, 0.7, 0.8]`):
+            `omni_sparsity`: the sparsities each layer may take (share of pruned weights in its prunable matrices).
+            The largest subnet has every layer at the lowest level, the smallest at the highest.
+        omni_sparsity_block_shape (`list[int]`, *optional*, defaults to `[8, 1]`):
+            `omni_sparsity`: pruning block `[rows, cols]` over a weight of shape (out_features, in_features): `[8,
+            1]` is QNNPACK/fbgemm's 8x1 pattern (8 consecutive output channels of one input channel); `[1, 8]` runs
+            along the input instead.
+        omni_sparsity_pooling (`str`, *optional*, defaults to `"matrix"`):
+            `omni_sparsity`: where blocks compete: `"matrix"` (each prunable matrix of a layer keeps its own
+            `round((1 - s) * blocks)`, so no matrix can be emptied) or `"layer"` (all of a layer's blocks ranked
+            together, `round((1 - s) * blocks)` kept per layer).
+        omni_sparsity_prune_interval (`int`, *optional*, defaults to 256):
+            `omni_sparsity`: optimizer steps between pruning steps; at each one the masks are recomputed from the
+            Adam importance and the largest sparsity the trainer may sample is raised (paper: 256).
+        omni_sparsity_schedule_start (`int`, *optional*, defaults to 0):
+            `omni_sparsity`: step `t0` where the cubic schedule of the largest trainable sparsity starts.
+        omni_sparsity_schedule_steps (`int`, *optional*, defaults to 2560):
+            `omni_sparsity`: length `n * interval` of the cubic ramp from `omni_sparsity_initial_max_sparsity` to the
+            highest level; about half to two thirds of the training steps.
+        omni_sparsity_initial_max_sparsity (`float`, *optional*, defaults to 0.0):
+            `omni_sparsity`: largest trainable sparsity at the start of the schedule (`s_i`; 0 = dense warm-up).
+        omni_sparsity_search_excludes_dense (`bool`, *optional*, defaults to `False`):
+            `omni_sparsity`: search subnets among the nonzero sparsity levels only, as the paper does (the dense
+            level is then trained but never selected; on in the `omni_sparsity` recipe).
+    """
+
+    omni_sparsity_levels: list[float] | None = None
+    omni_sparsity_block_shape: list[int] | None = None
+    omni_sparsity_pooling: str = "matrix"
+    omni_sparsity_prune_interval: int = 256
+    omni_sparsity_schedule_start: int = 0
+    omni_sparsity_schedule_steps: int = 2560
+    omni_sparsity_initial_max_sparsity: float = 0.0
+    omni_sparsity_search_excludes_dense: bool = False
+
+    def __post_init__(self, **kwargs):
+        if self.omni_sparsity_levels is None:
+            self.omni_sparsity_levels = [0.0, 0.5, 0.6, 0.7, 0.8]
+        # Rounded so that levels read back from JSON (or typed as 0.6000000001) compare equal to spec entries.
+        self.omni_sparsity_levels = sorted(round(float(s), 6) for s in self.omni_sparsity_levels)
+        if self.omni_sparsity_block_shape is None:
+            self.omni_sparsity_block_shape = [8, 1]
+        self.omni_sparsity_block_shape = [int(b) for b in self.omni_sparsity_block_shape]
+        super().__post_init__(**kwargs)
+        self._validate_omni_sparsity_fields()
+
+    def _validate_omni_sparsity_fields(self) -> None:
+        levels = self.omni_sparsity_levels
+        if not levels or not all(0 <= s < 1 for s in levels) or len(set(levels)) != len(levels):
+            raise ValueError(f"omni_sparsity_levels must be distinct sparsities in [0, 1), got {levels}.")
+        block = self.omni_sparsity_block_shape
+        if len(block) != 2 or min(block) < 1:
+            raise ValueError(f"omni_sparsity_block_shape must be [rows, cols] of positive ints, got {block}.")
+        if self.omni_sparsity_pooling not in OMNI_SPARSITY_POOLINGS:
+            raise ValueError(
+                f"omni_sparsity_pooling must be one of {list(OMNI_SPARSITY_POOLINGS)}, got {self.omni_sparsity_pooling!r}."
+            )
+        if self.omni_sparsity_prune_interval < 1:
+            raise ValueError(f"omni_sparsity_prune_interval must be >= 1, got {self.omni_sparsity_prune_interval}.")
+        if self.omni_sparsity_schedule_start < 0 or self.omni_sparsity_schedule_steps < 0:
+            raise ValueError(
+                "omni_sparsity_schedule_start and omni_sparsity_schedule_steps must be >= 0, got "
+                f"{self.omni_sparsity_schedule_start} and {self.omni_sparsity_schedule_steps}."
+            )
+        if not 0 <= self.omni_sparsity_initial_max_sparsity <= max(levels):
+            raise ValueError(
+                f"omni_sparsity_initial_max_sparsity must be in [0, {max(levels)}] (the highest level), got "
+                f"{self.omni_sparsity_initial_max_sparsity}."
+            )
+
+
 @register_spec("omni_sparsity")
 @dataclasses.dataclass(frozen=True)
 class OmniSparsitySpec(SubnetSpec):
@@ -256,8 +333,8 @@ class OmniSparsityMask(MaskMethod):
     mask_type = "omni_sparsity"
     spec_class = OmniSparsitySpec
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, plan_costs=None):
+        super().__init__(config, plan_costs)
         self.levels = tuple(config.omni_sparsity_levels)
         self.block_shape = tuple(config.omni_sparsity_block_shape)
         self.layouts: list[list[PrunableMatrix]] = []

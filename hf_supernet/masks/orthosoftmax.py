@@ -27,8 +27,8 @@ Choices not fixed by the paper or the authors' code (see also ``SupernetConforme
 - [choice] Binary masks take the rows in order and give each the highest-scoring unit *not taken by an earlier row*
   (the authors' ``argmax_j S_ij`` whenever the rows' argmaxes are distinct, which the orthogonality loss drives them
   to). The result is a ranking of all units, so every budget keeps exactly ``k`` units, budget 1.0 is the whole
-  model, and ``k(p)`` for a binary mask is chosen on its exact cost (``costs.py``) rather than on ``S``.
-- [choice] Unit costs ``n_j`` are marginal costs from ``costs.py`` (whole model minus the model without unit ``j``),
+  model, and ``k(p)`` for a binary mask is chosen on its exact cost (the model family's, handed in as ``plan_costs``) rather than on ``S``.
+- [choice] Unit costs ``n_j`` are marginal costs from ``plan_costs`` (whole model minus the model without unit ``j``),
   with the CTC head counted; ``C_rest = C_tot − Σ n_j``, so a soft mask of all ones costs exactly ``C_tot``.
 - [choice] The orthogonality loss covers the first ``k`` rows of the largest budget below 1.0 (every nested mask
   lives in them), is divided by ``k`` (a mean per row: its scale does not grow with the number of units, and at
@@ -58,6 +58,95 @@ BUDGET_COSTS = ("flops", "params")
 # give every row the same gradient forever) while leaving S close to uniform at τ = 1. [choice]
 SCORE_INIT_STD = 1e-2
 UNIT_KINDS = ("ffn1", "self_attn", "conv_module", "ffn2")  # the execution order inside a block
+
+
+# The paper's FLOPs-aware budgets (fractions of the whole model's FLOPs).
+ORTHOSOFTMAX_PAPER_BUDGETS = (0.337, 0.457, 0.578, 0.759, 1.0)
+
+
+@dataclasses.dataclass(kw_only=True, repr=False)
+class OrthoSoftmaxConfigMixin:
+    r"""The config fields of ``mask_type="orthosoftmax"`` (a config of a family this mask type can carve lists this class among its bases; transformers
+    collects the fields into the config's dataclass).
+
+    Args:
+        orthosoftmax_granularity (`str`, *optional*, defaults to `"component"`):
+            `orthosoftmax`: the maskable units of a block. `"component"`: each feed-forward module in
+            `orthosoftmax_ffn_chunks` chunks of hidden channels, each attention head, the conv module (15 units per
+            block with 4 heads); `"layer"`: the four modules whole (FF1, MHSA, Conv, FF2).
+        orthosoftmax_ffn_chunks (`int`, *optional*, defaults to 4):
+            `orthosoftmax`, component-wise: chunks (contiguous, near-equal) each feed-forward module is cut into.
+        orthosoftmax_budgets (`list[float]`, *optional*, defaults to `[0.337, 0.457, 0.578, 0.759, 1.0]`):
+            `orthosoftmax`: the subnets, as fractions of the whole model's cost (`orthosoftmax_budget_cost`); the
+            paper's FLOPs-aware budgets by default. 1.0 (the whole model, the sandwich's largest) is added if absent;
+            at least one budget must be below 1.
+        orthosoftmax_budget_cost (`str`, *optional*, defaults to `"flops"`):
+            `orthosoftmax`: what budgets are fractions of, `"flops"` (FLOPs-aware, the paper's best) or `"params"`.
+        orthosoftmax_stage1_steps (`int`, *optional*, defaults to 1000):
+            `orthosoftmax`: optimizer steps of stage 1 (soft masks, orthogonality loss); the binary masks are frozen
+            after this many steps and stage 2 (sandwich with binary masks) runs to the end. The paper spends about
+            60% of training in stage 1: set it to ~0.6 x `max_steps`. 0 freezes the initial masks at once.
+        orthosoftmax_temperature_decay (`float`, *optional*):
+            `orthosoftmax`: γ of the softmax temperature `τ_t = max(γ^t, orthosoftmax_min_temperature)` (the
+            authors use 0.999992). `None`: the γ that reaches the floor exactly at the end of stage 1.
+        orthosoftmax_min_temperature (`float`, *optional*, defaults to 0.01):
+            `orthosoftmax`: the floor of the temperature.
+        orthosoftmax_orth_weight (`float`, *optional*, defaults to 1.0):
+            `orthosoftmax`: final weight of the orthogonality loss, ramped linearly from 0 over stage 1.
+        orthosoftmax_stochastic_depth (`float`, *optional*, defaults to 0.1):
+            `orthosoftmax`, stage 2: probability that the full model skips each unit outside the smallest budget's
+            mask on a training step (0 disables it).
+    """
+
+    orthosoftmax_granularity: str = "component"
+    orthosoftmax_ffn_chunks: int = 4
+    orthosoftmax_budgets: list[float] | None = None
+    orthosoftmax_budget_cost: str = "flops"
+    orthosoftmax_stage1_steps: int = 1000
+    orthosoftmax_temperature_decay: float | None = None
+    orthosoftmax_min_temperature: float = 0.01
+    orthosoftmax_orth_weight: float = 1.0
+    orthosoftmax_stochastic_depth: float = 0.1
+
+    def __post_init__(self, **kwargs):
+        if self.orthosoftmax_budgets is None:
+            self.orthosoftmax_budgets = list(ORTHOSOFTMAX_PAPER_BUDGETS)
+        self.orthosoftmax_budgets = sorted({float(b) for b in self.orthosoftmax_budgets} | {1.0})
+        super().__post_init__(**kwargs)
+        self._validate_orthosoftmax_fields()
+
+    def _validate_orthosoftmax_fields(self) -> None:
+        if self.orthosoftmax_granularity not in ("component", "layer"):
+            raise ValueError(
+                f"orthosoftmax_granularity must be 'component' or 'layer', got {self.orthosoftmax_granularity!r}."
+            )
+        if self.orthosoftmax_budget_cost not in ("flops", "params"):
+            raise ValueError(
+                f"orthosoftmax_budget_cost must be 'flops' or 'params', got {self.orthosoftmax_budget_cost!r}."
+            )
+        if self.orthosoftmax_ffn_chunks < 1:
+            raise ValueError(f"orthosoftmax_ffn_chunks must be >= 1, got {self.orthosoftmax_ffn_chunks}.")
+        budgets = self.orthosoftmax_budgets
+        if not all(0 < b <= 1 for b in budgets) or len(budgets) < 2:
+            raise ValueError(
+                f"orthosoftmax_budgets must be fractions in (0, 1] with at least one below 1 (1.0, the whole "
+                f"model, is implied), got {budgets}."
+            )
+        if self.orthosoftmax_stage1_steps < 0:
+            raise ValueError(f"orthosoftmax_stage1_steps must be >= 0, got {self.orthosoftmax_stage1_steps}.")
+        decay = self.orthosoftmax_temperature_decay
+        if decay is not None and not 0 < decay <= 1:
+            raise ValueError(f"orthosoftmax_temperature_decay must be in (0, 1] or None, got {decay}.")
+        if not 0 < self.orthosoftmax_min_temperature <= 1:
+            raise ValueError(
+                f"orthosoftmax_min_temperature must be in (0, 1], got {self.orthosoftmax_min_temperature}."
+            )
+        if self.orthosoftmax_orth_weight < 0:
+            raise ValueError(f"orthosoftmax_orth_weight must be >= 0, got {self.orthosoftmax_orth_weight}.")
+        if not 0 <= self.orthosoftmax_stochastic_depth < 1:
+            raise ValueError(
+                f"orthosoftmax_stochastic_depth must be in [0, 1), got {self.orthosoftmax_stochastic_depth}."
+            )
 
 
 @register_spec("orthosoftmax")
@@ -234,8 +323,13 @@ class OrthoSoftmaxMask(MaskMethod):
     mask_type = "orthosoftmax"
     spec_class = OrthoSoftmaxSpec
 
-    def __init__(self, config):
-        super().__init__(config)
+    def __init__(self, config, plan_costs=None):
+        if plan_costs is None:
+            raise ValueError(
+                "mask_type='orthosoftmax' carves its budgets by cost: build it with the model family's cost function "
+                "(build_mask(config, plan_costs=...), as the supernet models do)."
+            )
+        super().__init__(config, plan_costs)
         self.units = build_units(config)
         if not self.units:
             raise ValueError("orthosoftmax found no maskable unit: every layer lacks feed-forward, attention and conv.")
@@ -329,9 +423,7 @@ class OrthoSoftmaxMask(MaskMethod):
         return plans
 
     def _cost(self, plans: list[BlockPlan]) -> float:
-        from ..costs import costs_of_plans  # costs imports the masks package: import at call time
-
-        costs = costs_of_plans(self.config, plans, with_head=True)
+        costs = self.plan_costs(plans)
         return float(getattr(costs, self.config.orthosoftmax_budget_cost))
 
     def cost_of_units(self, kept) -> float:
@@ -455,14 +547,12 @@ def kept_units_report(model) -> dict:
     mask = getattr(model, "mask", model)
     if not isinstance(mask, OrthoSoftmaxMask):
         raise TypeError(f"kept_units_report needs an orthosoftmax supernet, got mask type {type(mask).__name__}.")
-    from ..costs import costs_of_plans
-
-    full = costs_of_plans(mask.config, mask.full_plans())
+    full = mask.plan_costs(mask.full_plans())
     per_layer = mask.kept_units_per_layer()
     out = {"frozen": bool(mask.frozen), "granularity": mask.config.orthosoftmax_granularity, "budgets": {}}
     for budget, layers in per_layer.items():
         kept = mask.kept_units(budget)
-        costs = costs_of_plans(mask.config, mask.plans_for_units(set(kept)))
+        costs = mask.plan_costs(mask.plans_for_units(set(kept)))
         share = {}
         for kind in UNIT_KINDS:
             total = sum(1 for u in mask.units if u.kind == kind)

@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from .loading import load_metric
+
 __all__ = ["ctc_greedy_decode", "make_compute_metrics", "preprocess_logits_for_metrics"]
 
 IGNORE_INDEX = -100
@@ -92,8 +94,6 @@ def make_compute_metrics(processor, metrics: Sequence[str] = ("wer", "cer")) -> 
         metrics (`Sequence[str]`, *optional*, defaults to `("wer", "cer")`): metrics to report, loaded offline with
             :func:`~hf_supernet.metrics.load_metric`.
     """
-    from . import load_metric
-
     tokenizer = getattr(processor, "tokenizer", processor)
     pad_id = tokenizer.pad_token_id
     modules = {name: load_metric(name) for name in metrics}

@@ -18,7 +18,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import AutoModelForCTC
 from transformers.models.auto.modeling_auto import MODEL_FOR_CTC_MAPPING_NAMES
 
-from ..costs import COST_NAMES, REFERENCE_SECONDS
+from ..costs import COST_NAMES
+from ..units import REFERENCE_SECONDS
+from ..version import __version__
 
 TEMPLATE_PACKAGE = "hf_supernet"
 TEMPLATE_NAME = "subnet_card.md"
@@ -216,8 +218,6 @@ def card_variables(
     pareto_plot: str | None,
 ) -> dict[str, Any]:
     """Everything the template may use (besides ``card_data`` and the fields of the card data)."""
-    from .. import __version__
-
     costs, metrics = entry["costs"], entry.get("metrics") or {}
     import_lines, model_loader = _usage_imports(info)
     loss = metrics.get("loss")

@@ -16,7 +16,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoModelForCTC, AutoProcessor
 
 from ..atomic import atomic_directory
-from ..search.selection import normalize_budget, select_from_selected
+from ..budgets import normalize_budget, select_from_selected
 from ..subnets import SubnetSpec
 from .cards import CardMetadata, loading_info, subnet_card
 from .hub import call_with_retries, check_hub_access, upload_folder_to_repo

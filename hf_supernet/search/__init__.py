@@ -1,8 +1,9 @@
-"""Deploy many: pick the best subnet per budget (evolutionary search) and resolve a budget to a subnet."""
+"""Deploy many: pick the best subnet per budget (evolutionary search, scored on a split); budgets resolve to
+subnets in :mod:`hf_supernet.budgets`."""
 
+from ..budgets import normalize_budget
 from .evaluation import collate_batches, evaluate_subnet
 from .evolution import Candidate, evolutionary_search, pareto_front
-from .selection import normalize_budget
 from .subnet_search import budget_name, plot_pareto, search_subnets
 
 __all__ = [

@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..budgets import fits, largest_fitting
 from ..costs import SubnetCosts
 from ..subnets import SubnetSpace, SubnetSpec, randint
-from .selection import fits, largest_fitting
 
 
 @dataclasses.dataclass(frozen=True)

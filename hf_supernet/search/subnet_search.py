@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..budgets import normalize_budget
 from ..latency import measure_rtf
 from ..subnets import SubnetSpec
 from .evaluation import collate_batches, evaluate_subnet
 from .evolution import Candidate, evolutionary_search
-from .selection import normalize_budget
 
 
 def budget_name(budget: float | dict[str, float]) -> str:

@@ -14,7 +14,7 @@ Conventions: ``p`` is the teacher, ``q`` the student; every function works on th
 *log*-probabilities (or logits) so that near-zero probabilities stay representable; half-precision inputs are
 upcast to float32 (float64 stays float64) because these sums lose too much in bf16/fp16.
 
-Also here: the two adaptive-dropout rules (TODM, Omni-sparsity), which are one-liners but part of the recipe.
+(Adaptive dropout is each mask type's ``BlockPlan.dropout_scale``, applied by the model's blocks.)
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ import torch.nn.functional as F
 
 __all__ = [
     "adaptive_alpha_divergence",
-    "adaptive_dropout_rate",
     "alpha_divergence",
     "ctc_distillation_loss",
     "kl_divergence",
-    "sparsity_dropout_rate",
     "topk_rest_distributions",
 ]
 
@@ -334,32 +332,3 @@ def _frame_distributions(
         F.log_softmax(_at_least_fp32(teacher_logits), dim=-1),
         F.log_softmax(_at_least_fp32(student_logits), dim=-1),
     )
-
-
-# --------------------------------------------------------------------------------------------- adaptive dropout
-def adaptive_dropout_rate(p_max: float, kept: int | float, total: int | float) -> float:
-    """TODM's adaptive dropout ``p = p_max · kept / total``.
-
-    A module reduced to ``kept`` of its ``total`` output channels (or layers) needs less regularisation to give a
-    similar output and gradient norm, so its following dropout shrinks in proportion.
-
-    Args:
-        p_max: dropout of the full-size module, in [0, 1].
-        kept: channels kept by the subnet, ``0 <= kept <= total``.
-        total: channels of the full module, > 0.
-    """
-    if not 0.0 <= p_max <= 1.0:
-        raise ValueError(f"p_max must be in [0, 1], got {p_max}.")
-    if total <= 0 or not 0 <= kept <= total:
-        raise ValueError(f"need 0 <= kept <= total and total > 0, got kept={kept}, total={total}.")
-    return p_max * kept / total
-
-
-def sparsity_dropout_rate(sparsity: float, p: float = 0.1) -> float:
-    """Omni-sparsity's adaptive dropout ``p · (1 − s)``: a layer at sparsity ``s`` in [0, 1] keeps a share 1 − s
-    of its weights and gets that share of the dense dropout ``p``."""
-    if not 0.0 <= sparsity <= 1.0:
-        raise ValueError(f"sparsity must be in [0, 1], got {sparsity}.")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p}.")
-    return p * (1.0 - sparsity)

@@ -9,15 +9,19 @@ numbers to be comparable, so the data split, model size and training arguments l
 - a 4 x 144 Conformer (FFN 576, kernel 15, ~2.2 M parameters: the size of the 2.5 M-parameter Parakeet baseline);
 - AdamW at 2e-3 with 100 warm-up steps and linear decay, batches of 32 grouped by length, SpecAugment (5% time and
   frequency masks), sandwich with TODM's quarter batch split and KL distillation.
+
+:func:`recipe_trainer_class` adds the Mini LibriSpeech recipe's SortaGrad sampling and Eden schedule to a trainer.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import Trainer
 
 from ..data import (
     DataCollatorCTCWithPadding,
@@ -29,6 +33,8 @@ from ..data import (
 )
 from ..models.supernet_conformer import SupernetConformerConfig
 from .arguments import SupernetTrainingArguments
+from .optim import get_eden_schedule
+from .samplers import SortaGradSampler
 
 SPEC_AUGMENT = {"mask_time_prob": 0.05, "mask_feature_prob": 0.05}
 
@@ -123,3 +129,30 @@ def staged_or_bundled_fsdd(repo_root: str | os.PathLike) -> str:
     else the bundled subset (1680)."""
     staged = os.path.join(os.path.dirname(os.path.abspath(repo_root)), "shared", "data", "fsdd")
     return staged if os.path.isdir(staged) else "fsdd"
+
+
+def recipe_trainer_class(base: type[Trainer], recipe) -> type[Trainer]:
+    """``base`` (Trainer or SupernetTrainer) with the recipe's sampler and Eden schedule. ``recipe`` carries the
+    settings (e.g. the parsed arguments of ``scripts/recipe_mini_librispeech.py``): ``sortagrad``, ``batch_size``,
+    ``seed`` (:class:`~hf_supernet.training.samplers.SortaGradSampler` over the dataset's ``length`` column) and
+    ``schedule`` (``"eden"``: :func:`~hf_supernet.training.optim.get_eden_schedule` with ``eden_lr_batches``,
+    ``eden_lr_epochs``, ``warmup_steps``; anything else: the trainer's own)."""
+
+    class RecipeTrainer(base):
+        def _get_train_sampler(self, train_dataset=None):
+            if recipe.sortagrad:
+                return SortaGradSampler(self.train_dataset["length"], recipe.batch_size, recipe.seed)
+            return super()._get_train_sampler(train_dataset)
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if recipe.schedule != "eden":
+                return super().create_scheduler(num_training_steps, optimizer)
+            if self.lr_scheduler is None:
+                steps_per_epoch = math.ceil(len(self.train_dataset) / recipe.batch_size)
+                self.lr_scheduler = get_eden_schedule(
+                    optimizer or self.optimizer, recipe.eden_lr_batches, recipe.eden_lr_epochs, recipe.warmup_steps,
+                    steps_per_epoch=steps_per_epoch,
+                )
+            return self.lr_scheduler
+
+    return RecipeTrainer

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from transformers import HubertConfig, Wav2Vec2Config
 
-from ...masks.folding import resolve_folding_fields
+from ...masks.folding import FoldingConfigMixin
 
 # How a foldable model's depth may be carved. Only unfolding for now; the field exists so a foldable checkpoint
 # says how it was carved, as every hf_supernet config does.
@@ -42,27 +42,25 @@ _FOLDING_ARGS_DOC = r"""
 
 
 @dataclass(kw_only=True, repr=False)
-class FoldingConfigMixin:
-    """The unfolding fields (documented in `_FOLDING_ARGS_DOC`), added to a stock config by listing this class first
-    among its bases; transformers turns the subclass into a dataclass that collects them."""
+class FoldableConfigMixin(FoldingConfigMixin):
+    """The unfolding fields (:class:`~hf_supernet.masks.folding.FoldingConfigMixin`, documented in
+    `_FOLDING_ARGS_DOC`) with a foldable model's defaults, added to a stock config by listing this class first among
+    its bases; transformers turns the subclass into a dataclass that collects them."""
 
     num_physical_layers: int = 8
     mask_type: str = "folding"
-    unfolding_depths: list[int] | None = None
-    unfolding_patterns: list[str] | None = None
     selected_subnets: list[dict] | None = None
 
     def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
         if self.mask_type not in FOLDABLE_MASK_TYPES:
             raise ValueError(
                 f"mask_type={self.mask_type!r} cannot carve a {self.model_type} model; valid values are "
                 f"{list(FOLDABLE_MASK_TYPES)}."
             )
-        resolve_folding_fields(self)
+        super().__post_init__(**kwargs)
 
 
-class FoldableWav2Vec2Config(FoldingConfigMixin, Wav2Vec2Config):
+class FoldableWav2Vec2Config(FoldableConfigMixin, Wav2Vec2Config):
     __doc__ = (
         r"""
     Configuration of a [`FoldableWav2Vec2ForCTC`]: a wav2vec2 CTC model that stores `num_physical_layers` encoder
@@ -89,7 +87,7 @@ class FoldableWav2Vec2Config(FoldingConfigMixin, Wav2Vec2Config):
     model_type = "foldable_wav2vec2"
 
 
-class FoldableHubertConfig(FoldingConfigMixin, HubertConfig):
+class FoldableHubertConfig(FoldableConfigMixin, HubertConfig):
     __doc__ = (
         r"""
     Configuration of a [`FoldableHubertForCTC`]: a HuBERT CTC model that stores `num_physical_layers` encoder

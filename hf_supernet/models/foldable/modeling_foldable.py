@@ -9,7 +9,7 @@ convolution, encoder layers, CTC head and forward are theirs, untouched) with tw
   uses it.
 
 Because the module tree is the stock one, a path extracts to a stock ``Wav2Vec2ForCTC`` / ``HubertForCTC`` by
-copying each block's weights to every logical layer that runs it (:meth:`FoldableMixin.extract_subnet`), and a
+copying each block's weights to every logical layer that runs it (:meth:`FoldableMixin.extract_dense_subnet`), and a
 stock checkpoint seeds the stored blocks by picking some of its layers (:meth:`FoldableMixin.from_pretrained_backbone`).
 
 Padding: as in transformers, an utterance's output does not depend on the padding of its batch when the feature
@@ -39,10 +39,12 @@ from transformers import (
 from transformers.modeling_outputs import CausalLMOutput
 from transformers.utils import logging
 
-from ...costs import REFERENCE_SECONDS, SubnetCosts
+from ...costs import SubnetCosts
 from ...masks import BlockPlan, build_mask
 from ...masks.folding import evenly_spaced_layers
+from ...slicing import FULL, LinearSelection
 from ...subnets import SubnetSpec
+from ...units import REFERENCE_SECONDS
 from ...supernet import _HUB_KWARGS, SupernetMixin
 from .configuration_foldable import (
     FOLDING_CONFIG_FIELDS,
@@ -159,7 +161,7 @@ class FoldableMixin(SupernetMixin):
             super().__init__(config, *args, **kwargs)
         encoder = self.base_model.encoder
         encoder.layers = UnfoldingLayerList(encoder.layers)
-        self.mask = build_mask(config)
+        self.mask = build_mask(config, plan_costs=self.costs_of_plans)
         self.mask.bind_blocks(encoder.layers)
 
     @property
@@ -188,14 +190,13 @@ class FoldableMixin(SupernetMixin):
         return self.stock_config(len(self.mask.block_plans(spec)))
 
     @torch.no_grad()
-    def extract_subnet(self, spec: SubnetSpec) -> PreTrainedModel:
+    def extract_dense_subnet(self, spec: SubnetSpec) -> PreTrainedModel:
         """The path ``spec`` as a stock transformers model (``Wav2Vec2ForCTC``, ``HubertForCTC``, ...): one encoder
         layer per logical layer, each a copy of the stored block the path runs there. Its outputs equal this
         model's run as ``spec``, and its checkpoint loads without hf_supernet."""
         dense = self.stock_class(self.subnet_config(spec))
         path = [plan.layer_index for plan in self.mask.block_plans(spec)]
-        prefix = "" if self.base_model is self else f"{self.base_model_prefix}."
-        layers_key = f"{prefix}encoder.layers."
+        layers_key = f"{self.stored_blocks_name}."
         state = {k: v.clone() for k, v in self.state_dict().items() if not k.startswith(layers_key)}
         for logical, physical in enumerate(path):
             block = self.stored_layers[physical].state_dict()
@@ -204,6 +205,15 @@ class FoldableMixin(SupernetMixin):
         dense.to(self.device)
         dense.train(self.training)
         return dense
+
+    @property
+    def stored_blocks_name(self) -> str:
+        """Module name of the stored blocks (``<name>.<index>`` is one block)."""
+        return "encoder.layers" if self.base_model is self else f"{self.base_model_prefix}.encoder.layers"
+
+    def block_linear_selection(self, plan: BlockPlan, name: str) -> LinearSelection:
+        """Unfolding repeats blocks but never cuts one: every layer of a block runs whole."""
+        return FULL
 
     # ------------------------------------------------------------------ costs
     def costs_of_plans(self, plans: list[BlockPlan]) -> SubnetCosts:
@@ -304,8 +314,7 @@ class FoldableMixin(SupernetMixin):
             ignore_mismatched_sizes=True,
             **load_kwargs,
         )
-        prefix = "" if model.base_model is model else f"{model.base_model_prefix}."
-        layers_key = f"{prefix}encoder.layers."
+        layers_key = f"{model.stored_blocks_name}."
         stock_state = stock.state_dict()
         state = {k: v for k, v in stock_state.items() if not k.startswith(layers_key)}
         for block, layer in enumerate(seed_layers):

@@ -4,27 +4,17 @@ from __future__ import annotations
 
 from transformers import PreTrainedConfig
 
-from ...masks.folding import resolve_folding_fields
+from ...masks import MASK_TYPES
+from ...masks.folding import FoldingConfigMixin
+from ...masks.layer_width import LayerWidthConfigMixin
+from ...masks.omni_sparsity import OmniSparsityConfigMixin
+from ...masks.orthosoftmax import OrthoSoftmaxConfigMixin
 from ...paper_recipes import recipe_config_fields
 
-MASK_TYPES = ("layer_width", "orthosoftmax", "omni_sparsity", "folding")
-OMNI_SPARSITY_POOLINGS = ("matrix", "layer")
 
-# OrthoSoftmax's FLOPs-aware budgets from the paper (fractions of the whole model's FLOPs).
-ORTHOSOFTMAX_PAPER_BUDGETS = (0.337, 0.457, 0.578, 0.759, 1.0)
-
-# TODM drops the top 0, 3 or 7 of its layers; for other depths we keep the same *fractions* of the stack.
-_TODM_DEPTH = 16
-_TODM_LAYER_DROPS = (0, 3, 7)
-
-
-def default_layer_drop_choices(num_hidden_layers: int) -> list[int]:
-    """TODM's (0, 3, 7) layer drops scaled to ``num_hidden_layers`` (e.g. 4 layers -> [0, 1, 2])."""
-    drops = sorted({round(d * num_hidden_layers / _TODM_DEPTH) for d in _TODM_LAYER_DROPS})
-    return [d for d in drops if d < num_hidden_layers]
-
-
-class SupernetConformerConfig(PreTrainedConfig):
+class SupernetConformerConfig(
+    LayerWidthConfigMixin, OrthoSoftmaxConfigMixin, OmniSparsityConfigMixin, FoldingConfigMixin, PreTrainedConfig
+):
     r"""
     Configuration of a [`SupernetConformerForCTC`]: a Conformer-CTC encoder whose subnets (fewer layers, narrower
     feed-forward modules, ...) are trained jointly and can be extracted as smaller dense models.
@@ -77,21 +67,12 @@ class SupernetConformerConfig(PreTrainedConfig):
             see the `orthosoftmax_*` fields), `"omni_sparsity"` (Omni-sparsity: per-layer 8x1 block sparsity from
             Adam-pruning importance; see the `omni_sparsity_*` fields) or `"folding"` (Unfolding:
             `num_physical_layers` stored blocks run along unfolding paths up to `num_hidden_layers` deep; see
-            `hf_supernet.masks.folding`).
-        num_physical_layers (`int`, *optional*):
-            `folding`: number of stored Conformer blocks (the seed). Defaults to `num_hidden_layers`; any other value
-            needs `mask_type="folding"`.
-        unfolding_depths (`list[int]`, *optional*):
-            `folding`: logical depths of the unfolding paths, between `num_physical_layers` and `num_hidden_layers`
-            (which must be the deepest). Defaults to every depth in that range.
-        unfolding_patterns (`list[str]`, *optional*):
-            `folding`: how paths repeat the stored blocks, `"stack"` (the whole stack again) and/or `"layer"` (each
-            block in place). Defaults to `["stack", "layer"]`; the first one gives the deepest path.
-        layer_drop_choices (`list[int]`, *optional*):
-            `layer_width`: how many top layers a subnet may drop. Defaults to TODM's (0, 3, 7) of 16 layers scaled to
-            `num_hidden_layers`.
-        ffn_width_choices (`list[float]`, *optional*, defaults to `[0.125, 0.25, 0.5, 1.0]`):
-            `layer_width`: feed-forward widths a kept layer may use, as fractions of its full width.
+            `hf_supernet.masks.folding`). Each mask type's own fields (`layer_drop_choices`, `orthosoftmax_*`,
+            `omni_sparsity_*`, `num_physical_layers` / `unfolding_*`) are documented with the mask type:
+            [`~hf_supernet.masks.layer_width.LayerWidthConfigMixin`],
+            [`~hf_supernet.masks.orthosoftmax.OrthoSoftmaxConfigMixin`],
+            [`~hf_supernet.masks.omni_sparsity.OmniSparsityConfigMixin`],
+            [`~hf_supernet.masks.folding.FoldingConfigMixin`].
         layer_ffn_dims (`list[int | list[int]]`, *optional*):
             Fixed per-layer feed-forward width (one entry per stored layer): an int for both feed-forward modules of the
             layer, or a pair `[ffn1, ffn2]`; 0 means the layer has no such module. Extracted subnets use it so that a
@@ -115,56 +96,6 @@ class SupernetConformerConfig(PreTrainedConfig):
         adaptive_dropout (`bool`, *optional*, defaults to `False`):
             Scale the dropout of a reduced module by the share of it a subnet keeps (TODM). Set by
             `SupernetTrainingArguments(adaptive_dropout=True)`; has no effect in eval mode.
-        orthosoftmax_granularity (`str`, *optional*, defaults to `"component"`):
-            `orthosoftmax`: the maskable units of a block. `"component"`: each feed-forward module in
-            `orthosoftmax_ffn_chunks` chunks of hidden channels, each attention head, the conv module (15 units per
-            block with 4 heads); `"layer"`: the four modules whole (FF1, MHSA, Conv, FF2).
-        orthosoftmax_ffn_chunks (`int`, *optional*, defaults to 4):
-            `orthosoftmax`, component-wise: chunks (contiguous, near-equal) each feed-forward module is cut into.
-        orthosoftmax_budgets (`list[float]`, *optional*, defaults to `[0.337, 0.457, 0.578, 0.759, 1.0]`):
-            `orthosoftmax`: the subnets, as fractions of the whole model's cost (`orthosoftmax_budget_cost`); the
-            paper's FLOPs-aware budgets by default. 1.0 (the whole model, the sandwich's largest) is added if absent;
-            at least one budget must be below 1.
-        orthosoftmax_budget_cost (`str`, *optional*, defaults to `"flops"`):
-            `orthosoftmax`: what budgets are fractions of, `"flops"` (FLOPs-aware, the paper's best) or `"params"`.
-        orthosoftmax_stage1_steps (`int`, *optional*, defaults to 1000):
-            `orthosoftmax`: optimizer steps of stage 1 (soft masks, orthogonality loss); the binary masks are frozen
-            after this many steps and stage 2 (sandwich with binary masks) runs to the end. The paper spends about
-            60% of training in stage 1: set it to ~0.6 x `max_steps`. 0 freezes the initial masks at once.
-        orthosoftmax_temperature_decay (`float`, *optional*):
-            `orthosoftmax`: γ of the softmax temperature `τ_t = max(γ^t, orthosoftmax_min_temperature)` (the
-            authors use 0.999992). `None`: the γ that reaches the floor exactly at the end of stage 1.
-        orthosoftmax_min_temperature (`float`, *optional*, defaults to 0.01):
-            `orthosoftmax`: the floor of the temperature.
-        orthosoftmax_orth_weight (`float`, *optional*, defaults to 1.0):
-            `orthosoftmax`: final weight of the orthogonality loss, ramped linearly from 0 over stage 1.
-        orthosoftmax_stochastic_depth (`float`, *optional*, defaults to 0.1):
-            `orthosoftmax`, stage 2: probability that the full model skips each unit outside the smallest budget's
-            mask on a training step (0 disables it).
-        omni_sparsity_levels (`list[float]`, *optional*, defaults to `[0.0, 0.5, 0.6, 0.7, 0.8]`):
-            `omni_sparsity`: the sparsities each layer may take (share of pruned weights in its prunable matrices).
-            The largest subnet has every layer at the lowest level, the smallest at the highest.
-        omni_sparsity_block_shape (`list[int]`, *optional*, defaults to `[8, 1]`):
-            `omni_sparsity`: pruning block `[rows, cols]` over a weight of shape (out_features, in_features): `[8,
-            1]` is QNNPACK/fbgemm's 8x1 pattern (8 consecutive output channels of one input channel); `[1, 8]` runs
-            along the input instead.
-        omni_sparsity_pooling (`str`, *optional*, defaults to `"matrix"`):
-            `omni_sparsity`: where blocks compete: `"matrix"` (each prunable matrix of a layer keeps its own
-            `round((1 - s) * blocks)`, so no matrix can be emptied) or `"layer"` (all of a layer's blocks ranked
-            together, `round((1 - s) * blocks)` kept per layer).
-        omni_sparsity_prune_interval (`int`, *optional*, defaults to 256):
-            `omni_sparsity`: optimizer steps between pruning steps; at each one the masks are recomputed from the
-            Adam importance and the largest sparsity the trainer may sample is raised (paper: 256).
-        omni_sparsity_schedule_start (`int`, *optional*, defaults to 0):
-            `omni_sparsity`: step `t0` where the cubic schedule of the largest trainable sparsity starts.
-        omni_sparsity_schedule_steps (`int`, *optional*, defaults to 2560):
-            `omni_sparsity`: length `n * interval` of the cubic ramp from `omni_sparsity_initial_max_sparsity` to the
-            highest level; about half to two thirds of the training steps.
-        omni_sparsity_initial_max_sparsity (`float`, *optional*, defaults to 0.0):
-            `omni_sparsity`: largest trainable sparsity at the start of the schedule (`s_i`; 0 = dense warm-up).
-        omni_sparsity_search_excludes_dense (`bool`, *optional*, defaults to `False`):
-            `omni_sparsity`: search subnets among the nonzero sparsity levels only, as the paper does (the dense
-            level is then trained but never selected; on in the `omni_sparsity` recipe).
 
     Example:
 
@@ -200,11 +131,6 @@ class SupernetConformerConfig(PreTrainedConfig):
     ctc_zero_infinity: bool = True
     pad_token_id: int | None = 0
     mask_type: str = "layer_width"
-    num_physical_layers: int | None = None
-    unfolding_depths: list[int] | None = None
-    unfolding_patterns: list[str] | None = None
-    layer_drop_choices: list[int] | None = None
-    ffn_width_choices: list[float] | None = None
     layer_ffn_dims: list[int | list[int]] | None = None
     layer_attention_heads: list[int] | None = None
     layer_conv_modules: list[bool] | None = None
@@ -212,51 +138,18 @@ class SupernetConformerConfig(PreTrainedConfig):
     subnet_spec: dict | None = None
     ctc_head_per_depth: bool = False
     adaptive_dropout: bool = False
-    orthosoftmax_granularity: str = "component"
-    orthosoftmax_ffn_chunks: int = 4
-    orthosoftmax_budgets: list[float] | None = None
-    orthosoftmax_budget_cost: str = "flops"
-    orthosoftmax_stage1_steps: int = 1000
-    orthosoftmax_temperature_decay: float | None = None
-    orthosoftmax_min_temperature: float = 0.01
-    orthosoftmax_orth_weight: float = 1.0
-    orthosoftmax_stochastic_depth: float = 0.1
-    omni_sparsity_levels: list[float] | None = None
-    omni_sparsity_block_shape: list[int] | None = None
-    omni_sparsity_pooling: str = "matrix"
-    omni_sparsity_prune_interval: int = 256
-    omni_sparsity_schedule_start: int = 0
-    omni_sparsity_schedule_steps: int = 2560
-    omni_sparsity_initial_max_sparsity: float = 0.0
-    omni_sparsity_search_excludes_dense: bool = False
 
     def __post_init__(self, **kwargs):
-        if self.layer_drop_choices is None:
-            self.layer_drop_choices = default_layer_drop_choices(self.num_hidden_layers)
-        if self.ffn_width_choices is None:
-            self.ffn_width_choices = [0.125, 0.25, 0.5, 1.0]
-        self.layer_drop_choices = sorted(int(d) for d in self.layer_drop_choices)
-        self.ffn_width_choices = sorted(float(f) for f in self.ffn_width_choices)
-        if self.omni_sparsity_levels is None:
-            self.omni_sparsity_levels = [0.0, 0.5, 0.6, 0.7, 0.8]
-        # Rounded so that levels read back from JSON (or typed as 0.6000000001) compare equal to spec entries.
-        self.omni_sparsity_levels = sorted(round(float(s), 6) for s in self.omni_sparsity_levels)
-        if self.omni_sparsity_block_shape is None:
-            self.omni_sparsity_block_shape = [8, 1]
-        self.omni_sparsity_block_shape = [int(b) for b in self.omni_sparsity_block_shape]
-        if self.num_physical_layers is None:
-            self.num_physical_layers = self.num_hidden_layers
         if self.layer_ffn_dims is not None:
             self.layer_ffn_dims = [int(d) if isinstance(d, int) else [int(x) for x in d] for d in self.layer_ffn_dims]
         if self.layer_attention_heads is not None:
             self.layer_attention_heads = [int(h) for h in self.layer_attention_heads]
         if self.layer_conv_modules is not None:
             self.layer_conv_modules = [bool(c) for c in self.layer_conv_modules]
-        if self.orthosoftmax_budgets is None:
-            self.orthosoftmax_budgets = list(ORTHOSOFTMAX_PAPER_BUDGETS)
-        self.orthosoftmax_budgets = sorted({float(b) for b in self.orthosoftmax_budgets} | {1.0})
+        self._validate_architecture_fields()
+        # The mask types' config mixins (bases of this class) fill and check their own fields in here.
         super().__post_init__(**kwargs)
-        self._validate_supernet_fields()
+        self._validate_per_layer_fields()
 
     @classmethod
     def from_recipe(cls, name: str, **overrides) -> SupernetConformerConfig:
@@ -264,21 +157,13 @@ class SupernetConformerConfig(PreTrainedConfig):
         with ``overrides`` for the rest (sizes, vocabulary) or to replace them."""
         return cls(**recipe_config_fields(name, **overrides))
 
-    def _validate_supernet_fields(self) -> None:
+    def _validate_architecture_fields(self) -> None:
         if self.mask_type not in MASK_TYPES:
             raise ValueError(f"Unknown mask_type={self.mask_type!r}; valid values are {list(MASK_TYPES)}.")
         if self.subsampling_factor not in (4, 8):
             raise ValueError(f"subsampling_factor must be 4 or 8, got {self.subsampling_factor}.")
         if self.num_hidden_layers < 1:
             raise ValueError(f"num_hidden_layers must be >= 1, got {self.num_hidden_layers}.")
-        if self.mask_type == "folding":
-            resolve_folding_fields(self)
-        elif self.num_physical_layers != self.num_hidden_layers:
-            raise ValueError(
-                f"num_physical_layers={self.num_physical_layers} differs from num_hidden_layers="
-                f"{self.num_hidden_layers}, which only mask_type='folding' allows (blocks run several times); set "
-                "mask_type='folding' or leave num_physical_layers unset."
-            )
         head_dim, rest = divmod(self.hidden_size, self.num_attention_heads)
         if rest or head_dim % 2:
             raise ValueError(
@@ -287,15 +172,8 @@ class SupernetConformerConfig(PreTrainedConfig):
             )
         if self.conv_kernel_size % 2 == 0:
             raise ValueError(f"conv_kernel_size must be odd to keep frames aligned, got {self.conv_kernel_size}.")
-        if not self.layer_drop_choices or min(self.layer_drop_choices) < 0:
-            raise ValueError(f"layer_drop_choices must be non-negative and non-empty, got {self.layer_drop_choices}.")
-        if max(self.layer_drop_choices) >= self.num_hidden_layers:
-            raise ValueError(
-                f"layer_drop_choices={self.layer_drop_choices} would drop every one of the "
-                f"{self.num_hidden_layers} layers; keep at least one."
-            )
-        if not self.ffn_width_choices or not all(0 < f <= 1 for f in self.ffn_width_choices):
-            raise ValueError(f"ffn_width_choices must be fractions in (0, 1], got {self.ffn_width_choices}.")
+
+    def _validate_per_layer_fields(self) -> None:
         for name in ("layer_ffn_dims", "layer_attention_heads", "layer_conv_modules"):
             values = getattr(self, name)
             if values is not None and len(values) != self.num_physical_layers:
@@ -310,71 +188,12 @@ class SupernetConformerConfig(PreTrainedConfig):
                     raise ValueError(
                         f"layer_ffn_dims entries must be a width >= 0 or a pair [ffn1, ffn2] of them, got {entry!r}."
                     )
-        self._validate_orthosoftmax_fields()
         if self.layer_attention_heads is not None and not all(
             0 <= h <= self.num_attention_heads for h in self.layer_attention_heads
         ):
             raise ValueError(
                 f"layer_attention_heads must be between 0 and num_attention_heads={self.num_attention_heads}, got "
                 f"{self.layer_attention_heads}."
-            )
-        self._validate_omni_sparsity_fields()
-
-    def _validate_omni_sparsity_fields(self) -> None:
-        levels = self.omni_sparsity_levels
-        if not levels or not all(0 <= s < 1 for s in levels) or len(set(levels)) != len(levels):
-            raise ValueError(f"omni_sparsity_levels must be distinct sparsities in [0, 1), got {levels}.")
-        block = self.omni_sparsity_block_shape
-        if len(block) != 2 or min(block) < 1:
-            raise ValueError(f"omni_sparsity_block_shape must be [rows, cols] of positive ints, got {block}.")
-        if self.omni_sparsity_pooling not in OMNI_SPARSITY_POOLINGS:
-            raise ValueError(
-                f"omni_sparsity_pooling must be one of {list(OMNI_SPARSITY_POOLINGS)}, got {self.omni_sparsity_pooling!r}."
-            )
-        if self.omni_sparsity_prune_interval < 1:
-            raise ValueError(f"omni_sparsity_prune_interval must be >= 1, got {self.omni_sparsity_prune_interval}.")
-        if self.omni_sparsity_schedule_start < 0 or self.omni_sparsity_schedule_steps < 0:
-            raise ValueError(
-                "omni_sparsity_schedule_start and omni_sparsity_schedule_steps must be >= 0, got "
-                f"{self.omni_sparsity_schedule_start} and {self.omni_sparsity_schedule_steps}."
-            )
-        if not 0 <= self.omni_sparsity_initial_max_sparsity <= max(levels):
-            raise ValueError(
-                f"omni_sparsity_initial_max_sparsity must be in [0, {max(levels)}] (the highest level), got "
-                f"{self.omni_sparsity_initial_max_sparsity}."
-            )
-
-    def _validate_orthosoftmax_fields(self) -> None:
-        if self.orthosoftmax_granularity not in ("component", "layer"):
-            raise ValueError(
-                f"orthosoftmax_granularity must be 'component' or 'layer', got {self.orthosoftmax_granularity!r}."
-            )
-        if self.orthosoftmax_budget_cost not in ("flops", "params"):
-            raise ValueError(
-                f"orthosoftmax_budget_cost must be 'flops' or 'params', got {self.orthosoftmax_budget_cost!r}."
-            )
-        if self.orthosoftmax_ffn_chunks < 1:
-            raise ValueError(f"orthosoftmax_ffn_chunks must be >= 1, got {self.orthosoftmax_ffn_chunks}.")
-        budgets = self.orthosoftmax_budgets
-        if not all(0 < b <= 1 for b in budgets) or len(budgets) < 2:
-            raise ValueError(
-                f"orthosoftmax_budgets must be fractions in (0, 1] with at least one below 1 (1.0, the whole "
-                f"model, is implied), got {budgets}."
-            )
-        if self.orthosoftmax_stage1_steps < 0:
-            raise ValueError(f"orthosoftmax_stage1_steps must be >= 0, got {self.orthosoftmax_stage1_steps}.")
-        decay = self.orthosoftmax_temperature_decay
-        if decay is not None and not 0 < decay <= 1:
-            raise ValueError(f"orthosoftmax_temperature_decay must be in (0, 1] or None, got {decay}.")
-        if not 0 < self.orthosoftmax_min_temperature <= 1:
-            raise ValueError(
-                f"orthosoftmax_min_temperature must be in (0, 1], got {self.orthosoftmax_min_temperature}."
-            )
-        if self.orthosoftmax_orth_weight < 0:
-            raise ValueError(f"orthosoftmax_orth_weight must be >= 0, got {self.orthosoftmax_orth_weight}.")
-        if not 0 <= self.orthosoftmax_stochastic_depth < 1:
-            raise ValueError(
-                f"orthosoftmax_stochastic_depth must be in [0, 1), got {self.orthosoftmax_stochastic_depth}."
             )
 
     def ffn_dims_of_layer(self, layer: int) -> tuple[int, int]:

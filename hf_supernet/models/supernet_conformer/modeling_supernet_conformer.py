@@ -14,6 +14,7 @@ and is exactly invariant to padding.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,13 +28,16 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from ...adapters.subnet_linear import LinearSelection, subnet_linear
-from ...costs import FEATURE_FRAMES_PER_SECOND
+from ...costs import SubnetCosts
 from ...masks import BlockPlan, build_mask
-from ...masks.base import ChannelSelection, kept_count
-from ...masks.base import select_channels as _select
 from ...masks.folding import evenly_spaced_layers
+from ...slicing import ChannelSelection, LinearSelection, kept_count, masked_weight, subnet_linear
+from ...slicing import select_channels as _select
+from ...subnets import SubnetSpec
 from ...supernet import SupernetMixin
+from ...units import FEATURE_FRAMES_PER_SECOND
+from . import costs, extraction
+from .costs import strided_conv_length
 from .configuration_supernet_conformer import SupernetConformerConfig
 
 
@@ -95,17 +99,8 @@ class SupernetConformerSubsampling(nn.Module):
         self.pointwise_convs = nn.ModuleList(
             nn.Conv2d(channels, channels, kernel_size=1) for _ in range(self.num_convs - 1)
         )
-        freq = config.num_mel_bins
-        for _ in range(self.num_convs):
-            freq = (freq + 1) // 2
+        freq = strided_conv_length(config.num_mel_bins, self.num_convs)
         self.out = nn.Linear(channels * freq, config.hidden_size)
-
-    @staticmethod
-    def output_lengths(lengths: torch.Tensor, num_convs: int) -> torch.Tensor:
-        # kernel 3, stride 2, padding 1: ceil(L / 2) per strided conv.
-        for _ in range(num_convs):
-            lengths = (lengths + 1) // 2
-        return lengths
 
     @staticmethod
     def _mask_time(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -116,10 +111,10 @@ class SupernetConformerSubsampling(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._mask_time(features.unsqueeze(1), lengths)  # (batch, 1, time, mel)
         x = F.relu(self.first_conv(x))
-        lengths = self.output_lengths(lengths, 1)
+        lengths = strided_conv_length(lengths)
         for depthwise, pointwise in zip(self.depthwise_convs, self.pointwise_convs):
             x = F.relu(pointwise(depthwise(self._mask_time(x, lengths))))
-            lengths = self.output_lengths(lengths, 1)
+            lengths = strided_conv_length(lengths)
         x = self._mask_time(x, lengths)
         batch, channels, time, freq = x.shape
         x = self.out(x.permute(0, 2, 1, 3).reshape(batch, time, channels * freq))
@@ -139,10 +134,6 @@ def rotary_cos_sin(length: int, head_dim: int, theta: float, device, dtype) -> t
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
-def _masked(weight: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    return weight if mask is None else weight * mask.to(weight.dtype)
-
-
 def _reduced_module_state(
     module: nn.Module, masks: dict[str, torch.Tensor], selections: dict[str, LinearSelection]
 ) -> dict:
@@ -151,7 +142,7 @@ def _reduced_module_state(
     the same."""
     state = {}
     for key, value in module.state_dict().items():
-        value = _masked(value.detach(), masks.get(key))
+        value = masked_weight(value.detach(), masks.get(key))
         layer, _, kind = key.rpartition(".")
         if layer in selections and kind in ("weight", "bias"):
             value = getattr(selections[layer], kind)(value)
@@ -174,6 +165,7 @@ class SupernetConformerFeedForward(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
+        *,
         keep: ChannelSelection = None,
         dropout_scale: float = 1.0,
         scale: torch.Tensor | None = None,
@@ -218,6 +210,7 @@ class SupernetConformerSelfAttention(nn.Module):
     def forward(
         self,
         x,
+        *,
         cos,
         sin,
         key_mask: torch.Tensor | None,
@@ -274,6 +267,7 @@ class SupernetConformerConvModule(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
+        *,
         mask: torch.Tensor | None,
         scale: torch.Tensor | None = None,
         weight_masks: dict[str, torch.Tensor] | None = None,
@@ -288,7 +282,7 @@ class SupernetConformerConvModule(nn.Module):
                 "torch.nn.Conv1d and cannot run adapters on it. Adapt only linear layers (e.g. LoRA target_modules "
                 "from hf_supernet.adapters.supernet_lora_config)."
             )
-        w_dw = _masked(conv.weight, masks.get("depthwise_conv.weight"))
+        w_dw = masked_weight(conv.weight, masks.get("depthwise_conv.weight"))
         x = F.conv1d(x.transpose(1, 2), w_dw, conv.bias, padding=conv.padding, groups=conv.groups).transpose(1, 2)
         x = subnet_linear(self.pointwise_out, F.silu(self.depthwise_norm(x)), weight_mask=masks.get("pointwise_out.weight"))
         return x if scale is None else x * scale
@@ -337,20 +331,29 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
         runs = self.runs(plan)
         if runs["ffn1"]:
             s = unit_scale["ffn1"]
-            out = self.ffn1(x, plan.ffn_keep(1), s, scales.get("ffn1"), plan.weight_masks_of("ffn1"))
+            out = self.ffn1(
+                x, keep=plan.ffn_keep(1), dropout_scale=s, scale=scales.get("ffn1"),
+                weight_masks=plan.weight_masks_of("ffn1"),
+            )
             x = x + 0.5 * F.dropout(out, self.dropout * s, self.training)
         if runs["self_attn"]:
             s = unit_scale["self_attn"]
             out = self.self_attn(
-                x, cos, sin, mask, plan.attention_heads, scales.get("self_attn"), plan.weight_masks_of("self_attn"), s
+                x, cos=cos, sin=sin, key_mask=mask, heads=plan.attention_heads, scale=scales.get("self_attn"),
+                weight_masks=plan.weight_masks_of("self_attn"), dropout_scale=s,
             )
             x = x + F.dropout(out, self.dropout * s, self.training)
         if runs["conv_module"]:
-            out = self.conv_module(x, mask, scales.get("conv_module"), plan.weight_masks_of("conv_module"))
+            out = self.conv_module(
+                x, mask=mask, scale=scales.get("conv_module"), weight_masks=plan.weight_masks_of("conv_module")
+            )
             x = x + F.dropout(out, self.dropout * unit_scale["conv_module"], self.training)
         if runs["ffn2"]:
             s = unit_scale["ffn2"]
-            out = self.ffn2(x, plan.ffn_keep(2), s, scales.get("ffn2"), plan.weight_masks_of("ffn2"))
+            out = self.ffn2(
+                x, keep=plan.ffn_keep(2), dropout_scale=s, scale=scales.get("ffn2"),
+                weight_masks=plan.weight_masks_of("ffn2"),
+            )
             x = x + 0.5 * F.dropout(out, self.dropout * s, self.training)
         return self.final_layer_norm(x)
 
@@ -409,14 +412,35 @@ class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
         ``lm_head``, a name it treats as an embedding.)"""
         return None
 
+    # ------------------------------------------------------------------ the family's part of the subnet API
+    @torch.no_grad()
+    def extract_dense_subnet(self, spec: SubnetSpec) -> SupernetConformerPreTrainedModel:
+        """The dense Conformer ``spec`` runs: this class with a smaller config (no adapters; see
+        :meth:`~hf_supernet.supernet.SupernetMixin.extract_subnet`)."""
+        return extraction.extract_dense_subnet(self, spec)
+
+    def subnet_config(self, spec: SubnetSpec) -> SupernetConformerConfig:
+        """The config of the dense model ``extract_subnet(spec)`` returns, without copying any weight."""
+        self.subnet_space.validate(spec)
+        return extraction.subnet_config(self.config, self.mask.block_plans(spec), spec)
+
+    def costs_of_plans(self, plans: list[BlockPlan]) -> SubnetCosts:
+        """Analytic costs of the dense Conformer that runs ``plans`` (see :mod:`.costs`)."""
+        return costs.costs_of_plans(self.config, plans, with_head=hasattr(self, "lm_head"))
+
+    @property
+    def stored_blocks_name(self) -> str:
+        """Module name of the stored blocks (``<name>.<index>`` is one block)."""
+        return "layers" if self.base_model is self else f"{self.base_model_prefix}.layers"
+
+    def block_linear_selection(self, plan: BlockPlan, name: str) -> LinearSelection | None:
+        """The part of linear layer ``name`` (inside a block, e.g. ``"ffn1.intermediate_dense"``) the block runs
+        under ``plan``; ``None`` for a module the block does not run as a cut linear layer."""
+        return self.base_model.layers[plan.layer_index].linear_selections(plan).get(name)
+
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
         """Number of encoder output frames for ``input_lengths`` feature frames."""
-        num_convs = int(math.log2(self.config.subsampling_factor))
-        if isinstance(input_lengths, int):
-            for _ in range(num_convs):
-                input_lengths = (input_lengths + 1) // 2
-            return input_lengths
-        return SupernetConformerSubsampling.output_lengths(input_lengths, num_convs)
+        return strided_conv_length(input_lengths, int(math.log2(self.config.subsampling_factor)))
 
 
 class SupernetConformerModel(SupernetConformerPreTrainedModel):
@@ -428,7 +452,8 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         self.dropout = nn.Dropout(config.hidden_dropout)
         # The stored blocks; subnets index them through their plans (folding runs some of them several times).
         self.layers = nn.ModuleList(SupernetConformerBlock(config, i) for i in range(config.num_physical_layers))
-        self.mask = build_mask(config)
+        # Masks that carve by cost count the whole CTC model's (the head included), whichever class holds them.
+        self.mask = build_mask(config, plan_costs=functools.partial(costs.costs_of_plans, config, with_head=True))
         self.mask.bind_blocks(self.layers)
         self.gradient_checkpointing = False
         self.post_init()

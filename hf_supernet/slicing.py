@@ -1,4 +1,5 @@
-"""How a supernet module runs one of its linear layers as part of a subnet — plain or LoRA-adapted.
+"""How a subnet cuts the supernet's weights: channel selection, and each linear layer run on its selection — plain
+or LoRA-adapted. Masks, the modules' forward passes, extraction and adapters all cut through this one module.
 
 The Conformer's modules never call their ``nn.Linear``\\ s: they compute ``F.linear`` on a row/column *selection*
 of the (possibly masked) weight, so a narrow subnet reads a slice of the supernet's weights instead of copying
@@ -13,12 +14,44 @@ peft is imported only when an adapted layer is met, so plain models never pay fo
 from __future__ import annotations
 
 import dataclasses
+from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..masks.base import ChannelSelection, select_channels
+# What ``BlockPlan.ffn_keep`` returns: ``None`` (every channel), an ``int`` (that many leading channels: a slicing
+# view, the cheap case) or a tuple of channel indices (any subset, in order).
+ChannelSelection = Union[int, tuple[int, ...], None]
+
+
+def kept_count(selection: ChannelSelection, full: int) -> int:
+    """How many of ``full`` channels (or heads) a selection keeps."""
+    if selection is None:
+        return full
+    return selection if isinstance(selection, int) else len(selection)
+
+
+def select_channels(tensor: torch.Tensor, dim: int, keep: ChannelSelection, group: int = 1) -> torch.Tensor:
+    """The part of ``tensor`` along ``dim`` that ``keep`` selects, in groups of ``group`` rows (one attention head
+    is ``head_dim`` rows). A prefix is a view (shares storage and gradients with the supernet); an index set is a
+    gather, whose gradient still flows back into the supernet's weights."""
+    if keep is None:
+        return tensor
+    if isinstance(keep, int):
+        return tensor.narrow(dim, 0, keep * group)
+    if keep == tuple(range(len(keep))):
+        return tensor.narrow(dim, 0, len(keep) * group)
+    index = torch.tensor(keep, device=tensor.device)
+    if group > 1:
+        index = (index[:, None] * group + torch.arange(group, device=tensor.device)).reshape(-1)
+    return tensor.index_select(dim, index)
+
+
+def block_grid(shape: tuple[int, int], block: tuple[int, int]) -> tuple[int, int]:
+    """Number of block rows and columns of a weight of ``shape`` (a partial last block counts as one)."""
+    return -(-shape[0] // block[0]), -(-shape[1] // block[1])
+
 
 # The linear layers supernet modules can run: nn.Linear, and peft's vanilla LoRA on an nn.Linear.
 _SUPPORTED = "torch.nn.Linear layers, optionally adapted by peft's vanilla LoRA (lora.Linear)"
@@ -27,7 +60,7 @@ _SUPPORTED = "torch.nn.Linear layers, optionally adapted by peft's vanilla LoRA 
 @dataclasses.dataclass(frozen=True)
 class LinearSelection:
     """The part of one linear layer a subnet runs: output ``rows`` and input ``cols`` (each a
-    :data:`~hf_supernet.masks.base.ChannelSelection`), in groups of ``group`` (one attention head is ``head_dim``
+    :data:`ChannelSelection`), in groups of ``group`` (one attention head is ``head_dim``
     rows or columns). The forward pass, extraction and adapter slicing all cut through this one object, so they
     cannot disagree."""
 
@@ -53,7 +86,7 @@ class LinearSelection:
 FULL = LinearSelection()
 
 
-def _masked(weight: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def masked_weight(weight: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return weight if mask is None else weight * mask.to(weight.dtype)
 
 
@@ -67,7 +100,7 @@ def subnet_linear(
     adapter of an extracted subnet be the supernet's adapter sliced — see :mod:`hf_supernet.adapters.lora`.
     """
     if isinstance(layer, nn.Linear):
-        return F.linear(x, selection.weight(_masked(layer.weight, weight_mask)), selection.bias(layer.bias))
+        return F.linear(x, selection.weight(masked_weight(layer.weight, weight_mask)), selection.bias(layer.bias))
     return _adapted_linear(layer, x, selection, weight_mask)
 
 
@@ -83,7 +116,7 @@ def _adapted_linear(layer: nn.Module, x: torch.Tensor, selection: LinearSelectio
             "would prune the LoRA update too and differ from the unmerged adapter. Call unmerge_adapter() (peft) "
             "before running weight-masked subnets; to deploy, extract the subnet first and merge its sliced adapter."
         )
-    result = F.linear(x, selection.weight(_masked(base.weight, weight_mask)), selection.bias(base.bias))
+    result = F.linear(x, selection.weight(masked_weight(base.weight, weight_mask)), selection.bias(base.bias))
     if layer.disable_adapters or layer.merged:
         return result
     result_dtype = result.dtype

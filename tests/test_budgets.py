@@ -3,8 +3,8 @@ import re
 import pytest
 
 from hf_supernet import LayerWidthSpec, SupernetConformerForCTC
-import hf_supernet.search.selection as selection
-from hf_supernet.search.selection import largest_fitting
+import hf_supernet.budgets as budgets
+from hf_supernet.budgets import largest_fitting
 
 from .conftest import tiny_conformer_config
 
@@ -78,12 +78,12 @@ def test_greedy_path_for_spaces_too_large_to_scan():
     model = SupernetConformerForCTC(tiny_conformer_config(num_hidden_layers=8, ffn_width_choices=[0.25, 0.5, 0.75, 1.0]))
     space = model.subnet_space
     limit = {"params": 0.8 * model.num_parameters()}
-    exact = selection.largest_fitting(space, model.subnet_costs, limit)
-    old, selection.EXACT_SEARCH_LIMIT = selection.EXACT_SEARCH_LIMIT, 0
+    exact = budgets.largest_fitting(space, model.subnet_costs, limit)
+    old, budgets.EXACT_SEARCH_LIMIT = budgets.EXACT_SEARCH_LIMIT, 0
     try:
         greedy = largest_fitting(space, model.subnet_costs, limit)
     finally:
-        selection.EXACT_SEARCH_LIMIT = old
+        budgets.EXACT_SEARCH_LIMIT = old
     assert greedy in space and model.subnet_costs(greedy).params <= limit["params"]
     # Greedy is close to the exhaustive optimum (within one width step of one layer).
     assert model.subnet_costs(greedy).params >= 0.95 * model.subnet_costs(exact).params

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..costs import COST_NAMES, SubnetCosts
-from ..subnets import SubnetSpec
+from .costs import COST_NAMES, SubnetCosts
+from .subnets import SubnetSpec
 
 # Spaces up to this size are scanned exhaustively (cost functions are analytic, a scan takes well under a second).
 EXACT_SEARCH_LIMIT = 20000

@@ -1,0 +1,153 @@
+"""What a Conformer subnet costs, counted from its block plans: parameters and FLOPs (the convention of
+:mod:`hf_supernet.costs`), and the dense block shapes extraction builds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ...costs import SubnetCosts
+from ...masks.base import BlockPlan
+from ...slicing import kept_count, select_channels
+from ...units import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS
+
+
+def strided_conv_length(length, num_convs: int = 1):
+    """Length (frames, or mel bins) after ``num_convs`` of the front end's stride-2 convolutions (kernel 3, padding
+    1: ceil(length / 2) each); ``length`` is an int or a tensor of them."""
+    for _ in range(num_convs):
+        length = (length + 1) // 2
+    return length
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockShape:
+    """The dense architecture one plan gives a Conformer block (0 / False = the unit is gone), and the share of
+    nonzero weights in each weight matrix a weight mask thins (1.0 for unmasked ones)."""
+
+    ffn_dims: tuple[int, int]
+    heads: int
+    conv: bool
+    densities: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def density(self, name: str) -> float:
+        return self.densities.get(name, 1.0)
+
+
+def conformer_block_shape(config, plan: BlockPlan) -> BlockShape:
+    """What a block runs under ``plan``: the widths the dense model gets, and the density of masked weights."""
+    full_ffn = config.ffn_dims_of_layer(plan.layer_index)
+    full_heads = config.heads_of_layer(plan.layer_index)
+    ffn_dims = tuple(kept_count(plan.ffn_keep(i + 1), full_ffn[i]) if full_ffn[i] else 0 for i in range(2))
+    heads = kept_count(plan.attention_heads, full_heads) if full_heads else 0
+    conv = bool(plan.conv and config.has_conv_module(plan.layer_index))
+    densities = {}
+    head_dim = config.hidden_size // config.num_attention_heads
+    for name, mask in (plan.weight_masks or {}).items():
+        unit, _, param = name.partition(".")
+        if unit in ("ffn1", "ffn2"):
+            dim = 1 if param.startswith("output_dense") else 0
+            mask = select_channels(mask, dim, plan.ffn_keep(int(unit[-1])))
+        elif unit == "self_attn":
+            dim = 1 if param.startswith("out_proj") else 0
+            mask = select_channels(mask, dim, plan.attention_heads, head_dim)
+        densities[name] = float(mask.float().mean()) if mask.numel() else 0.0
+    return BlockShape(ffn_dims=ffn_dims, heads=heads, conv=conv, densities=densities)
+
+
+def conformer_block_params(config, shape: BlockShape) -> int:
+    """Nonzero parameters of one block of ``shape`` (weights a mask zeroes are not counted)."""
+    d, k = config.hidden_size, config.conv_kernel_size
+    inner = shape.heads * (d // config.num_attention_heads)
+    layer_norm = 2 * d
+    params = layer_norm  # the final LayerNorm: all that is left of a block whose units are all gone
+    for i, w in enumerate(shape.ffn_dims):
+        if w:
+            unit = f"ffn{i + 1}"
+            params += layer_norm + w + d
+            params += round(d * w * shape.density(f"{unit}.intermediate_dense.weight"))
+            params += round(w * d * shape.density(f"{unit}.output_dense.weight"))
+    if inner:
+        params += layer_norm + 3 * inner + d
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            params += round(d * inner * shape.density(f"self_attn.{proj}.weight"))
+    if shape.conv:
+        params += 2 * layer_norm + 2 * d + d + d
+        params += round(d * 2 * d * shape.density("conv_module.pointwise_in.weight"))
+        params += round(d * k * shape.density("conv_module.depthwise_conv.weight"))
+        params += round(d * d * shape.density("conv_module.pointwise_out.weight"))
+    return params
+
+
+def conformer_frontend_params(config) -> int:
+    c, freq = config.subsampling_conv_channels, config.num_mel_bins
+    num_convs = 2 if config.subsampling_factor == 4 else 3
+    params = 9 * c + c  # first 3x3 conv, 1 -> c channels
+    params += (num_convs - 1) * ((9 * c + c) + (c * c + c))  # depthwise 3x3 + pointwise 1x1
+    freq = strided_conv_length(freq, num_convs)
+    return params + c * freq * config.hidden_size + config.hidden_size
+
+
+def conformer_head_params(config) -> int:
+    return config.hidden_size * config.vocab_size + config.vocab_size
+
+
+def conformer_params(config, plans: list[BlockPlan], with_head: bool = True) -> int:
+    """Parameters of the dense model that runs ``plans`` (what ``extract_subnet(...).num_parameters()`` gives)."""
+    return _params_of_shapes(config, [conformer_block_shape(config, p) for p in plans], with_head)
+
+
+def _params_of_shapes(config, shapes: list[BlockShape], with_head: bool) -> int:
+    total = conformer_frontend_params(config) + sum(conformer_block_params(config, shape) for shape in shapes)
+    return total + (conformer_head_params(config) if with_head else 0)
+
+
+def conformer_flops(config, plans: list[BlockPlan], num_frames: int, with_head: bool = True) -> int:
+    """FLOPs of one forward pass over ``num_frames`` feature frames (batch of one)."""
+    return _flops_of_shapes(config, [conformer_block_shape(config, p) for p in plans], num_frames, with_head)
+
+
+def _flops_of_shapes(config, shapes: list[BlockShape], num_frames: int, with_head: bool) -> int:
+    c, freq, frames = config.subsampling_conv_channels, config.num_mel_bins, num_frames
+    num_convs = 2 if config.subsampling_factor == 4 else 3
+    frames, freq = strided_conv_length(frames), strided_conv_length(freq)
+    flops = 2 * c * 9 * frames * freq  # first 3x3 conv
+    for _ in range(num_convs - 1):
+        frames, freq = strided_conv_length(frames), strided_conv_length(freq)
+        flops += 2 * c * 9 * frames * freq + 2 * c * c * frames * freq  # depthwise + pointwise
+    t, d = frames, config.hidden_size
+    flops += 2 * t * c * freq * d
+    for shape in shapes:
+        flops += conformer_block_flops(config, shape, t)
+    if with_head:
+        flops += 2 * t * d * config.vocab_size
+    return flops
+
+
+def conformer_block_flops(config, shape: BlockShape, t: int) -> float:
+    """FLOPs of one block of ``shape`` over ``t`` frames. A weight mask scales its matmul's FLOPs by the share of
+    nonzero weights (what a sparse kernel would do; dense kernels do the full product)."""
+    d, k = config.hidden_size, config.conv_kernel_size
+    inner = shape.heads * (d // config.num_attention_heads)
+    flops = 0.0
+    for i, w in enumerate(shape.ffn_dims):
+        unit = f"ffn{i + 1}"
+        flops += 2 * t * d * w * (shape.density(f"{unit}.intermediate_dense.weight") + shape.density(f"{unit}.output_dense.weight"))
+    if inner:
+        flops += sum(2 * t * d * inner * shape.density(f"self_attn.{p}.weight") for p in ("q_proj", "k_proj", "v_proj", "out_proj"))
+        flops += 2 * 2 * t * t * inner  # scores and weighted values
+    if shape.conv:
+        flops += 2 * t * d * 2 * d * shape.density("conv_module.pointwise_in.weight")
+        flops += 2 * t * d * k * shape.density("conv_module.depthwise_conv.weight")
+        flops += 2 * t * d * d * shape.density("conv_module.pointwise_out.weight")
+    return flops
+
+
+def costs_of_plans(config, plans: list[BlockPlan], with_head: bool = True) -> SubnetCosts:
+    shapes = [conformer_block_shape(config, p) for p in plans]  # once: search scores thousands of subnets
+    params = _params_of_shapes(config, shapes, with_head)
+    frames = int(REFERENCE_SECONDS * FEATURE_FRAMES_PER_SECOND)
+    flops = _flops_of_shapes(config, shapes, frames, with_head) / REFERENCE_SECONDS
+    return SubnetCosts(params=params, flops=float(flops), int8_mb=params / 1e6)
+
+
