@@ -28,7 +28,7 @@ excluded, since both sides evaluate at the same points).
 
     python scripts/bench_claims.py --arms todm,twins --seeds 0,1,2 --threads 1     # runs what is not done yet
     python scripts/bench_claims.py --render_only                                      # claims.{json,md} from the runs
-    python scripts/bench_claims.py --smoke --results_dir /tmp/claims                  # seconds: every arm type
+    python scripts/bench_claims.py --smoke --results_dir outputs/claims_smoke       # seconds: every arm type
 
 Run it from a git worktree at a fixed commit (two 1-thread processes on 2 cores at most, e.g. one with
 `--seeds 0,1` and one with `--seeds 2`), so edits elsewhere do not change a running benchmark.
