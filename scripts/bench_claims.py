@@ -20,6 +20,16 @@ skips it; an interrupted run resumes from its last checkpoint in `--work_dir`):
   blocks (`SupernetConformerForCTC.fold`, evenly spaced layers) and fine-tuned with the Unfolding preset (deepest
   path + seed + one random path, KL from the deepest into the seed); compared with the deep model it came from and
   with `twin-L5-ffn256`, a plain 5-layer model trained alone. `--arms unfolding` = the three.
+- `omni` (Omni-sparsity preset: even batch split, KL, adaptive dropout, Adam-pruning of 8x1 blocks on a cubic
+  schedule) scored at 50/60/70/80% sparsity in every layer, against `pruned-s50` .. `pruned-s80`: the trained dense
+  twin pruned to one sparsity alone (magnitude at the first step, then Adam-pruning re-ranks the blocks every
+  interval while it fine-tunes: the paper's individually pruned baseline). `--arms omni_sparsity` = omni,
+  twin-largest and the four pruned twins.
+- `ortho` (OrthoSoftmax preset: learned nested unit masks, stage 1 for 60% of the cap) scored at each budget,
+  against `ortho-twin-b<budget>`: the architecture it learned for that budget trained alone from a fresh
+  initialisation (budget 1 = twin-largest). `--arms orthosoftmax` = ortho, twin-largest and the four twins.
+Supernets of Omni-sparsity and OrthoSoftmax use the twins' optimizer, rate and schedule (their seed texts give no
+rates); each keeps its own sandwich, batch split and distillation.
 
 Every run: batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
 `--eval_steps`, patience `--patience` evaluations, at most `--max_steps`; the best dev checkpoint is scored. TODM
@@ -66,6 +76,8 @@ from hf_supernet.data import (
 )
 from hf_supernet.latency import cpu_seconds
 from hf_supernet.masks.layer_width import LayerWidthSpec
+from hf_supernet.masks.omni_sparsity import OmniSparsitySpec
+from hf_supernet.masks.orthosoftmax import OrthoSoftmaxSpec
 from hf_supernet.metrics import ctc_greedy_decode
 from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio, utterance_errors
 from hf_supernet.paper_recipes import recipe_training_arguments
@@ -96,6 +108,16 @@ PLAIN_SHALLOW = f"L{FOLDED_BLOCKS}-ffn256"
 TWINS = SUBNETS + (PLAIN_SHALLOW,)
 UNFOLD_GOAL = 1.02  # issue 15: WER <= 1.02x the trained deep model it was folded from
 UNFOLD_PARAMS_GOAL = 0.7  # issue 15: >= 30% fewer stored parameters
+# Omni-sparsity: uniform sparsities scored (the paper's Table 1 picks 50% to 80%), each against the trained dense
+# twin pruned to it alone ("individually pruned sparse models").
+SPARSITIES = (0.5, 0.6, 0.7, 0.8)
+PRUNED = tuple(f"s{round(100 * s)}" for s in SPARSITIES)
+# OrthoSoftmax: the recipe's budgets below 1 (1 = the whole model, whose twin is twin-largest).
+ORTHO_BUDGETS = (0.337, 0.457, 0.578, 0.759)
+ORTHO_TWINS = tuple(f"b{b}" for b in ORTHO_BUDGETS)
+# Arms that start from another arm's trained model of the same seed, and that arm.
+DEPENDS_ON = {"unfold": "twin-largest", **{f"pruned-{p}": "twin-largest" for p in PRUNED},
+              **{f"ortho-twin-{b}": "ortho" for b in ORTHO_TWINS}}
 
 logger = logging.getLogger("bench_claims")
 
@@ -115,6 +137,8 @@ def parse_args(argv=None):
     parser.add_argument("--unfold_learning_rate", type=float, default=5e-4,
                         help="Peak learning rate of Unfolding's fine-tuning of the folded trained model.")
     parser.add_argument("--unfold_max_steps", type=int, default=1500, help="Cap on Unfolding's fine-tuning steps.")
+    parser.add_argument("--prune_max_steps", type=int, default=1500,
+                        help="Cap on the fine-tuning steps of each individually pruned twin (pruned-*).")
     parser.add_argument("--fsdd", default=os.path.join(SHARED_DATA, "fsdd"), help="FSDD manifest folder.")
     parser.add_argument("--results_dir", default=RESULTS)
     parser.add_argument("--work_dir", default=None,
@@ -127,7 +151,7 @@ def parse_args(argv=None):
     args.arms = expand_arms(args.arms, parser)
     if args.smoke:
         args.fsdd, args.max_steps, args.eval_steps, args.patience, args.batch_size = "fsdd", 4, 2, 1, 4
-        args.unfold_max_steps = 4
+        args.unfold_max_steps = args.prune_max_steps = 4
     if args.work_dir is None:
         args.work_dir = os.path.join(args.results_dir, "..", "claims_work")
     return args
@@ -140,19 +164,27 @@ def expand_arms(spec: str, parser) -> list[str]:
             arms += [f"twin-{s}" for s in SUBNETS]
         elif name == "unfolding":
             arms += ["twin-largest", f"twin-{PLAIN_SHALLOW}", "unfold"]
+        elif name == "omni_sparsity":
+            arms += ["omni", "twin-largest", *(f"pruned-{p}" for p in PRUNED)]
+        elif name == "orthosoftmax":
+            arms += ["ortho", "twin-largest", *(f"ortho-twin-{b}" for b in ORTHO_TWINS)]
         elif name == "ablations":
             arms += [f"todm-{a}" for a in ABLATIONS]
-        elif name in ("todm", "unfold") or (name.startswith("twin-") and name[5:] in TWINS) or (
+        elif name in ("todm", "unfold", "omni", "ortho") or name in DEPENDS_ON or (
+            name.startswith("twin-") and name[5:] in TWINS
+        ) or (
             name.startswith("todm-") and name[5:] in ABLATIONS
         ):
             arms.append(name)
         else:
             parser.error(f"Unknown arm {name!r}; use todm, twins, twin-<{'|'.join(TWINS)}>, ablations, "
                          f"todm-<{'|'.join(ABLATIONS)}>, unfold, unfolding (= twin-largest, twin-{PLAIN_SHALLOW}, "
-                         "unfold).")
+                         f"unfold), omni, pruned-<{'|'.join(PRUNED)}>, omni_sparsity (= omni, twin-largest, pruned-*), "
+                         f"ortho, ortho-twin-<{'|'.join(ORTHO_TWINS)}>, orthosoftmax (= ortho, twin-largest, "
+                         "ortho-twin-*).")
     arms = list(dict.fromkeys(arms))
-    # `unfold` starts from the trained twin-largest of its seed: run it after the twins.
-    return sorted(arms, key=lambda arm: arm == "unfold")
+    # Arms that start from another arm's trained model run after every arm they may depend on.
+    return sorted(arms, key=lambda arm: arm in DEPENDS_ON)
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -176,16 +208,27 @@ def digits_data(args):
     }
 
 
-def model_config(tokenizer, smoke: bool) -> SupernetConformerConfig:
+def model_config(tokenizer, smoke: bool, recipe: str = "todm", **overrides) -> SupernetConformerConfig:
+    """The benchmark's 8-layer Conformer with a paper recipe's mask type and search space."""
     size = (
         {"hidden_size": 16, "intermediate_size": 32, "subsampling_conv_channels": 8, "num_attention_heads": 2}
         if smoke
         else {"hidden_size": 64, "intermediate_size": 256, "subsampling_conv_channels": 64, "num_attention_heads": 4}
     )
     return SupernetConformerConfig.from_recipe(
-        "todm", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_hidden_layers=8,
-        conv_kernel_size=15, subsampling_factor=8, layer_drop_choices=[0, 2, 3], **size,
+        recipe, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_hidden_layers=8,
+        conv_kernel_size=15, subsampling_factor=8, layer_drop_choices=[0, 2, 3], **size, **overrides,
     )
+
+
+def omni_config(args, tokenizer, levels=None) -> SupernetConformerConfig:
+    """Omni-sparsity's recipe on the benchmark's model; the cubic schedule reaches the highest sparsity by half of
+    the step cap [choice: the seed text gives the interval (256), not the ramp's length]."""
+    interval = 2 if args.smoke else 256
+    ramp = max(interval, round(args.max_steps / 2 / interval) * interval)
+    extra = {} if levels is None else {"omni_sparsity_levels": levels}
+    return model_config(tokenizer, args.smoke, "omni_sparsity", omni_sparsity_prune_interval=interval,
+                        omni_sparsity_schedule_steps=ramp, **extra)
 
 
 def benchmark_subnets(space) -> dict[str, LayerWidthSpec]:
@@ -211,6 +254,26 @@ def training_arguments(args, output_dir: str, seed: int, supernet: bool, ablatio
             adaptive_dropout=False,
         )
     return SupernetTrainingArguments.from_recipe("todm", **common, **ablation)
+
+
+def twin_optimizer(args) -> dict:
+    """The twins' optimizer, rate and schedule (TODM's baseline recipe, §4), used by every arm whose paper gives no
+    rate we have [not in the seed text for Omni-sparsity and OrthoSoftmax], so each supernet and its twins differ
+    only in how they train subnets."""
+    fields = recipe_training_arguments("todm", max_steps=1)
+    values = {k: fields[k] for k in ("optim", "adam_beta1", "adam_beta2", "weight_decay", "learning_rate",
+                                     "lr_scheduler_type")}
+    if args.learning_rate is not None:
+        values["learning_rate"] = args.learning_rate
+    return values
+
+
+def recipe_arguments(args, recipe: str, output_dir: str, seed: int, **overrides) -> SupernetTrainingArguments:
+    """A paper's training preset (its sandwich, batch split and distillation) with the twins' optimizer."""
+    common = common_arguments(args, output_dir, seed, supernet=True)
+    common.update(twin_optimizer(args))
+    common.update(overrides)
+    return SupernetTrainingArguments.from_recipe(recipe, **common)
 
 
 def unfolding_arguments(args, output_dir: str, seed: int) -> SupernetTrainingArguments:
@@ -296,30 +359,64 @@ def trained_model_dir(args, arm: str, seed: int) -> str:
 
 
 def setup_arm(args, arm: str, seed: int, data) -> dict:
-    """The model an arm trains, its arguments, and the subnets scored afterwards (``None``: the model as it is)."""
+    """The model an arm trains, its arguments, the subnets scored afterwards (``None``: the model as it is) and,
+    where the trained model does not tell them, their parameter counts."""
     set_seed(seed)
     output_dir = os.path.join(args.work_dir, f"digits-{arm}-seed{seed}")
-    if arm == "unfold":
-        source = trained_model_dir(args, "twin-largest", seed)
+    if arm in DEPENDS_ON:
+        source = trained_model_dir(args, DEPENDS_ON[arm], seed)
         if not os.path.isdir(source):
             raise FileNotFoundError(
-                f"The unfold arm folds the trained twin-largest of seed {seed}, but {source} is missing: run "
-                f"`--arms twin-largest --seeds {seed}` first (or `--arms unfolding`)."
+                f"The {arm} arm starts from the trained {DEPENDS_ON[arm]} of seed {seed}, but {source} is missing: run "
+                f"`--arms {DEPENDS_ON[arm]} --seeds {seed}` first."
             )
-        deep = SupernetConformerForCTC.from_pretrained(source)
-        model = SupernetConformerForCTC.fold(deep, FOLDED_BLOCKS)
+        trained = SupernetConformerForCTC.from_pretrained(source)
+    if arm == "unfold":
+        model = SupernetConformerForCTC.fold(trained, FOLDED_BLOCKS)
         space = model.subnet_space
         return {"model": model, "args": unfolding_arguments(args, output_dir, seed), "supernet": True,
                 "scored": {"deepest": space.largest(), "seed": space.smallest()},
                 "params": {"deepest": model.num_parameters(), "seed": model.num_parameters(),
-                           "folded_from": deep.num_parameters()}}
+                           "folded_from": trained.num_parameters()}}
+    if arm == "omni":
+        model = SupernetConformerForCTC(omni_config(args, data["tokenizer"]))
+        scored = {name: OmniSparsitySpec((level,) * 8) for name, level in zip(PRUNED, SPARSITIES)}
+        return {"model": model, "args": recipe_arguments(args, "omni_sparsity", output_dir, seed), "supernet": True,
+                "scored": scored}
+    if arm.startswith("pruned-"):
+        # One sparsity alone: the trained dense twin, pruned by magnitude at the first step, then fine-tuned while
+        # Adam-pruning re-ranks its blocks every interval (an omni_sparsity model whose only level is the target).
+        name = arm[len("pruned-"):]
+        level = SPARSITIES[PRUNED.index(name)]
+        model = SupernetConformerForCTC(omni_config(args, data["tokenizer"], levels=[level]))
+        missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
+        if unexpected or not all(".mask." in key for key in missing):
+            raise RuntimeError(f"The dense twin does not fit the pruned model: missing {missing}, unexpected {unexpected}.")
+        spec = OmniSparsitySpec((level,) * 8)
+        training_args = recipe_arguments(args, "omni_sparsity", output_dir, seed, num_random_subnets=0,
+                                          distillation="none", max_steps=args.prune_max_steps, warmup_steps=0)
+        return {"model": model, "args": training_args, "supernet": True, "scored": {name: spec}}
+    if arm == "ortho":
+        steps = args.max_steps
+        # [METHODS.md, from the authors' code] stage 1 (soft masks) takes about 60% of training.
+        model = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke, "orthosoftmax",
+                                                     orthosoftmax_stage1_steps=round(0.6 * steps)))
+        scored = {f"b{spec.budget}": spec for spec in model.subnet_space}
+        return {"model": model, "args": recipe_arguments(args, "orthosoftmax", output_dir, seed), "supernet": True,
+                "scored": scored}
+    if arm.startswith("ortho-twin-"):
+        # The architecture OrthoSoftmax learned for this budget, trained alone from a fresh initialisation.
+        name = arm[len("ortho-twin-"):]
+        architecture = trained.extract_subnet(OrthoSoftmaxSpec(float(name[1:]))).config
+        model = SupernetConformerForCTC(architecture)
+        return {"model": model, "args": training_arguments(args, output_dir, seed, False, {}), "supernet": False,
+                "scored": {name: None}, "params": {name: model.num_parameters()}}
     initial = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke))
     specs = benchmark_subnets(initial.subnet_space)
     if arm.startswith("todm"):
         ablation = ABLATIONS[arm[len("todm-"):]] if arm.startswith("todm-") else {}
         return {"model": initial, "args": training_arguments(args, output_dir, seed, True, ablation), "supernet": True,
-                "scored": {name: specs[name] for name in SUBNETS},
-                "params": {name: initial.subnet_costs(specs[name]).params for name in SUBNETS}}
+                "scored": {name: specs[name] for name in SUBNETS}}
     name = arm[len("twin-"):]
     return {"model": initial.extract_subnet(specs[name]), "args": training_arguments(args, output_dir, seed, False, {}),
             "supernet": False, "scored": {name: None}, "params": {name: initial.subnet_costs(specs[name]).params}}
@@ -358,7 +455,9 @@ def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
         "stopped_early": trainer.state.global_step < training_args.max_steps,
         "train_cpu_s": train_cpu, "eval_cpu_s": previous["eval_cpu_s"] + timed.seconds,
         "resumed_from": os.path.basename(checkpoint) if checkpoint else None,
-        "params": setup["params"],
+        # Counted after training: a learned mask (OrthoSoftmax) or pruning (Omni-sparsity) decides what a subnet keeps.
+        "params": setup.get("params") or {
+            name: trainer.model.subnet_costs(spec).params for name, spec in setup["scored"].items()},
         "best_dev_metric": trainer.state.best_metric, "scores": scores,
     }
 
@@ -440,41 +539,44 @@ def main(argv=None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------- render
-def claim_rows(runs: list[dict]) -> list[dict]:
-    """One row per (supernet arm, subnet): the subnet's errors over the arm's seeds vs its twin's, with CIs."""
-    by_arm: dict[str, list[dict]] = {}
+def by_arm(runs: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
     for run in runs:
-        by_arm.setdefault(run["arm"], []).append(run)
-    rows = []
-    for arm in sorted(a for a in by_arm if a.startswith("todm")):
-        for name in SUBNETS:
-            twins = by_arm.get(f"twin-{name}", [])
-            row = {"arm": arm, "subnet": name, "seeds": sorted(r["seed"] for r in by_arm[arm]),
-                   "twin_seeds": sorted(r["seed"] for r in twins),
-                   "params": by_arm[arm][0]["params"][name],
-                   "wer": float(np.mean([r["scores"][name]["wer"] for r in by_arm[arm]])),
-                   "cer": float(np.mean([r["scores"][name]["cer"] for r in by_arm[arm]])),
-                   "ctc_loss_per_frame": float(np.mean([r["scores"][name]["ctc_loss_per_frame"] for r in by_arm[arm]]))}
-            if twins:
-                row["twin_wer"] = float(np.mean([r["scores"][name]["wer"] for r in twins]))
-                row["twin_cer"] = float(np.mean([r["scores"][name]["cer"] for r in twins]))
-                row["twin_ctc_loss_per_frame"] = float(np.mean([r["scores"][name]["ctc_loss_per_frame"] for r in twins]))
-                for unit in ("word", "char"):
-                    ci = paired_bootstrap_ratio([r["scores"][name][f"{unit}_errors"] for r in by_arm[arm]],
-                                                [r["scores"][name][f"{unit}_errors"] for r in twins])
-                    row[f"{unit}_ratio"] = ci
-                    row[f"{unit}_met"] = ci["high"] <= GOAL
-            rows.append(row)
-    return rows
+        grouped.setdefault(run["arm"], []).append(run)
+    return grouped
+
+
+# Per method: which supernet arms it has, each scored subnet's twin (arm, subnet), and the runs whose CPU seconds
+# add up to "training every size separately".
+METHODS = {
+    "TODM (layer/width)": {
+        "arms": lambda arm: arm == "todm" or arm.startswith("todm-"),
+        "pairs": [(name, f"twin-{name}", name) for name in SUBNETS],
+        "separate": [f"twin-{name}" for name in SUBNETS],
+    },
+    "Omni-sparsity": {
+        "arms": lambda arm: arm == "omni",
+        "pairs": [(name, f"pruned-{name}", name) for name in PRUNED],
+        # Each pruned twin starts from the dense twin, so its cost counts too.
+        "separate": ["twin-largest", *(f"pruned-{name}" for name in PRUNED)],
+    },
+    "OrthoSoftmax": {
+        "arms": lambda arm: arm == "ortho",
+        "pairs": [(name, f"ortho-twin-{name}", name) for name in ORTHO_TWINS] + [("b1.0", "twin-largest", "largest")],
+        "separate": [*(f"ortho-twin-{name}" for name in ORTHO_TWINS), "twin-largest"],
+    },
+}
+
+
+def mean_score(runs: list[dict], name: str, key: str) -> float:
+    return float(np.mean([r["scores"][name][key] for r in runs]))
 
 
 def compare(runs_a: list[dict], name_a: str, runs_b: list[dict], name_b: str, goal: float) -> dict:
     """Subnet ``name_a`` of ``runs_a`` against ``name_b`` of ``runs_b`` (all seeds), word and char error ratios."""
-    row = {"wer": float(np.mean([r["scores"][name_a]["wer"] for r in runs_a])),
-           "cer": float(np.mean([r["scores"][name_a]["cer"] for r in runs_a])),
-           "reference_wer": float(np.mean([r["scores"][name_b]["wer"] for r in runs_b])),
-           "reference_cer": float(np.mean([r["scores"][name_b]["cer"] for r in runs_b])),
-           "seeds": sorted(r["seed"] for r in runs_a), "reference_seeds": sorted(r["seed"] for r in runs_b)}
+    row = {"reference_wer": mean_score(runs_b, name_b, "wer"), "reference_cer": mean_score(runs_b, name_b, "cer"),
+           "reference_ctc_loss_per_frame": mean_score(runs_b, name_b, "ctc_loss_per_frame"),
+           "reference_seeds": sorted(r["seed"] for r in runs_b)}
     for unit in ("word", "char"):
         row[f"{unit}_ratio"] = paired_bootstrap_ratio([r["scores"][name_a][f"{unit}_errors"] for r in runs_a],
                                                       [r["scores"][name_b][f"{unit}_errors"] for r in runs_b])
@@ -482,42 +584,58 @@ def compare(runs_a: list[dict], name_a: str, runs_b: list[dict], name_b: str, go
     return row
 
 
+def scores_of(runs: list[dict], name: str) -> dict:
+    return {"wer": mean_score(runs, name, "wer"), "cer": mean_score(runs, name, "cer"),
+            "ctc_loss_per_frame": mean_score(runs, name, "ctc_loss_per_frame"), "seeds": sorted(r["seed"] for r in runs)}
+
+
+def claim_rows(runs: list[dict]) -> list[dict]:
+    """One row per (method, supernet arm, scored subnet): its errors over the arm's seeds vs its twin's, with CIs."""
+    grouped, rows = by_arm(runs), []
+    for method, spec in METHODS.items():
+        for arm in sorted(a for a in grouped if spec["arms"](a)):
+            for name, twin_arm, twin_name in spec["pairs"]:
+                row = {"method": method, "arm": arm, "subnet": name, "twin": twin_arm,
+                       "params": grouped[arm][0]["params"][name], **scores_of(grouped[arm], name)}
+                if grouped.get(twin_arm):
+                    row.update(compare(grouped[arm], name, grouped[twin_arm], twin_name, GOAL))
+                rows.append(row)
+    return rows
+
+
+def cost_rows(runs: list[dict]) -> list[dict]:
+    """Each supernet's training CPU seconds against the sum of its method's separate runs (means over seeds)."""
+    grouped, rows = by_arm(runs), []
+    for method, spec in METHODS.items():
+        if not all(grouped.get(arm) for arm in spec["separate"]):
+            continue
+        separate = sum(float(np.mean([r["train_cpu_s"] for r in grouped[arm]])) for arm in spec["separate"])
+        for arm in sorted(a for a in grouped if spec["arms"](a)):
+            cpu = [r["train_cpu_s"] for r in grouped[arm]]
+            rows.append({"method": method, "arm": arm, "supernet_cpu_s": float(np.mean(cpu)),
+                         "supernet_cpu_range": [min(cpu), max(cpu)], "separate_cpu_s": separate,
+                         "separate_runs": spec["separate"], "ratio": float(np.mean(cpu)) / separate,
+                         "met": float(np.mean(cpu)) / separate <= COST_GOAL,
+                         "steps": [r["steps"] for r in grouped[arm]]})
+    return rows
+
+
 def unfold_rows(runs: list[dict]) -> list[dict]:
     """The folded model's deepest path against the trained deep model it was folded from (goal) and against a plain
     model with as many layers as stored blocks; its seed path against that plain model."""
-    by_arm: dict[str, list[dict]] = {}
-    for run in runs:
-        by_arm.setdefault(run["arm"], []).append(run)
-    folded, deep, shallow = by_arm.get("unfold"), by_arm.get("twin-largest"), by_arm.get(f"twin-{PLAIN_SHALLOW}")
+    grouped = by_arm(runs)
+    folded, deep, shallow = grouped.get("unfold"), grouped.get("twin-largest"), grouped.get(f"twin-{PLAIN_SHALLOW}")
     if not folded or not deep:
         return []
     stored = folded[0]["params"]["deepest"] / folded[0]["params"]["folded_from"]
     rows = [{"what": "deepest path vs the trained deep model", "stored_params_ratio": stored,
              "params_met": stored <= UNFOLD_PARAMS_GOAL, "goal": UNFOLD_GOAL,
-             **compare(folded, "deepest", deep, "largest", UNFOLD_GOAL)}]
+             **scores_of(folded, "deepest"), **compare(folded, "deepest", deep, "largest", UNFOLD_GOAL)}]
     if shallow:
         rows += [{"what": f"deepest path vs a plain {FOLDED_BLOCKS}-layer model", "goal": None,
-                  **compare(folded, "deepest", shallow, PLAIN_SHALLOW, UNFOLD_GOAL)},
+                  **scores_of(folded, "deepest"), **compare(folded, "deepest", shallow, PLAIN_SHALLOW, UNFOLD_GOAL)},
                  {"what": f"seed path vs a plain {FOLDED_BLOCKS}-layer model", "goal": None,
-                  **compare(folded, "seed", shallow, PLAIN_SHALLOW, UNFOLD_GOAL)}]
-    return rows
-
-
-def cost_rows(runs: list[dict]) -> list[dict]:
-    by_arm: dict[str, list[dict]] = {}
-    for run in runs:
-        by_arm.setdefault(run["arm"], []).append(run)
-    twins = {name: by_arm.get(f"twin-{name}", []) for name in SUBNETS}
-    if not all(twins.values()):
-        return []
-    separate = sum(float(np.mean([r["train_cpu_s"] for r in twins[n]])) for n in SUBNETS)
-    rows = []
-    for arm in sorted(a for a in by_arm if a.startswith("todm")):
-        cpu = [r["train_cpu_s"] for r in by_arm[arm]]
-        rows.append({"arm": arm, "supernet_cpu_s": float(np.mean(cpu)), "supernet_cpu_range": [min(cpu), max(cpu)],
-                     "separate_cpu_s": separate, "ratio": float(np.mean(cpu)) / separate,
-                     "met": float(np.mean(cpu)) / separate <= COST_GOAL,
-                     "steps": [r["steps"] for r in by_arm[arm]]})
+                  **scores_of(folded, "seed"), **compare(folded, "seed", shallow, PLAIN_SHALLOW, UNFOLD_GOAL)}]
     return rows
 
 
@@ -553,30 +671,30 @@ def markdown(result: dict) -> str:
         f"`{RUNS_FILE}`: {len(runs)} finished runs. Ratios are supernet subnet / separately trained twin, with a 95% "
         "paired bootstrap interval over test utterances and training seeds (`hf_supernet.metrics.bootstrap`); a "
         f"claim is met only when the whole interval is <= {result['goal']}.\n",
-        "## Connected digits (`digits`)\n",
-        "| arm | subnet | params | seeds (twin) | WER | twin WER | WER ratio [95% CI] | CER | twin CER | "
+        "## Connected digits (`digits`): each subnet vs its twin\n",
+        "| method | arm | subnet | params | seeds (twin) | WER | twin WER | WER ratio [95% CI] | CER | twin CER | "
         "CER ratio [95% CI] | CTC loss/frame (twin) | met |",
-        "|---|---|---:|---|---:|---:|---|---:|---:|---|---|---|",
+        "|---|---|---|---:|---|---:|---:|---|---:|---:|---|---|---|",
     ]
     for row in result["claims"]:
-        met = "—" if "word_met" not in row else ("yes" if row["word_met"] and row["char_met"] else "no")
-        lines.append(
-            f"| `{row['arm']}` | {row['subnet']} | {row['params'] / 1e6:.2f} M | {len(row['seeds'])} "
-            f"({len(row['twin_seeds'])}) | {pct(row['wer'])} | {pct(row['twin_wer']) if 'twin_wer' in row else '—'} | "
-            f"{ratio_text(row.get('word_ratio'))} | {pct(row['cer'])} | "
-            f"{pct(row['twin_cer']) if 'twin_cer' in row else '—'} | {ratio_text(row.get('char_ratio'))} | "
-            f"{row['ctc_loss_per_frame']:.3f} ({row.get('twin_ctc_loss_per_frame', float('nan')):.3f}) | {met} |"
-        )
+        twin = "word_ratio" in row
+        cells = [row["method"], f"`{row['arm']}`", row["subnet"], f"{row['params'] / 1e6:.2f} M",
+                 f"{len(row['seeds'])} ({len(row.get('reference_seeds', []))})", pct(row["wer"]),
+                 pct(row["reference_wer"]) if twin else "—", ratio_text(row.get("word_ratio")), pct(row["cer"]),
+                 pct(row["reference_cer"]) if twin else "—", ratio_text(row.get("char_ratio")),
+                 f"{row['ctc_loss_per_frame']:.3f}" + (f" ({row['reference_ctc_loss_per_frame']:.3f})" if twin else ""),
+                 ("yes" if row["met"] else "no") if twin else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Training cost (CPU seconds, evaluations excluded)\n"]
     if result["costs"]:
-        lines += ["| arm | supernet CPU s (mean, range) | steps | sum of the 4 twins' CPU s | ratio | goal <= "
-                  f"{result['cost_goal']}x |", "|---|---:|---|---:|---:|---|"]
+        lines += ["| method | arm | supernet CPU s (mean, range) | steps | separate runs' CPU s (sum of means) | ratio | "
+                  f"goal <= {result['cost_goal']}x |", "|---|---|---:|---|---:|---:|---|"]
         for row in result["costs"]:
-            lines.append(f"| `{row['arm']}` | {row['supernet_cpu_s']:.0f} ({row['supernet_cpu_range'][0]:.0f}–"
-                         f"{row['supernet_cpu_range'][1]:.0f}) | {row['steps']} | {row['separate_cpu_s']:.0f} | "
-                         f"{row['ratio']:.2f} | {'met' if row['met'] else 'not met'} |")
+            lines.append(f"| {row['method']} | `{row['arm']}` | {row['supernet_cpu_s']:.0f} "
+                         f"({row['supernet_cpu_range'][0]:.0f}–{row['supernet_cpu_range'][1]:.0f}) | {row['steps']} | "
+                         f"{row['separate_cpu_s']:.0f} | {row['ratio']:.2f} | {'met' if row['met'] else 'not met'} |")
     else:
-        lines.append("Not yet: every twin needs at least one finished run.")
+        lines.append("Not yet: every separate run of a method needs at least one finished seed.")
     lines += ["", "## Unfolding: the trained 8-layer twin folded into "
               f"{FOLDED_BLOCKS} stored blocks and fine-tuned (`unfold`)\n"]
     if result["unfolding"]:

@@ -5,6 +5,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from hf_supernet.training.samplers import SortaGradSampler
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -128,7 +130,8 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
     assert len(claims) == 8 and {arm for arm, _ in claims} == {"todm", "todm-no_switch"}
     for row in claims.values():
         ci = row["word_ratio"]
-        assert ci["low"] <= ci["ratio"] <= ci["high"] and row["word_met"] == (ci["high"] <= bench.GOAL)
+        assert ci["low"] <= ci["ratio"] <= ci["high"]
+        assert row["met"] == (max(ci["high"], row["char_ratio"]["high"]) <= bench.GOAL)
     assert {row["arm"] for row in result["costs"]} == {"todm", "todm-no_switch"}
     # Unfolding: the folded trained twin against the deep model it came from and a plain shallow model.
     unfold = result["unfolding"]
@@ -168,3 +171,24 @@ def test_bench_claims_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, m
     run = bench.main(common)["runs"][0]
     assert run["resumed_from"] == "checkpoint-2" and run["steps"] == 4
     assert run["train_cpu_s"] > spent["train_cpu_s"]  # the resumed run counts what was spent before the kill
+
+
+@pytest.mark.slow
+def test_bench_claims_smoke_omni_sparsity_and_orthosoftmax_arms(tmp_path):
+    bench = load_script("bench_claims")
+    common = ["--smoke", "--seeds", "0", "--results_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
+    # An arm that starts from another arm's trained model says which run to do first.
+    with pytest.raises(FileNotFoundError, match="run `--arms ortho --seeds 0` first"):
+        bench.main(["--arms", "ortho-twin-b0.337", *common])
+    result = bench.main(["--arms", "omni_sparsity,orthosoftmax", *common])
+    rows = {(row["arm"], row["subnet"]): row for row in result["claims"]}
+    assert set(rows) == {("omni", p) for p in bench.PRUNED} | {("ortho", f"b{b}") for b in (*bench.ORTHO_BUDGETS, 1.0)}
+    for (arm, subnet), row in rows.items():
+        assert row["twin"] == {"omni": f"pruned-{subnet}", "ortho": f"ortho-twin-{subnet}"}[arm] or subnet == "b1.0"
+        assert "word_ratio" in row and "char_ratio" in row
+    runs = {r["arm"]: r for r in result["runs"]}
+    # The pruned twins are the dense twin pruned to one sparsity; OrthoSoftmax's twins have the learned shapes.
+    assert runs["pruned-s80"]["params"]["s80"] < runs["pruned-s50"]["params"]["s50"] < runs["twin-largest"]["params"]["largest"]
+    for budget in bench.ORTHO_TWINS:
+        assert runs[f"ortho-twin-{budget}"]["params"][budget] == runs["ortho"]["params"][budget]
+    assert {row["method"] for row in result["costs"]} == {"Omni-sparsity", "OrthoSoftmax"}
