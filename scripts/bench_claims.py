@@ -15,7 +15,8 @@ skips it; an interrupted run resumes from its last checkpoint in `--work_dir`):
 - `twin-<subnet>`: each of those 4 architectures trained alone as a dense model from the same initial weights (the
   fresh supernet's slice), with TODM's baseline recipe (Adam, same learning rate and schedule, no distillation).
 - `todm-<ablation>`: the TODM supernet with one ingredient changed: `no_kd`, `kl`, `no_weight_cut`,
-  `no_adaptive_dropout`, `no_switch`.
+  `no_adaptive_dropout`, `no_switch`, `progressive` (Once-for-All's progressive shrinking: the largest alone, then
+  elastic width, then the whole space).
 - `unfold` (Unfolding starts from a trained model): the trained `twin-largest` of the same seed folded into 5 stored
   blocks (`SupernetConformerForCTC.fold`, evenly spaced layers) and fine-tuned with the Unfolding preset (deepest
   path + seed + one random path, KL from the deepest into the seed); compared with the deep model it came from and
@@ -100,7 +101,12 @@ ABLATIONS = {
     "no_weight_cut": {"distill_weight_after_drop": 1.0},
     "no_adaptive_dropout": {"adaptive_dropout": False},
     "no_switch": {"optimizer_switch_step": None},
+    "progressive": {},  # a model setting: see PROGRESSIVE_SHRINKING
 }
+# Once-for-All's progressive shrinking for the `todm-progressive` ablation: the largest alone for the first 10% of the
+# step cap, elastic width (all layers) until 30%, then the whole space [choice: OFA's stage lengths are for its own
+# CNN recipe and not in our seed texts].
+PROGRESSIVE_SHRINKING = (0.1, 0.3)
 SUBNETS = ("largest", "L8-ffn128", "L6-ffn64", "smallest")
 # Unfolding: the trained 8-layer twin folded into this many stored blocks, against a plain model of that depth.
 FOLDED_BLOCKS = 5
@@ -411,7 +417,10 @@ def setup_arm(args, arm: str, seed: int, data) -> dict:
         model = SupernetConformerForCTC(architecture)
         return {"model": model, "args": training_arguments(args, output_dir, seed, False, {}), "supernet": False,
                 "scored": {name: None}, "params": {name: model.num_parameters()}}
-    initial = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke))
+    shrinking = {}
+    if arm == "todm-progressive":
+        shrinking = {"layer_width_shrinking_steps": [round(share * args.max_steps) for share in PROGRESSIVE_SHRINKING]}
+    initial = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke, **shrinking))
     specs = benchmark_subnets(initial.subnet_space)
     if arm.startswith("todm"):
         ablation = ABLATIONS[arm[len("todm-"):]] if arm.startswith("todm-") else {}

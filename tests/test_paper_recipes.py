@@ -86,3 +86,28 @@ def test_resume_across_the_switch_reproduces_an_uninterrupted_run(tmp_path, stop
     final, again = full.model.state_dict(), resumed.model.state_dict()
     for key in final:
         torch.testing.assert_close(again[key], final[key], rtol=1e-5, atol=1e-6)
+
+
+def test_progressive_shrinking_opens_smaller_subnets_in_stages():
+    from hf_supernet import SupernetConformerForCTC
+    from hf_supernet.training.sandwich import sandwich_subnets
+
+    from .conftest import tiny_conformer_config
+
+    model = SupernetConformerForCTC(tiny_conformer_config(layer_width_shrinking_steps=[3, 6]))
+    space, mask = model.subnet_space, model.mask
+    generator = torch.Generator().manual_seed(0)
+    depth = space.largest().num_layers
+    for step in range(9):
+        drawn = sandwich_subnets(mask.training_space(), 2, generator)
+        trained = mask.training_subnets(drawn, generator, step)
+        if step < 3:  # the largest alone
+            assert trained == drawn[:1]
+        elif step < 6:  # elastic width: every subnet keeps every layer, the sandwich's roles stay
+            assert [role for role, _ in trained] == [role for role, _ in drawn]
+            assert all(spec.num_layers == depth and spec in space for _, spec in trained)
+            assert trained[1][1] == type(space.smallest())((min(space.width_choices[0]),) * depth)
+        else:
+            assert trained == drawn
+    with pytest.raises(ValueError, match="layer_width_shrinking_steps"):
+        tiny_conformer_config(layer_width_shrinking_steps=[5, 2])

@@ -6,6 +6,7 @@ channel), so a subnet is a slice of the supernet's weights and extraction is sli
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 from collections.abc import Iterator
@@ -38,10 +39,15 @@ class LayerWidthConfigMixin:
             `num_hidden_layers`.
         ffn_width_choices (`list[float]`, *optional*, defaults to `[0.125, 0.25, 0.5, 1.0]`):
             `layer_width`: feed-forward widths a kept layer may use, as fractions of its full width.
+        layer_width_shrinking_steps (`list[int]`, *optional*):
+            `layer_width`: Once-for-All's progressive shrinking, as the optimizer steps `[s1, s2]` where smaller
+            subnets open to training: before `s1` only the largest subnet trains, until `s2` every subnet keeps all
+            its layers (elastic width), then the whole space trains. `None`: the whole space from the start (TODM).
     """
 
     layer_drop_choices: list[int] | None = None
     ffn_width_choices: list[float] | None = None
+    layer_width_shrinking_steps: list[int] | None = None
 
     def __post_init__(self, **kwargs):
         if self.layer_drop_choices is None:
@@ -63,6 +69,14 @@ class LayerWidthConfigMixin:
             )
         if not self.ffn_width_choices or not all(0 < f <= 1 for f in self.ffn_width_choices):
             raise ValueError(f"ffn_width_choices must be fractions in (0, 1], got {self.ffn_width_choices}.")
+        stages = self.layer_width_shrinking_steps
+        if stages is not None and (
+            len(stages) != 2 or not all(isinstance(s, int) and s >= 0 for s in stages) or stages[0] > stages[1]
+        ):
+            raise ValueError(
+                f"layer_width_shrinking_steps must be two steps [s1, s2] with 0 <= s1 <= s2 (largest only before s1, "
+                f"elastic width until s2), got {stages}."
+            )
 
 
 @register_spec("layer_width")
@@ -91,6 +105,12 @@ class LayerWidthSpace(SubnetSpace):
             sorted({max(1, round(f * config.ffn_dim_of_layer(i))) for f in config.ffn_width_choices})
             for i in range(config.num_hidden_layers)
         ]
+
+    def at_full_depth(self) -> LayerWidthSpace:
+        """The part of this space that keeps every layer (only the widths vary)."""
+        part = copy.copy(self)
+        part.depths = self.depths[-1:]
+        return part
 
     def largest(self) -> LayerWidthSpec:
         return LayerWidthSpec(tuple(w[-1] for w in self.width_choices[: self.depths[-1]]))
@@ -160,6 +180,22 @@ class LayerWidthMask(MaskMethod):
 
     def space(self) -> LayerWidthSpace:
         return LayerWidthSpace(self.config)
+
+    def training_subnets(self, subnets, generator, step):
+        """Progressive shrinking (Once-for-All) when ``layer_width_shrinking_steps`` is set: the largest subnet alone
+        first, then the sandwich's other subnets drawn again at full depth, then the sandwich as drawn."""
+        stages = self.config.layer_width_shrinking_steps
+        if not stages or step >= stages[1]:
+            return subnets
+        if step < stages[0]:
+            return subnets[:1]  # the largest comes first
+        # The sandwich draws the largest, the smallest, then random subnets: each is drawn again at full depth.
+        elastic_width = self.space().at_full_depth()
+        redraws = [elastic_width.largest, elastic_width.smallest]
+        return [
+            (role, redraws[i]() if i < len(redraws) else elastic_width.sample(generator))
+            for i, (role, _) in enumerate(subnets)
+        ]
 
     def block_plans(self, spec: LayerWidthSpec) -> list[BlockPlan]:
         self.space().validate(spec)
