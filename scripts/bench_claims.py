@@ -32,7 +32,12 @@ skips it; an interrupted run resumes from its last checkpoint in `--work_dir`):
 Supernets of Omni-sparsity and OrthoSoftmax use the twins' optimizer, rate and schedule (their seed texts give no
 rates); each keeps its own sandwich, batch split and distillation.
 
-Every run: batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
+Instrument `librispeech` (`--instrument librispeech`, TODM arms only): Mini LibriSpeech's 1282 training utterances
+(train_full, 4.46 h), scored on its test speakers; the same 8-layer search space at 96 dims and 4x subsampling; every
+run trains for `--cpu_budget_minutes` of CPU with ScaledAdam + Eden and SortaGrad (Adam does not leave the CTC
+plateau within such budgets), scored by test CER, WER and CTC loss per frame.
+
+Digits runs: batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
 `--eval_steps`, patience `--patience` evaluations, at most `--max_steps`; the best dev checkpoint is scored. TODM
 supernets may stop only after their optimizer switch. CPU seconds = user + system time of training (evaluations
 excluded, since both sides evaluate at the same points).
@@ -72,7 +77,9 @@ from hf_supernet.data import (
     DataCollatorCTCWithPadding,
     SpecAugmentCallback,
     build_processor,
+    filter_ctc_feasible,
     load_speech_dataset,
+    prepare_dataset,
     train_tokenizer,
 )
 from hf_supernet.latency import cpu_seconds
@@ -85,6 +92,7 @@ from hf_supernet.paper_recipes import recipe_training_arguments
 from hf_supernet.search import collate_batches
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.callbacks import EarlyStoppingFromStepCallback
+from hf_supernet.training.recipes import recipe_trainer_class
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "results")
 SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
@@ -103,6 +111,9 @@ ABLATIONS = {
     "no_switch": {"optimizer_switch_step": None},
     "progressive": {},  # a model setting: see PROGRESSIVE_SHRINKING
 }
+# Mini LibriSpeech's CPU recipe (mini_librispeech_recipe.md, run t1): SortaGrad, Eden with B=1000, E=10.
+LIBRISPEECH_RECIPE = argparse.Namespace(sortagrad=True, batch_size=8, seed=0, schedule="eden", eden_lr_batches=1000.0,
+                                        eden_lr_epochs=10.0, warmup_steps=100)
 # Once-for-All's progressive shrinking for the `todm-progressive` ablation: the largest alone for the first 10% of the
 # step cap, elastic width (all layers) until 30%, then the whole space [choice: OFA's stage lengths are for its own
 # CNN recipe and not in our seed texts].
@@ -145,7 +156,13 @@ def parse_args(argv=None):
     parser.add_argument("--unfold_max_steps", type=int, default=1500, help="Cap on Unfolding's fine-tuning steps.")
     parser.add_argument("--prune_max_steps", type=int, default=1500,
                         help="Cap on the fine-tuning steps of each individually pruned twin (pruned-*).")
+    parser.add_argument("--instrument", default="digits", choices=["digits", "librispeech"],
+                        help="Connected digits to convergence, or Mini LibriSpeech at a fixed CPU budget per run.")
+    parser.add_argument("--cpu_budget_minutes", type=float, default=20.0,
+                        help="librispeech: training CPU minutes of every run (supernets and twins alike).")
     parser.add_argument("--fsdd", default=os.path.join(SHARED_DATA, "fsdd"), help="FSDD manifest folder.")
+    parser.add_argument("--librispeech", default=os.path.join(SHARED_DATA, "mini_librispeech"),
+                        help="Mini LibriSpeech manifest folder (train_full / dev / test).")
     parser.add_argument("--results_dir", default=RESULTS)
     parser.add_argument("--work_dir", default=None,
                         help="Checkpoints of unfinished runs and the trained models of finished ones (default: "
@@ -155,9 +172,12 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.arms = expand_arms(args.arms, parser)
+    if args.instrument == "librispeech" and not set(args.arms) <= {"todm", *(f"twin-{s}" for s in SUBNETS)}:
+        parser.error("The librispeech instrument runs the TODM arms only: --arms todm,twins (or a part of them).")
     if args.smoke:
         args.fsdd, args.max_steps, args.eval_steps, args.patience, args.batch_size = "fsdd", 4, 2, 1, 4
         args.unfold_max_steps = args.prune_max_steps = 4
+        args.librispeech, args.cpu_budget_minutes = "mini_librispeech", 0.05
     if args.work_dir is None:
         args.work_dir = os.path.join(args.results_dir, "..", "claims_work")
     return args
@@ -214,17 +234,36 @@ def digits_data(args):
     }
 
 
-def model_config(tokenizer, smoke: bool, recipe: str = "todm", **overrides) -> SupernetConformerConfig:
-    """The benchmark's 8-layer Conformer with a paper recipe's mask type and search space."""
+def librispeech_data(args):
+    """Mini LibriSpeech: all 1282 training utterances (train_full, 4.46 h; FLAC and Ogg/Opus), the dev and test
+    speakers' splits; character tokenizer; features computed once (cached by `datasets`)."""
+    train_split = "train" if args.smoke else "train_full"
+    splits = {name: load_speech_dataset(args.librispeech, name) for name in (train_split, "dev", "test")}
+    if args.smoke:
+        splits = {name: split.select(range(min(8, len(split)))) for name, split in splits.items()}
+    tokenizer = train_tokenizer(splits[train_split]["text"], model_type="char")
+    processor = build_processor(tokenizer)
+    prepared = {name: prepare_dataset(split, processor) for name, split in splits.items()}
+    return {"processor": processor, "tokenizer": tokenizer, "train": prepared[train_split], "dev": prepared["dev"],
+            "test": prepared["test"]}
+
+
+def model_config(tokenizer, smoke: bool, recipe: str = "todm", instrument: str = "digits",
+                 **overrides) -> SupernetConformerConfig:
+    """The benchmark's 8-layer Conformer with a paper recipe's mask type and search space. Mini LibriSpeech reads
+    14 characters a second: it needs 4x subsampling to have a CTC frame for every character (8x leaves most
+    utterances infeasible, see mini_librispeech_recipe.md) and a wider model."""
+    if instrument == "librispeech":
+        wider = {} if smoke else {"hidden_size": 96, "intermediate_size": 384, "subsampling_conv_channels": 96}
+        overrides = {"subsampling_factor": 4, **wider, **overrides}
     size = (
         {"hidden_size": 16, "intermediate_size": 32, "subsampling_conv_channels": 8, "num_attention_heads": 2}
         if smoke
         else {"hidden_size": 64, "intermediate_size": 256, "subsampling_conv_channels": 64, "num_attention_heads": 4}
     )
-    return SupernetConformerConfig.from_recipe(
-        recipe, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, num_hidden_layers=8,
-        conv_kernel_size=15, subsampling_factor=8, layer_drop_choices=[0, 2, 3], **size, **overrides,
-    )
+    values = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "num_hidden_layers": 8,
+              "conv_kernel_size": 15, "subsampling_factor": 8, "layer_drop_choices": [0, 2, 3], **size, **overrides}
+    return SupernetConformerConfig.from_recipe(recipe, **values)
 
 
 def omni_config(args, tokenizer, levels=None) -> SupernetConformerConfig:
@@ -292,6 +331,24 @@ def unfolding_arguments(args, output_dir: str, seed: int) -> SupernetTrainingArg
     return SupernetTrainingArguments.from_recipe("unfolding", **common)
 
 
+def librispeech_arguments(args, output_dir: str, seed: int, supernet: bool) -> SupernetTrainingArguments:
+    """Mini LibriSpeech at a fixed CPU budget: TODM's sandwich, split, distillation and adaptive dropout, but
+    ScaledAdam with the Eden schedule from the first step for every run [choice: with Adam no model here leaves the
+    CTC plateau within tens of CPU minutes (mini_librispeech_recipe.md), so TODM's switch to ScaledAdam at two
+    thirds — unknowable in steps under a CPU budget — and its weight cut are left out]. No evaluation or checkpoint
+    during the run: it stops when its training CPU seconds reach the budget."""
+    values = dict(
+        output_dir=output_dir, per_device_train_batch_size=8, per_device_eval_batch_size=16, max_steps=10**6,
+        warmup_steps=0 if args.smoke else 100, seed=seed, data_seed=seed, eval_strategy="no", save_strategy="no",
+        logging_steps=25, report_to=[], remove_unused_columns=False, dataloader_num_workers=0, use_cpu=True,
+        disable_tqdm=True, optim="scaled_adam", learning_rate=0.045, optimizer_switch_step=None,
+        distill_weight_drop_step=None,
+    )
+    if supernet:
+        return SupernetTrainingArguments.from_recipe("todm", **values)
+    return SupernetTrainingArguments.from_recipe("todm", **values, distillation="none", adaptive_dropout=False)
+
+
 def common_arguments(args, output_dir: str, seed: int, supernet: bool) -> dict:
     """What every run shares: batches, seeds, evaluation and checkpoint cadence, early stopping on the dev loss."""
     return dict(
@@ -303,12 +360,6 @@ def common_arguments(args, output_dir: str, seed: int, supernet: bool) -> dict:
         logging_steps=50, report_to=[], remove_unused_columns=False, dataloader_num_workers=0, use_cpu=True,
         disable_tqdm=True,
     )
-
-
-def run_learning_rate(args) -> float:
-    """The peak learning rate every run of this invocation used (the recipe's unless overridden)."""
-    return args.learning_rate if args.learning_rate is not None else recipe_training_arguments("todm", max_steps=1)[
-        "learning_rate"]
 
 
 class TimedEvaluation:
@@ -361,14 +412,14 @@ def score(model, spec, batches, tokenizer) -> dict:
 
 
 def trained_model_dir(args, arm: str, seed: int) -> str:
-    return os.path.join(args.work_dir, "trained", f"digits-{arm}-seed{seed}")
+    return os.path.join(args.work_dir, "trained", f"{args.instrument}-{arm}-seed{seed}")
 
 
 def setup_arm(args, arm: str, seed: int, data) -> dict:
     """The model an arm trains, its arguments, the subnets scored afterwards (``None``: the model as it is) and,
     where the trained model does not tell them, their parameter counts."""
     set_seed(seed)
-    output_dir = os.path.join(args.work_dir, f"digits-{arm}-seed{seed}")
+    output_dir = os.path.join(args.work_dir, f"{args.instrument}-{arm}-seed{seed}")
     if arm in DEPENDS_ON:
         source = trained_model_dir(args, DEPENDS_ON[arm], seed)
         if not os.path.isdir(source):
@@ -420,15 +471,20 @@ def setup_arm(args, arm: str, seed: int, data) -> dict:
     shrinking = {}
     if arm == "todm-progressive":
         shrinking = {"layer_width_shrinking_steps": [round(share * args.max_steps) for share in PROGRESSIVE_SHRINKING]}
-    initial = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke, **shrinking))
+    initial = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke, instrument=args.instrument, **shrinking))
     specs = benchmark_subnets(initial.subnet_space)
-    if arm.startswith("todm"):
+    supernet = arm.startswith("todm")
+    if args.instrument == "librispeech":
+        training_args = librispeech_arguments(args, output_dir, seed, supernet)
+    else:
         ablation = ABLATIONS[arm[len("todm-"):]] if arm.startswith("todm-") else {}
-        return {"model": initial, "args": training_arguments(args, output_dir, seed, True, ablation), "supernet": True,
+        training_args = training_arguments(args, output_dir, seed, supernet, ablation)
+    if supernet:
+        return {"model": initial, "args": training_args, "supernet": True,
                 "scored": {name: specs[name] for name in SUBNETS}}
     name = arm[len("twin-"):]
-    return {"model": initial.extract_subnet(specs[name]), "args": training_arguments(args, output_dir, seed, False, {}),
-            "supernet": False, "scored": {name: None}, "params": {name: initial.subnet_costs(specs[name]).params}}
+    return {"model": initial.extract_subnet(specs[name]), "args": training_args, "supernet": False,
+            "scored": {name: None}, "params": {name: initial.subnet_costs(specs[name]).params}}
 
 
 def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
@@ -437,13 +493,19 @@ def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
     model, training_args, supernet = setup["model"], setup["args"], setup["supernet"]
     output_dir = training_args.output_dir
     collator = DataCollatorCTCWithPadding(data["processor"], spec_augment=None if args.smoke else SPEC_AUGMENT, seed=seed)
-    patience = EarlyStoppingFromStepCallback(args.patience, start_step=training_args.optimizer_switch_step or 0)
     trainer_class = SupernetTrainer if supernet else Trainer
     # Supernets early-stop on the mean dev loss of every scored subnet (largest and smallest are evaluated anyway).
     extra = {"eval_subnets": dict(setup["scored"])} if supernet else {}
+    if args.instrument == "librispeech":
+        # The Mini LibriSpeech recipe's SortaGrad order and Eden schedule; a fixed CPU budget instead of early stopping.
+        trainer_class = recipe_trainer_class(trainer_class, LIBRISPEECH_RECIPE)
+        stop, eval_dataset = StopAtCpuBudget(args.cpu_budget_minutes * 60), None
+    else:
+        stop = EarlyStoppingFromStepCallback(args.patience, start_step=training_args.optimizer_switch_step or 0)
+        eval_dataset = data["dev"]
     trainer = trainer_class(
-        model=model, args=training_args, train_dataset=data["train"], eval_dataset=data["dev"],
-        data_collator=collator, callbacks=[SpecAugmentCallback(collator), patience], **extra,
+        model=model, args=training_args, train_dataset=data["train"], eval_dataset=eval_dataset,
+        data_collator=collator, callbacks=[SpecAugmentCallback(collator), stop], **extra,
     )
     timed = TimedEvaluation(trainer)
     spent_file = os.path.join(output_dir, "cpu_seconds.json")
@@ -459,7 +521,7 @@ def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
     trainer.model.save_pretrained(trained_model_dir(args, arm, seed))
     scores = {name: score(trainer.model, spec, test_batches, data["tokenizer"]) for name, spec in setup["scored"].items()}
     return {
-        "instrument": "digits", "arm": arm, "seed": seed,
+        "instrument": args.instrument, "arm": arm, "seed": seed, "learning_rate": training_args.learning_rate,
         "steps": trainer.state.global_step, "best_step": _best_step(trainer.state),
         "stopped_early": trainer.state.global_step < training_args.max_steps,
         "train_cpu_s": train_cpu, "eval_cpu_s": previous["eval_cpu_s"] + timed.seconds,
@@ -469,6 +531,20 @@ def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
             name: trainer.model.subnet_costs(spec).params for name, spec in setup["scored"].items()},
         "best_dev_metric": trainer.state.best_metric, "scores": scores,
     }
+
+
+class StopAtCpuBudget(transformers.TrainerCallback):
+    """Stops training once the process has spent ``seconds`` of CPU time in it (nothing else runs in the loop)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.start = seconds, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = cpu_seconds()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if cpu_seconds() - self.start >= self.seconds:
+            control.should_training_stop = True
 
 
 class _SpentCpuOnSave(transformers.TrainerCallback):
@@ -525,11 +601,17 @@ def main(argv=None) -> dict:
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
     torch.set_num_threads(args.threads)
     done = {(r["instrument"], r["arm"], r["seed"]) for r in finished_runs(args.results_dir)}
-    todo = [(arm, seed) for seed in args.seeds for arm in args.arms if ("digits", arm, seed) not in done]
+    todo = [(arm, seed) for seed in args.seeds for arm in args.arms if (args.instrument, arm, seed) not in done]
     if not todo:
         logger.info("every requested run is finished; rendering")
         return render(args.results_dir)
-    data = digits_data(args)
+    if args.instrument == "librispeech":
+        data = librispeech_data(args)
+        # Every model shares the front end, so one length function decides which utterances CTC can fit.
+        front_end = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke, instrument="librispeech"))
+        data["train"] = filter_ctc_feasible(data["train"], front_end._get_feat_extract_output_lengths)
+    else:
+        data = digits_data(args)
     test_batches = collate_batches(data["test"], DataCollatorCTCWithPadding(data["processor"]), batch_size=32)
     commit = git_commit()
     for arm, seed in todo:
@@ -540,10 +622,10 @@ def main(argv=None) -> dict:
             "machine": platform.processor() or platform.machine(), "load_average_end": os.getloadavg(),
             "max_steps": args.max_steps, "eval_steps": args.eval_steps, "patience": args.patience,
             "batch_size": args.batch_size, "smoke": args.smoke,
-            "learning_rate": run_learning_rate(args),
+            "cpu_budget_minutes": args.cpu_budget_minutes if args.instrument == "librispeech" else None,
         })
         append_run(args.results_dir, run)
-        shutil.rmtree(os.path.join(args.work_dir, f"digits-{arm}-seed{seed}"), ignore_errors=True)
+        shutil.rmtree(os.path.join(args.work_dir, f"{args.instrument}-{arm}-seed{seed}"), ignore_errors=True)
     return render(args.results_dir)
 
 
@@ -648,13 +730,25 @@ def unfold_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+INSTRUMENT_TITLES = {
+    "digits": "Connected digits (`digits`, to convergence)",
+    "librispeech": "Mini LibriSpeech (`librispeech`, a fixed CPU budget per run)",
+}
+
+
 def render(results_dir: str) -> dict:
     runs = [r for r in finished_runs(results_dir) if not r.get("smoke")] or finished_runs(results_dir)
+    instruments = {}
+    for instrument in INSTRUMENT_TITLES:
+        part = [r for r in runs if r["instrument"] == instrument]
+        if part:
+            instruments[instrument] = {"claims": claim_rows(part), "costs": cost_rows(part),
+                                       "unfolding": unfold_rows(part)}
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "goal": GOAL, "cost_goal": COST_GOAL,
               "runs": [{k: v for k, v in r.items() if k != "scores"} | {"scores": {
                   n: {k: s[k] for k in ("wer", "cer", "ctc_loss_per_frame", "examples")} for n, s in r["scores"].items()}}
                   for r in runs],
-              "claims": claim_rows(runs), "costs": cost_rows(runs), "unfolding": unfold_rows(runs)}
+              "instruments": instruments}
     with atomic_file(os.path.join(results_dir, f"{NAME}.json")) as tmp:
         with open(tmp, "w") as f:
             json.dump(result, f, indent=2)
@@ -672,20 +766,11 @@ def ratio_text(ci: dict | None) -> str:
     return "—" if ci is None else f"{ci['ratio']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}]"
 
 
-def markdown(result: dict) -> str:
-    runs = result["runs"]
-    lines = [
-        "# Claims benchmark (issue 15): subnets vs the same architectures trained alone\n",
-        "Written by `python scripts/bench_claims.py` (see its docstring for the design) from "
-        f"`{RUNS_FILE}`: {len(runs)} finished runs. Ratios are supernet subnet / separately trained twin, with a 95% "
-        "paired bootstrap interval over test utterances and training seeds (`hf_supernet.metrics.bootstrap`); a "
-        f"claim is met only when the whole interval is <= {result['goal']}.\n",
-        "## Connected digits (`digits`): each subnet vs its twin\n",
-        "| method | arm | subnet | params | seeds (twin) | WER | twin WER | WER ratio [95% CI] | CER | twin CER | "
-        "CER ratio [95% CI] | CTC loss/frame (twin) | met |",
-        "|---|---|---|---:|---|---:|---:|---|---:|---:|---|---|---|",
-    ]
-    for row in result["claims"]:
+def claims_markdown(claims: list[dict]) -> list[str]:
+    lines = ["| method | arm | subnet | params | seeds (twin) | WER | twin WER | WER ratio [95% CI] | CER | twin CER | "
+             "CER ratio [95% CI] | CTC loss/frame (twin) | met |",
+             "|---|---|---|---:|---|---:|---:|---|---:|---:|---|---|---|"]
+    for row in claims:
         twin = "word_ratio" in row
         cells = [row["method"], f"`{row['arm']}`", row["subnet"], f"{row['params'] / 1e6:.2f} M",
                  f"{len(row['seeds'])} ({len(row.get('reference_seeds', []))})", pct(row["wer"]),
@@ -694,38 +779,64 @@ def markdown(result: dict) -> str:
                  f"{row['ctc_loss_per_frame']:.3f}" + (f" ({row['reference_ctc_loss_per_frame']:.3f})" if twin else ""),
                  ("yes" if row["met"] else "no") if twin else "—"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Training cost (CPU seconds, evaluations excluded)\n"]
-    if result["costs"]:
-        lines += ["| method | arm | supernet CPU s (mean, range) | steps | separate runs' CPU s (sum of means) | ratio | "
-                  f"goal <= {result['cost_goal']}x |", "|---|---|---:|---|---:|---:|---|"]
-        for row in result["costs"]:
-            lines.append(f"| {row['method']} | `{row['arm']}` | {row['supernet_cpu_s']:.0f} "
-                         f"({row['supernet_cpu_range'][0]:.0f}–{row['supernet_cpu_range'][1]:.0f}) | {row['steps']} | "
-                         f"{row['separate_cpu_s']:.0f} | {row['ratio']:.2f} | {'met' if row['met'] else 'not met'} |")
-    else:
-        lines.append("Not yet: every separate run of a method needs at least one finished seed.")
-    lines += ["", "## Unfolding: the trained 8-layer twin folded into "
-              f"{FOLDED_BLOCKS} stored blocks and fine-tuned (`unfold`)\n"]
-    if result["unfolding"]:
-        lines += ["| comparison | seeds (reference) | WER | reference WER | WER ratio [95% CI] | CER | reference CER | "
-                  "CER ratio [95% CI] | goal |", "|---|---|---:|---:|---|---:|---:|---|---|"]
-        for row in result["unfolding"]:
-            goal = "—" if row["goal"] is None else (f"<= {row['goal']}: " + ("met" if row["met"] else "not met"))
-            lines.append(f"| {row['what']} | {len(row['seeds'])} ({len(row['reference_seeds'])}) | {pct(row['wer'])} | "
-                         f"{pct(row['reference_wer'])} | {ratio_text(row['word_ratio'])} | {pct(row['cer'])} | "
-                         f"{pct(row['reference_cer'])} | {ratio_text(row['char_ratio'])} | {goal} |")
-        first = result["unfolding"][0]
-        lines.append(f"\nStored parameters: {first['stored_params_ratio']:.2f}x the deep model's (goal <= "
-                     f"{UNFOLD_PARAMS_GOAL}: {'met' if first['params_met'] else 'not met'}).")
-    else:
-        lines.append("Not yet: needs finished `unfold` and `twin-largest` runs.")
-    lines += ["", "## Runs\n", "| arm | seed | steps (best) | stopped early | training CPU s | peak lr | commit | date |",
-              "|---|---:|---|---|---:|---:|---|---|"]
-    for run in sorted(runs, key=lambda r: (r["arm"], r["seed"])):
-        lines.append(f"| `{run['arm']}` | {run['seed']} | {run['steps']} ({run['best_step']}) | "
-                     f"{'yes' if run['stopped_early'] else 'no'} | {run['train_cpu_s']:.0f} | {run.get('learning_rate', '—')} | "
-                     f"{run.get('commit')} | "
-                     f"{run['date'][:10]} |")
+    return lines
+
+
+def costs_markdown(costs: list[dict], goal: float) -> list[str]:
+    if not costs:
+        return ["Not yet: every separate run of a method needs at least one finished seed."]
+    lines = ["| method | arm | supernet CPU s (mean, range) | steps | separate runs' CPU s (sum of means) | ratio | "
+             f"goal <= {goal}x |", "|---|---|---:|---|---:|---:|---|"]
+    for row in costs:
+        lines.append(f"| {row['method']} | `{row['arm']}` | {row['supernet_cpu_s']:.0f} "
+                     f"({row['supernet_cpu_range'][0]:.0f}–{row['supernet_cpu_range'][1]:.0f}) | {row['steps']} | "
+                     f"{row['separate_cpu_s']:.0f} | {row['ratio']:.2f} | {'met' if row['met'] else 'not met'} |")
+    return lines
+
+
+def unfolding_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["Not yet: needs finished `unfold` and `twin-largest` runs."]
+    lines = ["| comparison | seeds (reference) | WER | reference WER | WER ratio [95% CI] | CER | reference CER | "
+             "CER ratio [95% CI] | goal |", "|---|---|---:|---:|---|---:|---:|---|---|"]
+    for row in rows:
+        goal = "—" if row["goal"] is None else (f"<= {row['goal']}: " + ("met" if row["met"] else "not met"))
+        lines.append(f"| {row['what']} | {len(row['seeds'])} ({len(row['reference_seeds'])}) | {pct(row['wer'])} | "
+                     f"{pct(row['reference_wer'])} | {ratio_text(row['word_ratio'])} | {pct(row['cer'])} | "
+                     f"{pct(row['reference_cer'])} | {ratio_text(row['char_ratio'])} | {goal} |")
+    first = rows[0]
+    lines.append(f"\nStored parameters: {first['stored_params_ratio']:.2f}x the deep model's (goal <= "
+                 f"{UNFOLD_PARAMS_GOAL}: {'met' if first['params_met'] else 'not met'}).")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    runs = result["runs"]
+    lines = [
+        "# Claims benchmark (issue 15): subnets vs the same architectures trained alone\n",
+        "Written by `python scripts/bench_claims.py` (see its docstring for the design) from "
+        f"`{RUNS_FILE}`: {len(runs)} finished runs. Ratios are supernet subnet / separately trained twin, with a 95% "
+        "paired bootstrap interval over test utterances and training seeds (`hf_supernet.metrics.bootstrap`); a "
+        f"claim is met only when the whole interval is <= {result['goal']}.\n",
+    ]
+    for instrument, part in result["instruments"].items():
+        title = INSTRUMENT_TITLES[instrument]
+        lines += [f"## {title}: each subnet vs its twin\n", *claims_markdown(part["claims"]), ""]
+        if instrument == "librispeech":
+            lines += ["Every run, supernet or twin, trains for the same CPU budget: the supernet costs a quarter of "
+                      "the four separate runs by construction, and the table asks what each subnet reaches for it.", ""]
+        else:
+            lines += [f"### {title}: training cost (CPU seconds, evaluations excluded)\n",
+                      *costs_markdown(part["costs"], result["cost_goal"]), ""]
+        if instrument == "digits":
+            lines += [f"### Unfolding: the trained 8-layer twin folded into {FOLDED_BLOCKS} stored blocks and "
+                      "fine-tuned (`unfold`)\n", *unfolding_markdown(part["unfolding"]), ""]
+    lines += ["## Runs\n", "| instrument | arm | seed | steps (best) | stopped early | training CPU s | peak lr | commit | "
+              "date |", "|---|---|---:|---|---|---:|---:|---|---|"]
+    for run in sorted(runs, key=lambda r: (r["instrument"], r["arm"], r["seed"])):
+        lines.append(f"| {run['instrument']} | `{run['arm']}` | {run['seed']} | {run['steps']} ({run['best_step']}) | "
+                     f"{'yes' if run['stopped_early'] else 'no'} | {run['train_cpu_s']:.0f} | "
+                     f"{run.get('learning_rate', '—')} | {run.get('commit')} | {run['date'][:10]} |")
     lines.append("")
     return "\n".join(lines)
 

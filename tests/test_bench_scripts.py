@@ -126,21 +126,21 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
         for scores in run["scores"].values():
             assert len(scores["word_errors"]) == len(scores["char_errors"]) == 8
     # Every supernet subnet is compared with its twin, with an interval around the ratio.
-    claims = {(row["arm"], row["subnet"]): row for row in result["claims"]}
+    claims = {(row["arm"], row["subnet"]): row for row in result["instruments"]["digits"]["claims"]}
     assert len(claims) == 8 and {arm for arm, _ in claims} == {"todm", "todm-no_switch"}
     for row in claims.values():
         ci = row["word_ratio"]
         assert ci["low"] <= ci["ratio"] <= ci["high"]
         assert row["met"] == (max(ci["high"], row["char_ratio"]["high"]) <= bench.GOAL)
-    assert {row["arm"] for row in result["costs"]} == {"todm", "todm-no_switch"}
+    assert {row["arm"] for row in result["instruments"]["digits"]["costs"]} == {"todm", "todm-no_switch"}
     # Unfolding: the folded trained twin against the deep model it came from and a plain shallow model.
-    unfold = result["unfolding"]
+    unfold = result["instruments"]["digits"]["unfolding"]
     assert len(unfold) == 3 and unfold[0]["stored_params_ratio"] < 0.7
     assert unfold[0]["met"] == (max(unfold[0]["word_ratio"]["high"], unfold[0]["char_ratio"]["high"]) <= 1.02)
     assert not (tmp_path / "work" / "digits-todm-seed0").exists()  # finished runs leave no checkpoints behind
     assert (tmp_path / "work" / "trained" / "digits-twin-largest-seed0" / "model.safetensors").exists()
     markdown = (tmp_path / "claims.md").read_text()
-    assert "| `todm` | smallest |" in markdown and "## Training cost" in markdown
+    assert "| `todm` | smallest |" in markdown and "training cost" in markdown
     # Nothing left to do: a rerun trains nothing and only renders.
     calls.clear()
     bench.main(["--arms", ",".join(arms), *common])
@@ -181,7 +181,7 @@ def test_bench_claims_smoke_omni_sparsity_and_orthosoftmax_arms(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `--arms ortho --seeds 0` first"):
         bench.main(["--arms", "ortho-twin-b0.337", *common])
     result = bench.main(["--arms", "omni_sparsity,orthosoftmax", *common])
-    rows = {(row["arm"], row["subnet"]): row for row in result["claims"]}
+    rows = {(row["arm"], row["subnet"]): row for row in result["instruments"]["digits"]["claims"]}
     assert set(rows) == {("omni", p) for p in bench.PRUNED} | {("ortho", f"b{b}") for b in (*bench.ORTHO_BUDGETS, 1.0)}
     for (arm, subnet), row in rows.items():
         assert row["twin"] == {"omni": f"pruned-{subnet}", "ortho": f"ortho-twin-{subnet}"}[arm] or subnet == "b1.0"
@@ -191,4 +191,19 @@ def test_bench_claims_smoke_omni_sparsity_and_orthosoftmax_arms(tmp_path):
     assert runs["pruned-s80"]["params"]["s80"] < runs["pruned-s50"]["params"]["s50"] < runs["twin-largest"]["params"]["largest"]
     for budget in bench.ORTHO_TWINS:
         assert runs[f"ortho-twin-{budget}"]["params"][budget] == runs["ortho"]["params"][budget]
-    assert {row["method"] for row in result["costs"]} == {"Omni-sparsity", "OrthoSoftmax"}
+    assert {row["method"] for row in result["instruments"]["digits"]["costs"]} == {"Omni-sparsity", "OrthoSoftmax"}
+
+
+@pytest.mark.slow
+def test_bench_claims_smoke_librispeech_instrument(tmp_path):
+    bench = load_script("bench_claims")
+    common = ["--smoke", "--seeds", "0", "--results_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
+    result = bench.main(["--instrument", "librispeech", "--arms", "todm,twins", *common])
+    runs = [r for r in result["runs"] if r["instrument"] == "librispeech"]
+    assert sorted(r["arm"] for r in runs) == sorted(["todm", *(f"twin-{s}" for s in bench.SUBNETS)])
+    # Each run stops on its CPU budget, not on a step count.
+    assert all(r["steps"] < 10**6 and r["cpu_budget_minutes"] == 0.05 and r["learning_rate"] == 0.045 for r in runs)
+    assert len(result["instruments"]["librispeech"]["claims"]) == 4
+    assert "Mini LibriSpeech" in (tmp_path / "claims.md").read_text()
+    with pytest.raises(SystemExit):
+        bench.main(["--instrument", "librispeech", "--arms", "omni", *common])
