@@ -84,7 +84,9 @@ class SupernetTrainer(Trainer):
         ]
         # The schedule's current multiplier, read off the old optimizer, carries over to the new rate.
         scheduler = self.lr_scheduler
-        multipliers = [group["lr"] / base if base else 1.0 for group, base in zip(self.optimizer.param_groups, scheduler.base_lrs)]
+        multipliers = [
+            group["lr"] / base if base else 1.0 for group, base in zip(self.optimizer.param_groups, scheduler.base_lrs)
+        ]
         new_lr = self.args.learning_rate_after_switch
         optimizer = ScaledAdam(groups, lr=new_lr, clipping_scale=2.0)
         for group, multiplier in zip(optimizer.param_groups, multipliers):
@@ -93,7 +95,7 @@ class SupernetTrainer(Trainer):
         self.optimizer = self.accelerator.prepare_optimizer(optimizer)
         scheduler.optimizer = self.optimizer
         scheduler.base_lrs = [new_lr] * len(optimizer.param_groups)
-        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
         self.callback_handler.optimizer = self.optimizer
         self.optimizer_switched = True
 
@@ -105,7 +107,8 @@ class SupernetTrainer(Trainer):
 
     def _load_optimizer_and_scheduler(self, checkpoint):
         # A checkpoint written after the switch holds ScaledAdam's state: switch before loading it.
-        if checkpoint is not None and not self.optimizer_switched and self.args.optimizer_switched_at(self.state.global_step):
+        switched = self.args.optimizer_switched_at(self.state.global_step)
+        if checkpoint is not None and switched and not self.optimizer_switched:
             self.switch_to_scaled_adam()
         super()._load_optimizer_and_scheduler(checkpoint)
 
