@@ -27,7 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .atomic import atomic_file
+from .atomic import atomic_directory, recover
 from .masks.omni_sparsity import block_grid
 
 SPARSE_WEIGHTS_NAME = "model.block_sparse.safetensors"
@@ -145,7 +145,6 @@ def save_sparse(model, save_directory: str | os.PathLike, block_shape: tuple[int
     """Write ``model``'s config and its weights, block-sparse where that saves bytes, to ``save_directory``;
     reload with :func:`load_sparse`. Returns the :class:`StorageReport` of what was written."""
     block = _block_shape_of(model, block_shape)
-    os.makedirs(save_directory, exist_ok=True)
     tensors, shapes = {}, {}
     for name, tensor in model.state_dict().items():
         if name.endswith(_SUFFIXES):
@@ -162,9 +161,11 @@ def save_sparse(model, save_directory: str | os.PathLike, block_shape: tuple[int
         "model_class": type(model).__name__,
         "sparse_shapes": json.dumps(shapes),
     }
-    with atomic_file(os.path.join(save_directory, SPARSE_WEIGHTS_NAME)) as tmp:  # never a half-written file
-        save_file(tensors, str(tmp), metadata=metadata)
-    model.config.save_pretrained(save_directory)
+    # Weights and config are swapped in together (other files already in the folder are kept): an interrupted save
+    # leaves the previous checkpoint whole, never new weights next to an old or missing config.
+    with atomic_directory(save_directory, carry_over=True) as tmp:
+        save_file(tensors, str(tmp / SPARSE_WEIGHTS_NAME), metadata=metadata)
+        model.config.save_pretrained(tmp)
     return storage_report(model, block)
 
 
@@ -173,6 +174,7 @@ def load_sparse(directory: str | os.PathLike, model_class=None):
     recorded in the file, looked up among hf_supernet's models."""
     from transformers import AutoConfig
 
+    recover(directory)  # a save killed between its two renames: restore the previous checkpoint
     path = os.path.join(directory, SPARSE_WEIGHTS_NAME)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist; write it with hf_supernet.save_sparse(model, directory).")

@@ -137,3 +137,89 @@ def test_search_merges_into_the_earlier_selection(searched_dir, tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
     assert (out / "pareto.png").read_bytes() != b"the earlier plot" and (out / "model.safetensors").is_file()
     assert hidden_leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------------ 3. save_sparse, and
+# kill-during-write for every atomic write
+
+SPARSE_MODEL_CODE = """
+import sys, torch
+sys.path.insert(0, {repo!r})
+from tests.conftest import tiny_conformer_config
+from hf_supernet import SupernetConformerForCTC, save_sparse
+torch.manual_seed({seed})
+save_sparse(SupernetConformerForCTC(tiny_conformer_config()).eval(), {folder!r})
+"""
+
+
+def tiny(seed):
+    torch.manual_seed(seed)
+    return SupernetConformerForCTC(tiny_conformer_config()).eval()
+
+
+@pytest.mark.parametrize("step", ["written", "moved_aside"])
+def test_save_sparse_killed_mid_write_keeps_the_previous_checkpoint_loadable(tmp_path, step):
+    from hf_supernet import load_sparse, save_sparse
+
+    folder = tmp_path / "sparse"
+    model_a = tiny(0)
+    save_sparse(model_a, folder)
+    (folder / "processor_config.json").write_text("{}")  # the user's file next to it is never deleted
+    before = files_of(folder)
+    run_killed(SPARSE_MODEL_CODE.format(repo=str(REPO), seed=1, folder=str(folder)), step, tmp_path)
+    assert hidden_leftovers(tmp_path)  # the killed process could not clean up ...
+    if step == "moved_aside":
+        assert not folder.exists()  # ... and was killed between the two renames
+    features, mask = padded_batch([20])
+    loaded = load_sparse(folder)  # the next read restores the previous checkpoint and cleans up
+    assert hidden_leftovers(tmp_path) == []
+    assert files_of(folder) == before
+    torch.testing.assert_close(loaded(features, mask).logits, model_a(features, mask).logits, rtol=0, atol=0)
+    model_b = tiny(1)
+    save_sparse(model_b, folder)  # a complete save replaces weights and config together, keeps the user's file
+    assert (folder / "processor_config.json").read_text() == "{}"
+    torch.testing.assert_close(load_sparse(folder)(features, mask).logits, model_b(features, mask).logits)
+
+
+def test_a_killed_folder_write_is_repaired_by_the_next_write(tmp_path):
+    from hf_supernet.atomic import atomic_directory
+
+    target = tmp_path / "folder"
+    target.mkdir()
+    (target / "a.txt").write_text("old")
+    code = f"""
+    from pathlib import Path
+    with atomic.atomic_directory(Path({str(target)!r})) as tmp:
+        (tmp / "a.txt").write_text("new")
+    """
+    run_killed(code, "moved_aside", tmp_path)
+    assert not target.exists() and len(hidden_leftovers(tmp_path)) == 2  # .folder.tmp-* and .folder.old-*
+    with atomic_directory(target, carry_over=True) as tmp:
+        (tmp / "b.txt").write_text("b")
+    assert files_of(target) == {"a.txt": b"old", "b.txt": b"b"} and hidden_leftovers(tmp_path) == []
+
+
+def test_a_killed_file_write_keeps_the_file_and_the_next_write_cleans_up(tmp_path):
+    from hf_supernet.atomic import atomic_file
+
+    target = tmp_path / "table.json"
+    target.write_text("old")
+    code = f"""
+    with atomic.atomic_file({str(target)!r}) as tmp:
+        tmp.write_text("new")
+    """
+    run_killed(code, "written", tmp_path)
+    assert target.read_text() == "old" and len(hidden_leftovers(tmp_path)) == 1
+    with atomic_file(target) as tmp:
+        tmp.write_text("newer")
+    assert target.read_text() == "newer" and hidden_leftovers(tmp_path) == []
+
+
+def test_a_live_writers_temporaries_are_left_alone(tmp_path):
+    from hf_supernet.atomic import recover
+
+    target = tmp_path / "folder"
+    live = tmp_path / f".folder.tmp-{os.getppid()}-abc"  # the parent process: alive
+    live.mkdir()
+    recover(target)
+    assert live.is_dir()
