@@ -223,3 +223,21 @@ def test_a_live_writers_temporaries_are_left_alone(tmp_path):
     live.mkdir()
     recover(target)
     assert live.is_dir()
+
+
+# ------------------------------------------------------------------------------------------------ 2. train.py output_dir
+
+
+@pytest.mark.parametrize("existing", ["model.safetensors", "checkpoint-500"])
+def test_train_refuses_an_output_dir_with_a_trained_model(tmp_path, existing):
+    train = load_script("train")
+    (tmp_path / existing).mkdir() if existing.startswith("checkpoint") else (tmp_path / existing).write_bytes(b"w")
+    before = files_of(tmp_path)
+    with pytest.raises(ValueError, match=f"already holds a trained model or checkpoints \\({existing}\\).*--overwrite_output_dir"):
+        train.main(["--output_dir", str(tmp_path), "--dataset", str(tmp_path / "no-data-needed"), "--max_steps", "1"])
+    assert files_of(tmp_path) == before
+    train.check_output_dir(str(tmp_path), True, None)  # --overwrite_output_dir
+    train.check_output_dir(str(tmp_path), False, str(tmp_path / existing))  # --resume_from_checkpoint
+    train.check_output_dir(str(tmp_path / "new"), False, None)
+    *_, output_args = train.parse_args(["--output_dir", str(tmp_path), "--overwrite_output_dir"])
+    assert output_args.overwrite_output_dir
