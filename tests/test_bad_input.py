@@ -241,3 +241,23 @@ def test_train_refuses_an_output_dir_with_a_trained_model(tmp_path, existing):
     train.check_output_dir(str(tmp_path / "new"), False, None)
     *_, output_args = train.parse_args(["--output_dir", str(tmp_path), "--overwrite_output_dir"])
     assert output_args.overwrite_output_dir
+
+
+# ------------------------------------------------------------------------------------------------ 4. stale audio cache
+
+
+def test_an_audio_file_rewritten_in_place_is_decoded_again(tmp_path):
+    from hf_supernet import load_speech_dataset
+
+    folder = write_manifest(tmp_path / "data", "train", 3)
+    cache = str(tmp_path / "cache")
+    first = load_speech_dataset(folder, "train", cache_dir=cache).with_format("numpy")
+    assert load_speech_dataset(folder, "train", cache_dir=cache).cache_files  # file-backed: a cache is in play
+    path = folder / "audio" / "train_1.flac"
+    louder = np.full(4000, 0.5, dtype=np.float32)
+    soundfile.write(path, louder, 16000)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    second = load_speech_dataset(folder, "train", cache_dir=cache).with_format("numpy")
+    assert len(second[1]["audio"]["array"]) == 4000 and second[1]["duration"] == 0.25
+    np.testing.assert_allclose(second[1]["audio"]["array"], louder, atol=1e-4)
+    np.testing.assert_array_equal(second[0]["audio"]["array"], first[0]["audio"]["array"])
