@@ -78,6 +78,7 @@ def main(argv=None) -> list[dict]:
     selected, scored = search_subnets(
         model, dev, data_collator=collator, tokenizer=tokenizer, budgets=budgets,
         population=4 if args.smoke else 10, generations=1 if args.smoke else 3, proxy_examples=128, seed=args.seed,
+        eval_name="fsdd", eval_split="dev",
     )
 
     # 4. evaluate on test.

@@ -261,3 +261,58 @@ def test_an_audio_file_rewritten_in_place_is_decoded_again(tmp_path):
     assert len(second[1]["audio"]["array"]) == 4000 and second[1]["duration"] == 0.25
     np.testing.assert_allclose(second[1]["audio"]["array"], louder, atol=1e-4)
     np.testing.assert_array_equal(second[0]["audio"]["array"], first[0]["audio"]["array"])
+
+
+# ------------------------------------------------------------------------------------------------ 5-6. publishing
+
+
+@pytest.fixture(scope="module")
+def measured_supernet(searched_dir, tmp_path_factory):
+    """The searched supernet with one entry that records where it was measured (dev split, 6 utterances)."""
+    folder = tmp_path_factory.mktemp("measured") / "supernet"
+    model = SupernetConformerForCTC.from_pretrained(searched_dir / "supernet")
+    entry = dict(model.config.selected_subnets[1], measured_on={"dataset": "fsdd", "split": "dev", "num_utterances": 6})
+    model.config.selected_subnets = [entry]
+    model.save_pretrained(folder)
+    for name in ("processor_config.json", "tokenizer.model", "tokenizer_config.json"):
+        (folder / name).write_bytes((searched_dir / "supernet" / name).read_bytes())
+    return folder
+
+
+def test_publishing_never_deletes_files_it_did_not_write(measured_supernet, tmp_path, capsys):
+    from hf_supernet import publish_subnets
+
+    publish_subnets(measured_supernet, "me/x", push=False, local_dir=tmp_path)
+    (tmp_path / "earlier" / "my_notes.txt").write_text("mine")
+    before = files_of(tmp_path)
+    with pytest.raises(FileExistsError, match=r"earlier holds files that publishing did not write \(my_notes.txt\)"):
+        publish_subnets(measured_supernet, "me/x", push=False, local_dir=tmp_path, license="mit")
+    assert files_of(tmp_path) == before and hidden_leftovers(tmp_path) == []
+    publish = load_script("publish")
+    assert publish.main([str(measured_supernet), "me/x", "--no_push", "--local_dir", str(tmp_path)]) == 2
+    assert "--overwrite_local_dir" in capsys.readouterr().err and files_of(tmp_path) == before
+    publish_subnets(measured_supernet, "me/x", push=False, local_dir=tmp_path, overwrite_local_dir=True)
+    assert not (tmp_path / "earlier" / "my_notes.txt").exists()
+
+
+def test_cards_state_where_the_search_measured_and_a_wrong_label_is_an_error(measured_supernet, tmp_path, capsys):
+    from huggingface_hub import ModelCard
+
+    from hf_supernet import publish_subnets
+
+    with pytest.raises(ValueError, match="eval_split='test' disagrees .* dataset fsdd, split dev, 6 utterances"):
+        publish_subnets(measured_supernet, "me/x", push=False, local_dir=tmp_path, eval_split="test")
+    assert list(tmp_path.iterdir()) == []  # refused before writing anything
+    with pytest.raises(ValueError, match="eval_dataset='librispeech' disagrees"):
+        publish_subnets(measured_supernet, "me/x", push=False, local_dir=tmp_path, eval_dataset="librispeech")
+    published = publish_subnets(measured_supernet, "me/x", push=False, local_dir=tmp_path)  # labels from the record
+    assert published[0].measured_on == "dataset fsdd, split dev, 6 utterances"
+    card = ModelCard.load(tmp_path / "earlier" / "README.md")
+    assert "on `fsdd`, split `dev` (6 utterances)" in card.text
+    assert card.data.eval_results[0].dataset_split == "dev"
+    publish = load_script("publish")
+    argv = [str(measured_supernet), "me/x", "--no_push", "--local_dir", str(tmp_path), "--eval_split", "dev"]
+    assert publish.main(argv) == 0
+    assert "dataset fsdd, split dev, 6 utterances" in capsys.readouterr().out
+    assert publish.main(argv[:-1] + ["test"]) == 2
+    assert "disagrees" in capsys.readouterr().err

@@ -38,6 +38,7 @@ class CardMetadata:
         datasets: Hub ids (or names) of the training data.
         eval_dataset: Hub id or name of the data the search measured the metrics on, e.g. ``"fsdd"``.
         eval_split: its split, e.g. ``"dev"``.
+        eval_num_utterances: how many utterances of that split (recorded by the search).
         supernet_repo_id: Hub repo of the supernet the subnets were cut from (the cards link to it and name it as
             ``base_model``); ``None`` when the supernet is not on the Hub.
     """
@@ -48,6 +49,7 @@ class CardMetadata:
     eval_dataset: str | None = None
     eval_split: str | None = None
     supernet_repo_id: str | None = None
+    eval_num_utterances: int | None = None
 
 
 def default_template() -> str:
@@ -157,7 +159,8 @@ def _eval_text(metadata: CardMetadata) -> str:
     if metadata.eval_dataset is None:
         return "by the subnet search on its evaluation split (the supernet does not record which data that was)"
     split = f", split `{metadata.eval_split}`" if metadata.eval_split else ""
-    return f"by the subnet search on `{metadata.eval_dataset}`{split}"
+    count = f" ({metadata.eval_num_utterances} utterances)" if metadata.eval_num_utterances is not None else ""
+    return f"by the subnet search on `{metadata.eval_dataset}`{split}{count}"
 
 
 def _supernet_text(metadata: CardMetadata, supernet_name: str, supernet_class: str) -> str:

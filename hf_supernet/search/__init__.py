@@ -3,7 +3,7 @@
 from .evaluation import collate_batches, evaluate_subnet
 from .evolution import Candidate, evolutionary_search, pareto_front
 from .selection import normalize_budget
-from .subnet_search import budget_name, plot_pareto, search_subnets
+from .subnet_search import budget_name, merge_selected, plot_pareto, search_subnets
 
 __all__ = [
     "Candidate",
@@ -11,6 +11,7 @@ __all__ = [
     "collate_batches",
     "evaluate_subnet",
     "evolutionary_search",
+    "merge_selected",
     "normalize_budget",
     "pareto_front",
     "plot_pareto",
