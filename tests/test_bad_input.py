@@ -316,3 +316,72 @@ def test_cards_state_where_the_search_measured_and_a_wrong_label_is_an_error(mea
     assert "dataset fsdd, split dev, 6 utterances" in capsys.readouterr().out
     assert publish.main(argv[:-1] + ["test"]) == 2
     assert "disagrees" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("writer", ["search", "publish", "latency"])
+def test_every_atomic_writer_killed_between_its_steps_keeps_the_previous_state(searched_dir, tmp_path, writer):
+    """search's save of the supernet folder, a published subnet folder and the latency table, each SIGKILLed
+    between its two renames (folders) or before its rename (the table): the previous state is intact or restored."""
+    from hf_supernet.atomic import recover
+
+    if writer == "search":
+        target = tmp_path / "supernet"
+        target.mkdir()
+        for p in (searched_dir / "supernet").iterdir():
+            (target / p.name).write_bytes(p.read_bytes())
+        root = tmp_path / "root"
+        root.mkdir()
+        (root / "data").symlink_to(searched_dir / "data")
+        (root / "supernet").symlink_to(target)
+        argv = search_argv(root, "[0.9]")
+        argv[0] = str(target)
+        code = f"""
+        import runpy
+        runpy.run_path({str(REPO / "scripts" / "search.py")!r}, run_name="search")["main"]({argv!r})
+        """
+        step = "moved_aside"
+    elif writer == "publish":
+        target = tmp_path / "published" / "earlier"
+        from hf_supernet import publish_subnets
+
+        publish_subnets(searched_dir / "supernet", "me/x", "earlier", push=False, local_dir=target.parent)
+        code = f"""
+        from hf_supernet import publish_subnets
+        publish_subnets({str(searched_dir / "supernet")!r}, "me/x", "earlier", push=False,
+                        local_dir={str(target.parent)!r}, license="mit")
+        """
+        step = "moved_aside"
+    else:
+        from hf_supernet.latency import LatencyTable
+
+        target = tmp_path / "latency.json"
+        table = LatencyTable(target)
+        table.entries["part"] = 0.25
+        table.save()
+        code = f"""
+        from hf_supernet.latency import LatencyTable
+        table = LatencyTable({str(target)!r})
+        table.entries["part"] = 0.5
+        table.save()
+        """
+        step = "written"
+    before = files_of(target) if target.is_dir() else target.read_bytes()
+    run_killed(code, step, tmp_path)
+    assert hidden_leftovers(target.parent)
+    recover(target)
+    assert (files_of(target) if target.is_dir() else target.read_bytes()) == before
+    assert hidden_leftovers(target.parent) == []
+
+
+def test_a_damaged_latency_table_is_ignored_and_measured_again(tiny_model, tmp_path, monkeypatch):
+    from hf_supernet.latency import LatencyTable
+
+    monkeypatch.setattr(LatencyTable, "measure_part", lambda self, key, make_runner: 1e-3)
+    path = tmp_path / "table.json"
+    fingerprint = LatencyTable(path).fingerprint
+    for damaged in ([1, 2], {"machine": fingerprint, "rtf": [0.1]}, {"machine": fingerprint, "rtf": "fast"}):
+        path.write_text(json.dumps(damaged))
+        assert len(LatencyTable(path)) == 0
+        assert LatencyTable(path).rtf(tiny_model, None) > 0  # measured again, and the table rewritten sound
+    path.write_text(json.dumps({"machine": fingerprint, "rtf": {"a": "fast", "b": -1, "c": None, "d": True, "e": 0.1}}))
+    assert LatencyTable(path).entries == {"e": 0.1}
