@@ -7,7 +7,8 @@
 Arguments: the model fields of `SupernetConformerConfig` that size the network (`ModelArguments`; any other config
 field through `--config_overrides '{"mask_type": "orthosoftmax", "orthosoftmax_stage1_steps": 500}'`), the data
 (`DataArguments`) and every `SupernetTrainingArguments` / `TrainingArguments` field. The trained supernet and its
-processor are saved to `output_dir`; `--resume_from_checkpoint` continues an interrupted run exactly. An
+processor are saved to `output_dir`; `--resume_from_checkpoint CHECKPOINT_DIR` (or `last`: the newest complete
+checkpoint of `output_dir`) continues an interrupted run exactly. An
 `output_dir` that already holds a trained model or checkpoints is refused unless `--overwrite_output_dir` is given.
 """
 

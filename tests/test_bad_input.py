@@ -385,3 +385,35 @@ def test_a_damaged_latency_table_is_ignored_and_measured_again(tiny_model, tmp_p
         assert LatencyTable(path).rtf(tiny_model, None) > 0  # measured again, and the table rewritten sound
     path.write_text(json.dumps({"machine": fingerprint, "rtf": {"a": "fast", "b": -1, "c": None, "d": True, "e": 0.1}}))
     assert LatencyTable(path).entries == {"e": 0.1}
+
+
+# ------------------------------------------------------------------------------------------------ 3'. resuming training
+
+
+def test_resume_skips_a_partial_checkpoint_and_refuses_what_is_not_one(tmp_path):
+    from hf_supernet.training.checkpoints import last_complete_checkpoint
+
+    from .test_trainer import make_trainer
+
+    out = tmp_path / "run"
+    make_trainer(out, max_steps=2, save_strategy="steps", save_steps=1).train()
+    (out / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2, "log_hi')  # killed mid-save
+    (out / "checkpoint-3").mkdir()  # killed right after creating the folder
+    assert last_complete_checkpoint(out) == str(out / "checkpoint-1")
+    resumed = make_trainer(out, max_steps=2)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 2  # resumed from step 1, not from a broken checkpoint
+
+    with pytest.raises(ValueError, match=r"checkpoint-3: it is a checkpoint whose save was interrupted.*checkpoint-1"):
+        make_trainer(out).train(resume_from_checkpoint=str(out / "checkpoint-3"))
+    plain = tmp_path / "plain"
+    resumed.model.save_pretrained(plain)
+    with pytest.raises(ValueError, match="not a training checkpoint .* a saved model is not a checkpoint.*checkpoint-<step>"):
+        make_trainer(tmp_path / "other").train(resume_from_checkpoint=str(plain))
+    with pytest.raises(ValueError, match="output_dir, not a checkpoint; resume from .*checkpoint-1"):
+        make_trainer(tmp_path / "other").train(resume_from_checkpoint=str(out))
+    wider = SupernetConformerForCTC(tiny_conformer_config(hidden_size=48, intermediate_size=96))
+    with pytest.raises(ValueError, match=r"another model configuration \(.*\[.*48.*\] here"):
+        make_trainer(tmp_path / "other", model=wider).train(resume_from_checkpoint=str(out / "checkpoint-1"))
+    with pytest.raises(ValueError, match="holds no complete checkpoint"):
+        make_trainer(tmp_path / "empty").train(resume_from_checkpoint=True)
