@@ -24,7 +24,7 @@ import os
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .atomic import atomic_directory, recover
@@ -178,20 +178,65 @@ def load_sparse(directory: str | os.PathLike, model_class=None):
     path = os.path.join(directory, SPARSE_WEIGHTS_NAME)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist; write it with hf_supernet.save_sparse(model, directory).")
-    with safe_open(path, framework="pt") as f:
-        metadata = f.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} file (format={metadata.get('format')!r}).")
-        tensors = {key: f.get_tensor(key) for key in f.keys()}
-    block = tuple(json.loads(metadata["block_shape"]))
+    damaged = f"{path} is damaged"
+    fix = "Save it again with save_sparse, or copy it again."
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            if metadata.get("format") != FORMAT:
+                raise ValueError(f"{path} is not a {FORMAT} file (format={metadata.get('format')!r}).")
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except SafetensorError as error:
+        raise ValueError(f"{damaged}: not a readable safetensors file ({error}). {fix}") from None
+    try:
+        block = tuple(int(b) for b in json.loads(metadata["block_shape"]))
+        sparse_shapes = {name: tuple(int(d) for d in shape) for name, shape in json.loads(metadata["sparse_shapes"]).items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{damaged}: its metadata (block_shape, sparse_shapes) cannot be read ({error!r}). {fix}") from None
+    if len(block) != 2 or min(block) < 1:
+        raise ValueError(f"{damaged}: block_shape {list(block)} is not two positive ints. {fix}")
     state = {name: t for name, t in tensors.items() if not name.endswith(_SUFFIXES)}
-    for name, shape in json.loads(metadata["sparse_shapes"]).items():
-        parts = {k: tensors[f"{name}.bsr_{k}"] for k in ("values", "col_indices", "crow_indices")}
-        state[name] = from_block_sparse(parts, tuple(shape), block)
+    for name, shape in sparse_shapes.items():
+        keys = {k: f"{name}.bsr_{k}" for k in ("values", "col_indices", "crow_indices")}
+        missing = [key for key in keys.values() if key not in tensors]
+        if missing or len(shape) != 2 or min(shape) < 0:
+            raise ValueError(f"{damaged}: sparse tensor {name!r} lacks {missing} or has shape {list(shape)}. {fix}")
+        parts = {k: tensors[key] for k, key in keys.items()}
+        _check_block_sparse(parts, shape, block, f"{damaged}: sparse tensor {name!r}", fix)
+        state[name] = from_block_sparse(parts, shape, block)
     cls = model_class or _model_class(metadata.get("model_class"))
     model = cls(AutoConfig.from_pretrained(directory))
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(
+            f"The weights in {path} do not fit the model of {os.path.join(directory, 'config.json')} ({error}). The "
+            f"two files come from different saves; {fix}"
+        ) from None
     return model.eval()
+
+
+def _check_block_sparse(parts: dict[str, torch.Tensor], shape, block, what: str, fix: str) -> None:
+    """Refuse BSR parts that do not describe a ``shape`` tensor (tampered or damaged indices)."""
+    rows, cols = block_grid(shape, block)
+    values, col, crow = parts["values"], parts["col_indices"].long(), parts["crow_indices"].long()
+    problem = None
+    if values.dim() != 3 or tuple(values.shape[1:]) != block:
+        problem = f"values have shape {list(values.shape)}, not (blocks, {block[0]}, {block[1]})"
+    elif crow.dim() != 1 or crow.numel() != rows + 1 or col.dim() != 1:
+        problem = f"crow_indices have {crow.numel()} entries, not {rows + 1} (block rows + 1)"
+    elif crow[0] != 0 or bool((crow.diff() < 0).any()) or crow[-1] != values.shape[0] or col.numel() != values.shape[0]:
+        problem = "crow_indices are not a running count of the stored blocks"
+    elif col.numel() and (int(col.min()) < 0 or int(col.max()) >= cols):
+        problem = f"col_indices leave the {cols} block columns"
+    elif col.numel():
+        # Within a block row, columns must be strictly increasing (each block stored once, in order).
+        row_of = torch.repeat_interleave(torch.arange(rows), crow.diff())
+        key = row_of * cols + col
+        if bool((key.diff() <= 0).any()):
+            problem = "col_indices repeat or are out of order within a block row"
+    if problem is not None:
+        raise ValueError(f"{what}: {problem}. {fix}")
 
 
 def _model_class(name: str | None):

@@ -74,7 +74,7 @@ class SupernetMixin:
         subnet of the space with the most parameters that fits. Raises ``ValueError`` naming the smallest
         achievable costs when nothing fits.
         """
-        from .search.selection import largest_fitting, normalize_budget, select_from_selected
+        from .search.selection import largest_fitting, normalize_budget, select_from_selected, verify_stored_costs
 
         limits = normalize_budget(budget, self.subnet_costs())
         measure = "latency" in limits
@@ -83,6 +83,7 @@ class SupernetMixin:
             return self.subnet_costs(spec, latency=measure)
 
         selected = self.config.selected_subnets or []
+        verify_stored_costs(selected, self.subnet_costs)  # a budget never trusts an edited or foreign entry
         if measure:  # latency is a property of this machine: measure (or look up) it here, not where search ran
             selected = [{**e, "costs": cost_fn(SubnetSpec.from_dict(e["spec"])).to_dict()} for e in selected]
         entry = select_from_selected(selected, limits)

@@ -417,3 +417,135 @@ def test_resume_skips_a_partial_checkpoint_and_refuses_what_is_not_one(tmp_path)
         make_trainer(tmp_path / "other", model=wider).train(resume_from_checkpoint=str(out / "checkpoint-1"))
     with pytest.raises(ValueError, match="holds no complete checkpoint"):
         make_trainer(tmp_path / "empty").train(resume_from_checkpoint=True)
+
+
+# ------------------------------------------------------------------------------------------------ 4. trusted nothing
+
+
+def test_a_budget_never_trusts_edited_stored_costs(searched_dir, tmp_path):
+    from hf_supernet import publish_subnets
+
+    config = json.loads((searched_dir / "supernet" / "config.json").read_text())
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for p in (searched_dir / "supernet").iterdir():
+        (edited / p.name).write_bytes(p.read_bytes())
+    config["selected_subnets"][1]["costs"]["params"] = 10  # the largest subnet now claims to fit any budget
+    (edited / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"entry 'earlier' states costs that its spec does not have: params 10 \(its spec has"):
+        SupernetConformerForCTC.from_pretrained(edited, subnet_budget=0.5)
+    with pytest.raises(ValueError, match="entry 'earlier' states costs"):
+        publish_subnets(edited, "me/x", push=False, local_dir=tmp_path / "out")
+    config["selected_subnets"][1]["spec"]["ffn_dims"] = [999]
+    (edited / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="entry 'earlier' is not a valid subnet of this model"):
+        SupernetConformerForCTC.from_pretrained(edited, subnet_budget=0.5)
+    assert not (tmp_path / "out").exists()
+
+
+def sparse_checkpoint(folder: Path) -> Path:
+    from hf_supernet import OmniSparsitySpec, save_sparse
+
+    torch.manual_seed(0)
+    supernet = SupernetConformerForCTC(tiny_conformer_config(mask_type="omni_sparsity"))
+    save_sparse(supernet.extract_subnet(OmniSparsitySpec((0.8,) * 4)), folder)
+    return folder / "model.block_sparse.safetensors"
+
+
+def rewrite_sparse(path: Path, change) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(path, framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    change(tensors, metadata)
+    save_file(tensors, path, metadata=metadata)
+
+
+def _first(tensors, suffix):
+    return next(k for k in sorted(tensors) if k.endswith(suffix))
+
+
+def _set(tensors, suffix, fn):
+    key = _first(tensors, suffix)
+    tensors[key] = fn(tensors[key].clone())
+
+
+TAMPERINGS = {
+    "column out of range": (lambda t, m: _set(t, ".bsr_col_indices", lambda c: c.fill_(10_000)), "col_indices leave"),
+    "repeated column": (lambda t, m: _set(t, ".bsr_col_indices", lambda c: c.fill_(0)), "repeat or are out of order"),
+    "row pointers": (lambda t, m: _set(t, ".bsr_crow_indices", lambda c: c.mul_(2)), "running count"),
+    "truncated row pointers": (lambda t, m: _set(t, ".bsr_crow_indices", lambda c: c[:-1]), "block rows \\+ 1"),
+    "missing part": (lambda t, m: t.pop(_first(t, ".bsr_values")), "lacks"),
+    "zero block shape": (lambda t, m: m.update(block_shape="[0, 1]"), "not two positive ints"),
+    "garbled metadata": (lambda t, m: m.update(sparse_shapes="{nope"), "metadata .* cannot be read"),
+}
+
+
+@pytest.mark.parametrize("tampering", sorted(TAMPERINGS))
+def test_tampered_sparse_indices_are_a_clear_error_naming_the_file(tmp_path, tampering):
+    from hf_supernet import load_sparse
+
+    change, message = TAMPERINGS[tampering]
+    path = sparse_checkpoint(tmp_path)
+    rewrite_sparse(path, change)
+    with pytest.raises(ValueError, match=f"{path} is damaged.*{message}"):
+        load_sparse(tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "header", "empty"])
+def test_a_damaged_sparse_file_is_a_clear_error_naming_the_file(tmp_path, damage):
+    from hf_supernet import load_sparse
+
+    path = sparse_checkpoint(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "header": b"\xff" * 16 + data[16:], "empty": b""}[damage])
+    with pytest.raises(ValueError, match=f"{path} is damaged: not a readable safetensors file"):
+        load_sparse(tmp_path)
+
+
+def test_sparse_weights_of_another_config_name_both_files(tmp_path):
+    from hf_supernet import load_sparse
+
+    sparse_checkpoint(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "vocab_size": config["vocab_size"] + 1}))
+    with pytest.raises(ValueError, match="do not fit the model of .*config.json"):
+        load_sparse(tmp_path)
+
+
+def test_a_broken_card_template_names_the_file(measured_supernet, tmp_path):
+    from hf_supernet import publish_subnets
+
+    for text, message in (("{{ broken ", "line 1"), ("{{ 1 / 0 }}", "ZeroDivisionError"), ("{{ x.y.z }}", "undefined")):
+        template = tmp_path / "card.md"
+        template.write_text(text)
+        with pytest.raises(ValueError, match=f"template {template}.*{message}"):
+            publish_subnets(measured_supernet, "me/x", push=False, local_dir=tmp_path / "out", template_path=template)
+    with pytest.raises(ValueError, match=f"Cannot read the model card template {tmp_path / 'missing.md'}"):
+        publish_subnets(measured_supernet, "me/x", push=False, local_dir=tmp_path / "out", template_path=tmp_path / "missing.md")
+
+
+def test_too_short_audio_names_the_utterance_id(tmp_path):
+    from datasets import Dataset
+
+    from hf_supernet.data import prepare_dataset
+
+    tokenizer = train_tokenizer(DIGITS * 3, model_type="char")
+    processor = build_processor(tokenizer, feature_size=16)
+    rows = [{"array": np.zeros(16000, dtype=np.float32) + 0.01, "sampling_rate": 16000}] * 3
+    rows.append({"array": np.full(10, 0.01, dtype=np.float32), "sampling_rate": 16000})
+    data = Dataset.from_dict({"id": ["a", "b", "c", "tiny_one"], "audio": rows, "text": ["one"] * 4})
+    with pytest.raises(ValueError, match=r"Utterance id='tiny_one' \(row 3\) has 10 samples"):
+        prepare_dataset(data, processor, batch_size=2)
+    with pytest.raises(ValueError, match=r"Utterance in row 3 has 10 samples"):
+        prepare_dataset(data.remove_columns("id"), processor, batch_size=2)
+
+
+def test_decoding_an_out_of_range_id_is_a_clear_error():
+    tokenizer = train_tokenizer(DIGITS * 3, model_type="char")
+    assert tokenizer.decode([1, 2]) == tokenizer.decode([1, 2])  # in range: fine
+    with pytest.raises(ValueError, match=f"Token ids \\[{len(tokenizer) + 3}\\] are out of range: this tokenizer has {len(tokenizer)} ids"):
+        tokenizer.decode([1, len(tokenizer) + 3])
+    with pytest.raises(ValueError, match="out of range"):
+        tokenizer.batch_decode([[1], [len(tokenizer)]])

@@ -282,6 +282,18 @@ def subnet_card(
         pareto_plot=pareto_plot,
     )
     data = card_data(entry, repo_id, metadata, mask_type)
-    if template_path is not None:
+    if template_path is None:
+        return ModelCard.from_template(data, template_str=default_template(), **variables)
+    import jinja2
+
+    try:
         return ModelCard.from_template(data, template_path=str(template_path), **variables)
-    return ModelCard.from_template(data, template_str=default_template(), **variables)
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"Cannot read the model card template {template_path}: {error}.") from None
+    except (jinja2.TemplateError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError) as error:
+        line = f" (line {error.lineno})" if getattr(error, "lineno", None) else ""
+        raise ValueError(
+            f"The model card template {template_path}{line} is not a valid Jinja template for this card: "
+            f"{type(error).__name__}: {error}. Its variables are those of hf_supernet.publishing.cards.card_variables "
+            "and card_data; fix the template or drop --template to use the default one."
+        ) from None

@@ -17,7 +17,7 @@ from transformers import AutoModelForCTC, AutoProcessor
 from transformers.utils import logging
 
 from ..atomic import atomic_directory
-from ..search.selection import normalize_budget, select_from_selected
+from ..search.selection import normalize_budget, select_from_selected, verify_stored_costs
 from ..subnets import SubnetSpec
 from .cards import CardMetadata, loading_info, subnet_card
 from .hub import call_with_retries, check_hub_access, upload_folder_to_repo
@@ -323,6 +323,7 @@ def publish_subnets(
     api = HfApi(token=token)
     namespace = check_hub_access(api, token) if push else None
     supernet, processor = load_supernet(supernet_path, token=token)
+    verify_stored_costs(supernet.config.selected_subnets or [], supernet.subnet_costs)  # cards state these costs
     entries = select_entries(supernet.config.selected_subnets, budgets_or_names, supernet.subnet_costs())
     is_local = Path(supernet_path).is_dir()
     metadata = CardMetadata(
