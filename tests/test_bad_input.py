@@ -549,3 +549,64 @@ def test_decoding_an_out_of_range_id_is_a_clear_error():
         tokenizer.decode([1, len(tokenizer) + 3])
     with pytest.raises(ValueError, match="out of range"):
         tokenizer.batch_decode([[1], [len(tokenizer)]])
+
+
+# ------------------------------------------------------------------------------------------------ 5. config fields
+
+
+@pytest.mark.parametrize(
+    "field, value, error, message",
+    [
+        ("num_attention_heads", 0, ValueError, "num_attention_heads must be an int >= 1, got 0"),
+        ("hidden_size", -8, ValueError, "hidden_size must be an int >= 1, got -8"),
+        ("intermediate_size", 0, ValueError, "intermediate_size must be an int >= 1"),
+        ("vocab_size", "32", TypeError, "vocab_size must be an int >= 1, got '32'"),
+        ("num_mel_bins", 16.0, TypeError, "num_mel_bins must be an int"),
+        ("conv_kernel_size", -3, ValueError, "conv_kernel_size must be an int >= 1"),
+        ("subsampling_conv_channels", 0, ValueError, "subsampling_conv_channels"),
+        ("hidden_act", "gelux", ValueError, r"hidden_act must be one of \[.*'silu'.*\], got 'gelux'"),
+        ("ctc_loss_reduction", "none", ValueError, r"ctc_loss_reduction must be one of \['mean', 'sum'\]"),
+        ("hidden_dropout", 1.5, ValueError, "hidden_dropout must be a number >= 0 and <= 1, got 1.5"),
+        ("attention_dropout", -0.1, ValueError, "attention_dropout must be a number >= 0 and <= 1"),
+        ("final_dropout", float("nan"), ValueError, "final_dropout"),
+        ("layer_norm_eps", 0, ValueError, "layer_norm_eps must be a number > 0"),
+        ("rope_theta", -1.0, ValueError, "rope_theta must be a number > 0"),
+        ("ctc_zero_infinity", "yes", TypeError, "ctc_zero_infinity must be True or False"),
+        ("pad_token_id", 12, ValueError, "pad_token_id=12 is the CTC blank and must be an id below vocab_size=12"),
+        ("pad_token_id", -1, ValueError, "pad_token_id must be an int >= 0"),
+        ("layer_ffn_dims", [8, [8, 8], "a", 8], TypeError, "layer_ffn_dims must be a list of ints or lists of ints"),
+        ("ffn_width_choices", "half", TypeError, "ffn_width_choices must be a list of numbers"),
+        ("selected_subnets", {"name": "x"}, TypeError, "selected_subnets must be a list of dicts"),
+        ("omni_sparsity_prune_interval", 1.5, TypeError, "omni_sparsity_prune_interval must be an int"),
+        ("mask_type", 3, TypeError, "mask_type must be a string"),
+    ],
+)
+def test_config_fields_are_checked_at_construction(field, value, error, message):
+    with pytest.raises(error, match=message):
+        tiny_conformer_config(**{field: value})
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "hubert"])
+@pytest.mark.parametrize(
+    "field, value, error, message",
+    [
+        ("num_physical_layers", "8", TypeError, "num_physical_layers must be an int, got '8'"),
+        ("unfolding_depths", [8, "x"], TypeError, "unfolding_depths must be a list of ints"),
+        ("unfolding_patterns", "stack", TypeError, "unfolding_patterns must be a list of strings"),
+        ("num_hidden_layers", 0, ValueError, "num_hidden_layers must be an int >= 1"),
+    ],
+)
+def test_foldable_config_fields_are_checked_at_construction(family, field, value, error, message):
+    from hf_supernet import FoldableHubertConfig, FoldableWav2Vec2Config
+
+    config_class = {"wav2vec2": FoldableWav2Vec2Config, "hubert": FoldableHubertConfig}[family]
+    with pytest.raises(error, match=message):
+        config_class(**{field: value})
+
+
+def test_valid_configs_still_round_trip(tmp_path):
+    from hf_supernet import SupernetConformerConfig
+
+    config = tiny_conformer_config(hidden_act="gelu", ctc_loss_reduction="sum", hidden_dropout=0.0, layer_ffn_dims=[8, [8, 4], 0, 8])
+    config.save_pretrained(tmp_path)
+    assert SupernetConformerConfig.from_pretrained(tmp_path).to_dict() == config.to_dict()

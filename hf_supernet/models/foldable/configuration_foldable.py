@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from transformers import HubertConfig, Wav2Vec2Config
 
+from ...config_validation import Rule, check_fields
 from ...masks.folding import resolve_folding_fields
 
 # How a foldable model's depth may be carved. Only unfolding for now; the field exists so a foldable checkpoint
@@ -53,6 +54,7 @@ class FoldingConfigMixin:
     selected_subnets: list[dict] | None = None
 
     def __post_init__(self, **kwargs):
+        self._validate_fields()
         super().__post_init__(**kwargs)
         if self.mask_type not in FOLDABLE_MASK_TYPES:
             raise ValueError(
@@ -60,6 +62,21 @@ class FoldingConfigMixin:
                 f"{list(FOLDABLE_MASK_TYPES)}."
             )
         resolve_folding_fields(self)
+
+    def _validate_fields(self) -> None:
+        """Type and range of the unfolding fields, checked first; the error names the field and its valid values."""
+        check_fields(self, _FOLDING_FIELD_RULES)
+
+
+# What each unfolding field may hold (checked by FoldingConfigMixin._validate_fields at construction).
+_FOLDING_FIELD_RULES = {
+    "num_physical_layers": Rule(int),  # its range, and mask_type's values, are checked with the folding fields
+    "num_hidden_layers": Rule(int, minimum=1),
+    "mask_type": Rule(str),
+    "unfolding_depths": Rule(list, items=int, optional=True),
+    "unfolding_patterns": Rule(list, items=str, optional=True),
+    "selected_subnets": Rule(list, items=dict, optional=True),
+}
 
 
 class FoldableWav2Vec2Config(FoldingConfigMixin, Wav2Vec2Config):

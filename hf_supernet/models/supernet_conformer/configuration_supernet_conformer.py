@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
+from ...config_validation import FLAG, PROBABILITY, SIZE, STEPS, Rule, check_fields
 from ...masks.folding import resolve_folding_fields
 
 MASK_TYPES = ("layer_width", "orthosoftmax", "omni_sparsity", "folding")
@@ -226,6 +228,7 @@ class SupernetConformerConfig(PreTrainedConfig):
     omni_sparsity_initial_max_sparsity: float = 0.0
 
     def __post_init__(self, **kwargs):
+        self._validate_fields()
         if self.layer_drop_choices is None:
             self.layer_drop_choices = default_layer_drop_choices(self.num_hidden_layers)
         if self.ffn_width_choices is None:
@@ -252,6 +255,17 @@ class SupernetConformerConfig(PreTrainedConfig):
         self.orthosoftmax_budgets = sorted({float(b) for b in self.orthosoftmax_budgets} | {1.0})
         super().__post_init__(**kwargs)
         self._validate_supernet_fields()
+
+    # ------------------------------------------------------------------------------------------------ field checks
+    def _validate_fields(self) -> None:
+        """Type and range of every user-settable field, checked before anything uses them (the checks between
+        fields follow in ``_validate_supernet_fields``); the error names the field and its valid values."""
+        check_fields(self, _FIELD_RULES)
+        if self.pad_token_id >= self.vocab_size:
+            raise ValueError(
+                f"pad_token_id={self.pad_token_id} is the CTC blank and must be an id below vocab_size="
+                f"{self.vocab_size}."
+            )
 
     def _validate_supernet_fields(self) -> None:
         if self.mask_type not in MASK_TYPES:
@@ -383,6 +397,60 @@ class SupernetConformerConfig(PreTrainedConfig):
 
     def has_conv_module(self, layer: int) -> bool:
         return True if self.layer_conv_modules is None else self.layer_conv_modules[layer]
+
+
+# What each user-settable field may hold (checked by SupernetConformerConfig._validate_fields at construction).
+_FIELD_RULES = {
+    "vocab_size": SIZE,
+    "num_mel_bins": SIZE,
+    "subsampling_factor": Rule(int, choices=(4, 8)),
+    "subsampling_conv_channels": SIZE,
+    "hidden_size": SIZE,
+    "num_hidden_layers": SIZE,
+    "num_attention_heads": SIZE,
+    "intermediate_size": SIZE,
+    "hidden_act": Rule(str, choices=tuple(ACT2FN)),
+    "conv_kernel_size": SIZE,
+    "rope_theta": Rule(float, minimum=0.0, positive=True),
+    "hidden_dropout": PROBABILITY,
+    "activation_dropout": PROBABILITY,
+    "attention_dropout": PROBABILITY,
+    "final_dropout": PROBABILITY,
+    "layer_norm_eps": Rule(float, minimum=0.0, positive=True),
+    "initializer_range": Rule(float, minimum=0.0),
+    "ctc_loss_reduction": Rule(str, choices=("mean", "sum")),
+    "ctc_zero_infinity": FLAG,
+    "pad_token_id": Rule(int, minimum=0),
+    "mask_type": Rule(str),  # its values, and the folding fields' ranges, are checked with the other fields
+    "num_physical_layers": Rule(int, optional=True),
+    "unfolding_depths": Rule(list, items=int, optional=True),
+    "unfolding_patterns": Rule(list, items=str, optional=True),
+    "layer_drop_choices": Rule(list, items=int, optional=True),
+    "ffn_width_choices": Rule(list, items=float, optional=True),
+    "layer_ffn_dims": Rule(list, items="int_or_pair", optional=True),
+    "layer_attention_heads": Rule(list, items=int, optional=True),
+    "layer_conv_modules": Rule(list, items=bool, optional=True),
+    "selected_subnets": Rule(list, items=dict, optional=True),
+    "subnet_spec": Rule(dict, optional=True),
+    "ctc_head_per_depth": FLAG,
+    "adaptive_dropout": FLAG,
+    "orthosoftmax_granularity": Rule(str),
+    "orthosoftmax_ffn_chunks": Rule(int),
+    "orthosoftmax_budgets": Rule(list, items=float, optional=True),
+    "orthosoftmax_budget_cost": Rule(str),
+    "orthosoftmax_stage1_steps": Rule(int),
+    "orthosoftmax_temperature_decay": Rule(float, optional=True),
+    "orthosoftmax_min_temperature": Rule(float),
+    "orthosoftmax_orth_weight": Rule(float),
+    "orthosoftmax_stochastic_depth": Rule(float),
+    "omni_sparsity_levels": Rule(list, items=float, optional=True),
+    "omni_sparsity_block_shape": Rule(list, items=int, optional=True),
+    "omni_sparsity_pooling": Rule(str),
+    "omni_sparsity_prune_interval": Rule(int),
+    "omni_sparsity_schedule_start": STEPS,
+    "omni_sparsity_schedule_steps": STEPS,
+    "omni_sparsity_initial_max_sparsity": Rule(float),
+}
 
 
 __all__ = ["SupernetConformerConfig", "MASK_TYPES"]
