@@ -10,7 +10,8 @@ the saved one did.
 Files (in ``save_directory``): ``config.json`` and ``model.block_sparse.safetensors`` holding, per tensor ``name``,
 either ``name`` (dense) or ``name.bsr_values`` (kept blocks x rows x cols, the tensor's dtype),
 ``name.bsr_col_indices`` (int16, or int32 past 32767 block columns) and ``name.bsr_crow_indices`` (int32, block
-rows + 1); the metadata names the format, the block shape, the model class and the shapes of the sparse tensors.
+rows + 1); the metadata names the format, the block shape, the model class and the shapes of the sparse tensors, and holds the
+SHA-256 of the tensors (``weights_sha256``), which ``load_sparse`` checks.
 
 :func:`storage_report` gives the numbers behind the choice: parameters, nonzero parameters, bytes dense and
 sparse, and the int8 sizes (one byte per stored weight; the sparse int8 size includes the index overhead).
@@ -28,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .atomic import atomic_directory, recover
+from .integrity import tensors_sha256
 from .masks.omni_sparsity import block_grid
 
 SPARSE_WEIGHTS_NAME = "model.block_sparse.safetensors"
@@ -160,6 +162,7 @@ def save_sparse(model, save_directory: str | os.PathLike, block_shape: tuple[int
         "block_shape": json.dumps(list(block)),
         "model_class": type(model).__name__,
         "sparse_shapes": json.dumps(shapes),
+        "weights_sha256": tensors_sha256(tensors),  # load_sparse checks it: a flipped bit is an error
     }
     # Weights and config are swapped in together (other files already in the folder are kept): an interrupted save
     # leaves the previous checkpoint whole, never new weights next to an old or missing config.
@@ -188,6 +191,9 @@ def load_sparse(directory: str | os.PathLike, model_class=None):
             tensors = {key: f.get_tensor(key) for key in f.keys()}
     except SafetensorError as error:
         raise ValueError(f"{damaged}: not a readable safetensors file ({error}). {fix}") from None
+    recorded = metadata.get("weights_sha256")
+    if recorded is not None and tensors_sha256(tensors) != recorded:
+        raise ValueError(f"{damaged}: its tensors do not match the SHA-256 recorded when it was saved. {fix}")
     try:
         block = tuple(int(b) for b in json.loads(metadata["block_shape"]))
         sparse_shapes = {name: tuple(int(d) for d in shape) for name, shape in json.loads(metadata["sparse_shapes"]).items()}

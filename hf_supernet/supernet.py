@@ -8,6 +8,7 @@ Mixed into each family's ``PreTrainedModel``; everything mask-specific goes thro
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 from safetensors import SafetensorError
@@ -99,6 +100,19 @@ class SupernetMixin:
             )
         return spec
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, plus the SHA-256 of the weights files in
+        :data:`~hf_supernet.integrity.CHECKSUM_FILE`, which ``from_pretrained`` checks (a bit flip is an error)."""
+        from .integrity import forget_checksums, write_checksums
+
+        main = kwargs.get("is_main_process", args[0] if args else True)
+        if main:
+            forget_checksums(save_directory)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if main and os.path.isdir(save_directory):
+            write_checksums(save_directory)
+        return result
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, subnet_budget=None, **kwargs):
         """As ``PreTrainedModel.from_pretrained``; with ``subnet_budget`` (a float fraction of the parameters, or a
@@ -106,6 +120,11 @@ class SupernetMixin:
         factor measured on this machine)) it returns the extracted dense
         subnet chosen by :meth:`select_subnet` instead of the supernet."""
         cls._check_checkpoint_type(pretrained_model_name_or_path, kwargs)
+        local = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+        if os.path.isdir(local):
+            from .integrity import verify_checksums
+
+            verify_checksums(local)  # a damaged weights file is an error, not a different model
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except SafetensorError as err:

@@ -610,3 +610,69 @@ def test_valid_configs_still_round_trip(tmp_path):
     config = tiny_conformer_config(hidden_act="gelu", ctc_loss_reduction="sum", hidden_dropout=0.0, layer_ffn_dims=[8, [8, 4], 0, 8])
     config.save_pretrained(tmp_path)
     assert SupernetConformerConfig.from_pretrained(tmp_path).to_dict() == config.to_dict()
+
+
+# ------------------------------------------------------------------------------------------------ 6. integrity
+
+
+def flip_a_weight_bit(path: Path) -> None:
+    """Flip one bit of a tensor byte (past the safetensors header), as a bad disk or copy would."""
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    data[header + (len(data) - header) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_in_saved_weights_is_an_error(tmp_path):
+    from hf_supernet.integrity import CHECKSUM_FILE
+
+    model = tiny(0)
+    model.save_pretrained(tmp_path)
+    recorded = json.loads((tmp_path / CHECKSUM_FILE).read_text())["files"]
+    assert set(recorded) == {"model.safetensors"}
+    SupernetConformerForCTC.from_pretrained(tmp_path)  # intact: loads
+    flip_a_weight_bit(tmp_path / "model.safetensors")
+    with pytest.raises(ValueError, match=f"{tmp_path / 'model.safetensors'} is corrupt or truncated: it does not match the SHA-256 recorded"):
+        SupernetConformerForCTC.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        SupernetConformerForCTC.from_pretrained(tmp_path, subnet_budget=0.5)
+    (tmp_path / CHECKSUM_FILE).unlink()  # without the record the folder loads unverified, as other tools' do
+    SupernetConformerForCTC.from_pretrained(tmp_path)
+
+
+def test_a_flipped_bit_in_a_published_subnet_is_an_error(measured_supernet, tmp_path):
+    from transformers import AutoModelForCTC
+
+    from hf_supernet import publish_subnets
+
+    publish_subnets(measured_supernet, "me/x", push=False, local_dir=tmp_path)
+    AutoModelForCTC.from_pretrained(tmp_path / "earlier")
+    flip_a_weight_bit(tmp_path / "earlier" / "model.safetensors")
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        AutoModelForCTC.from_pretrained(tmp_path / "earlier")
+
+
+def test_a_flipped_bit_in_a_sparse_checkpoint_is_an_error(tmp_path):
+    from hf_supernet import load_sparse
+
+    path = sparse_checkpoint(tmp_path)
+    load_sparse(tmp_path)
+    flip_a_weight_bit(path)
+    with pytest.raises(ValueError, match=f"{path} is damaged: its tensors do not match the SHA-256"):
+        load_sparse(tmp_path)
+
+
+def test_a_save_killed_before_its_checksum_leaves_no_stale_record(tmp_path, monkeypatch):
+    import hf_supernet.integrity as integrity
+    from hf_supernet.integrity import CHECKSUM_FILE
+
+    tiny(0).save_pretrained(tmp_path)
+
+    def killed(directory):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(integrity, "write_checksums", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tiny(1).save_pretrained(tmp_path)  # new weights written, then killed before their checksum
+    assert not (tmp_path / CHECKSUM_FILE).exists()
+    torch.testing.assert_close(SupernetConformerForCTC.from_pretrained(tmp_path).state_dict(), tiny(1).state_dict())
