@@ -119,6 +119,9 @@ class SupernetMixin:
         dict such as ``{"params": 3e6}`` / ``{"flops": 2e9}`` / ``{"int8_mb": 4}`` / ``{"latency": 0.02}`` (real-time
         factor measured on this machine)) it returns the extracted dense
         subnet chosen by :meth:`select_subnet` instead of the supernet."""
+        from .atomic import recover
+
+        recover(pretrained_model_name_or_path)  # a folder write killed between its two renames: restore it
         cls._check_checkpoint_type(pretrained_model_name_or_path, kwargs)
         local = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
         if os.path.isdir(local):

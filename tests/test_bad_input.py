@@ -368,7 +368,11 @@ def test_every_atomic_writer_killed_between_its_steps_keeps_the_previous_state(s
     before = files_of(target) if target.is_dir() else target.read_bytes()
     run_killed(code, step, tmp_path)
     assert hidden_leftovers(target.parent)
-    recover(target)
+    if writer == "latency":
+        recover(target)  # what its next save does first
+    else:
+        assert not target.exists()  # killed between the renames: the folder is aside ...
+        SupernetConformerForCTC.from_pretrained(target)  # ... and the next load restores it
     assert (files_of(target) if target.is_dir() else target.read_bytes()) == before
     assert hidden_leftovers(target.parent) == []
 
