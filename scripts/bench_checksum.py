@@ -10,9 +10,7 @@ time of the check alone, and `load_sparse` with the time of its check (a digest 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from safetensors.torch import load_file
 
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC, load_sparse, save_sparse
 from hf_supernet.integrity import CHECKSUM_FILE, tensors_sha256, verify_checksums
+from hf_supernet.latency import time_runner
 from hf_supernet.sparse_storage import SPARSE_WEIGHTS_NAME
 
 SIZES = {
@@ -27,16 +26,6 @@ SIZES = {
     "default 16x144": dict(num_hidden_layers=16, hidden_size=144, intermediate_size=576),
     "wide 16x512": dict(num_hidden_layers=16, hidden_size=512, intermediate_size=2048, num_attention_heads=8),
 }
-
-
-def median_seconds(run, repeats: int) -> float:
-    run()  # warm the page cache and the imports
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main(argv=None) -> None:
@@ -54,13 +43,13 @@ def main(argv=None) -> None:
             model.save_pretrained(dense)
             save_sparse(model, sparse)
             megabytes = (dense / "model.safetensors").stat().st_size / 1e6
-            verified = median_seconds(lambda: SupernetConformerForCTC.from_pretrained(dense), args.repeats)
-            check = median_seconds(lambda: verify_checksums(dense), args.repeats)
-            sparse_verified = median_seconds(lambda: load_sparse(sparse), args.repeats)
+            verified = time_runner(lambda: SupernetConformerForCTC.from_pretrained(dense), args.repeats, warmup=1)
+            check = time_runner(lambda: verify_checksums(dense), args.repeats, warmup=1)
+            sparse_verified = time_runner(lambda: load_sparse(sparse), args.repeats, warmup=1)
             tensors = load_file(sparse / SPARSE_WEIGHTS_NAME)
-            sparse_check = median_seconds(lambda: tensors_sha256(tensors), args.repeats)
+            sparse_check = time_runner(lambda: tensors_sha256(tensors), args.repeats, warmup=1)
             (dense / CHECKSUM_FILE).unlink()
-            unverified = median_seconds(lambda: SupernetConformerForCTC.from_pretrained(dense), args.repeats)
+            unverified = time_runner(lambda: SupernetConformerForCTC.from_pretrained(dense), args.repeats, warmup=1)
         print(
             f"| {name} | {megabytes:.1f} | {1e3 * verified:.1f} ms | {1e3 * unverified:.1f} ms | {1e3 * check:.1f} ms "
             f"| {1e3 * sparse_verified:.1f} ms | {1e3 * sparse_check:.1f} ms |"

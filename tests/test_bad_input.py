@@ -8,6 +8,7 @@ cleans up what the killed process left."""
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,12 +22,11 @@ import torch
 
 from hf_supernet import SupernetConformerForCTC
 from hf_supernet.data import build_processor, train_tokenizer
-from hf_supernet.search import budget_name
 
 from .conftest import padded_batch, tiny_conformer_config
+from .test_publishing import DIGITS, make_entry, supernet_dir  # noqa: F401  (supernet_dir: a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def load_script(name):
@@ -81,28 +81,19 @@ def files_of(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def searched_dir(tmp_path_factory):
-    """A tiny supernet folder with a processor, two earlier selected entries and a pareto plot, plus a dev manifest
-    of six utterances to search on."""
+def searched_dir(supernet_dir, tmp_path_factory):
+    """test_publishing's tiny supernet folder (with processor), holding two earlier selected entries and a pareto
+    plot, plus a dev manifest of six utterances to search on."""
     root = tmp_path_factory.mktemp("searched")
-    tokenizer = train_tokenizer(DIGITS * 3, model_type="char")
-    processor = build_processor(tokenizer, feature_size=16)
-    torch.manual_seed(0)
-    model = SupernetConformerForCTC(tiny_conformer_config(vocab_size=len(tokenizer))).eval()
+    shutil.copytree(supernet_dir, root / "supernet")
+    model = SupernetConformerForCTC.from_pretrained(root / "supernet")
     space = model.subnet_space
-
-    def entry(name, spec, wer):
-        costs = model.subnet_costs(spec).to_dict()
-        return {"name": name, "budget": 0.5, "spec": spec.to_dict(), "costs": costs, "metrics": {"wer": wer}}
-
     model.config.selected_subnets = [
-        entry(budget_name({"params": 10}), space.smallest(), 0.5),
-        entry("earlier", space.largest(), 0.25),
+        make_entry(model, space.smallest(), {"params": 10}, {"wer": 0.5}),
+        dict(make_entry(model, space.largest(), 0.5, {"wer": 0.25}), name="earlier"),
     ]
-    supernet = root / "supernet"
-    model.save_pretrained(supernet)
-    processor.save_pretrained(supernet)
-    (supernet / "pareto.png").write_bytes(b"the earlier plot")
+    model.save_pretrained(root / "supernet")
+    (root / "supernet" / "pareto.png").write_bytes(b"the earlier plot")
     write_manifest(root / "data", "dev", 6)
     return root
 
@@ -493,6 +484,11 @@ def test_tampered_sparse_indices_are_a_clear_error_naming_the_file(tmp_path, tam
     change, message = TAMPERINGS[tampering]
     path = sparse_checkpoint(tmp_path)
     rewrite_sparse(path, change)
+    with pytest.raises(ValueError, match=f"{path} is damaged: (its tensors do not match the SHA-256|.*{message})"):
+        load_sparse(tmp_path)
+    # Without the recorded digest (a file saved before digests were recorded, or a tamperer who dropped it) the
+    # structure checks still refuse it.
+    rewrite_sparse(path, lambda tensors, metadata: metadata.pop("weights_sha256"))
     with pytest.raises(ValueError, match=f"{path} is damaged.*{message}"):
         load_sparse(tmp_path)
 
