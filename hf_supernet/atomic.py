@@ -131,6 +131,8 @@ def atomic_directory(target: str | os.PathLike, carry_over: bool = False) -> Ite
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
+    if target.exists() and not target.is_dir():
+        raise FileExistsError(f"{target} is a file, not a folder; it is not replaced by one. Move it, or choose another path.")
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(target, "tmp"), dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp makes it owner-only; the published folder is meant to be read by others
     try:

@@ -676,3 +676,12 @@ def test_a_save_killed_before_its_checksum_leaves_no_stale_record(tmp_path, monk
         tiny(1).save_pretrained(tmp_path)  # new weights written, then killed before their checksum
     assert not (tmp_path / CHECKSUM_FILE).exists()
     torch.testing.assert_close(SupernetConformerForCTC.from_pretrained(tmp_path).state_dict(), tiny(1).state_dict())
+
+
+def test_a_folder_write_never_replaces_a_file(tmp_path):
+    from hf_supernet import save_sparse
+
+    (tmp_path / "model").write_text("my file")
+    with pytest.raises(FileExistsError, match="is a file, not a folder"):
+        save_sparse(tiny(0), tmp_path / "model")
+    assert (tmp_path / "model").read_text() == "my file" and hidden_leftovers(tmp_path) == []

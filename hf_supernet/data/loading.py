@@ -280,19 +280,19 @@ def _audio_files_stamp(dataset: Dataset, audio_column: str, audio_root: str | No
     none: in-memory or embedded audio is covered by ``datasets``' own fingerprint of the table)."""
     import pyarrow as pa
 
-    column = dataset.data.column(audio_column).combine_chunks()
+    column = dataset.data.column(audio_column)
     if pa.types.is_struct(column.type):
         if column.type.get_field_index("path") < 0:
             return None
-        on_disk = column.field("bytes").is_null() if column.type.get_field_index("bytes") >= 0 else None
-        paths = column.field("path")
-        paths = paths.filter(on_disk) if on_disk is not None else paths
+        has_bytes = column.type.get_field_index("bytes") >= 0
+        # Chunk by chunk, children only: embedded audio bytes are never copied.
+        chunks = [c.field("path").filter(c.field("bytes").is_null()) if has_bytes else c.field("path") for c in column.chunks]
     elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        paths = column
+        chunks = column.chunks
     else:
         return None
     digest = hashlib.sha256()
-    for path in paths.to_pylist():
+    for path in (p for chunk in chunks for p in chunk.to_pylist()):
         if not path:
             continue
         if audio_root is not None and not os.path.isabs(path):
