@@ -412,6 +412,9 @@ def test_resume_skips_a_partial_checkpoint_and_refuses_what_is_not_one(tmp_path)
         make_trainer(tmp_path / "other", model=wider).train(resume_from_checkpoint=str(out / "checkpoint-1"))
     with pytest.raises(ValueError, match="holds no complete checkpoint"):
         make_trainer(tmp_path / "empty").train(resume_from_checkpoint=True)
+    flip_a_weight_bit(out / "checkpoint-1" / "model.safetensors")
+    with pytest.raises(ValueError, match="checkpoint-1/model.safetensors is corrupt or truncated"):
+        make_trainer(out).train(resume_from_checkpoint=True)
 
 
 # ------------------------------------------------------------------------------------------------ 4. trusted nothing

@@ -19,6 +19,8 @@ from safetensors import SafetensorError, safe_open
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.utils import logging
 
+from ..integrity import verify_checksums
+
 logger = logging.get_logger(__name__)
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -62,7 +64,8 @@ def resolve_resume_checkpoint(resume, output_dir: str | os.PathLike, model=None)
     """The checkpoint folder ``Trainer.train(resume_from_checkpoint=resume)`` should load, checked.
 
     ``None``/``False``: none. ``True`` (or the strings ``"true"`` / ``"last"``): the newest complete checkpoint of
-    ``output_dir``. A path: that folder, if it is a complete checkpoint whose weights have ``model``'s shapes.
+    ``output_dir``. A path: that folder, if it is a complete checkpoint whose weights match their recorded
+    checksums and have ``model``'s shapes.
     Anything else raises an error naming the folder and what a checkpoint is."""
     if resume is None or resume is False:
         return None
@@ -73,6 +76,7 @@ def resolve_resume_checkpoint(resume, output_dir: str | os.PathLike, model=None)
                 f"resume_from_checkpoint={resume!r}: {output_dir} holds no complete checkpoint to resume from. "
                 f"{WHAT_A_CHECKPOINT_IS} Start a new run instead."
             )
+        verify_checksums(path)
         return path
     path = os.fspath(resume)
     if not os.path.isdir(path):
@@ -95,6 +99,7 @@ def resolve_resume_checkpoint(resume, output_dir: str | os.PathLike, model=None)
             f"Cannot resume from {path}: it is {kind}. {WHAT_A_CHECKPOINT_IS}{hint} To start from a saved model's "
             "weights instead, load it with from_pretrained and start a new run."
         )
+    verify_checksums(path)  # a checkpoint whose weights were damaged since they were saved is refused
     if model is not None:
         _check_shapes(path, model)
     return path
