@@ -6,7 +6,8 @@ A budget is a float (fraction of the whole model's parameters) or a dict of abso
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .costs import COST_NAMES, SubnetCosts
@@ -52,6 +53,39 @@ def select_from_selected(selected: Iterable[dict[str, Any]], limits: dict[str, f
         return (float("inf") if value is None else value, -entry["costs"]["params"])
 
     return min(candidates, key=key)
+
+
+ANALYTIC_COST_NAMES = ("params", "flops", "int8_mb")
+
+
+def verify_stored_costs(selected: Sequence[dict[str, Any]], cost_fn: Callable[[SubnetSpec], SubnetCosts]) -> None:
+    """Check every entry of ``config.selected_subnets`` before a budget trusts it: its spec must be a subnet of the
+    model and its stored analytic costs (params, FLOPs, int8 size) what ``cost_fn`` computes from the spec. A
+    mismatch (an edited config, or entries of another model) raises ``ValueError`` naming the entry."""
+    for index, entry in enumerate(selected):
+        name = entry.get("name", f"#{index}") if isinstance(entry, dict) else f"#{index}"
+        how = "Run the search again (scripts/search.py) or correct that entry of config.json."
+        try:
+            actual = cost_fn(SubnetSpec.from_dict(entry["spec"])).to_dict()
+            stored = dict(entry["costs"])
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            raise ValueError(
+                f"config.selected_subnets entry {name!r} is not a valid subnet of this model ({error!r}). {how}"
+            ) from None
+        wrong = [
+            f"{key} {stored.get(key)!r} (its spec has {actual[key]:.6g})"
+            for key in ANALYTIC_COST_NAMES
+            if actual.get(key) is not None
+            and not (
+                isinstance(stored.get(key), (int, float))
+                and math.isclose(stored[key], actual[key], rel_tol=1e-6, abs_tol=1e-9)
+            )
+        ]
+        if wrong:
+            raise ValueError(
+                f"config.selected_subnets entry {name!r} states costs that its spec does not have: {', '.join(wrong)}. "
+                f"The config was edited or the entry belongs to another model. {how}"
+            )
 
 
 def largest_fitting(

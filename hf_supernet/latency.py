@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import resource
@@ -142,12 +143,19 @@ class LatencyTable:
             return {}
         try:
             data = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             # A damaged cache only costs re-measuring; never fail a search over it.
             return {}
-        if data.get("machine") != self.fingerprint:
+        if not isinstance(data, dict) or data.get("machine") != self.fingerprint:
             return {}
-        return {k: float(v) for k, v in data.get("rtf", {}).items()}
+        rtf = data.get("rtf")
+        entries = rtf if isinstance(rtf, dict) else {}
+        # Only positive finite numbers are latencies; anything else (a damaged or hand-edited entry) is re-measured.
+        return {
+            k: float(v)
+            for k, v in entries.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        }
 
     def save(self) -> None:
         """Write the table atomically (a crash mid-write leaves the previous table intact)."""

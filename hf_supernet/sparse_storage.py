@@ -10,7 +10,8 @@ the saved one did.
 Files (in ``save_directory``): ``config.json`` and ``model.block_sparse.safetensors`` holding, per tensor ``name``,
 either ``name`` (dense) or ``name.bsr_values`` (kept blocks x rows x cols, the tensor's dtype),
 ``name.bsr_col_indices`` (int16, or int32 past 32767 block columns) and ``name.bsr_crow_indices`` (int32, block
-rows + 1); the metadata names the format, the block shape, the model class and the shapes of the sparse tensors.
+rows + 1); the metadata names the format, the block shape, the model class and the shapes of the sparse tensors, and holds the
+SHA-256 of the tensors (``weights_sha256``), which ``load_sparse`` checks.
 
 :func:`storage_report` gives the numbers behind the choice: parameters, nonzero parameters, bytes dense and
 sparse, and the int8 sizes (one byte per stored weight; the sparse int8 size includes the index overhead).
@@ -24,12 +25,13 @@ import os
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers import AutoConfig, PreTrainedModel
 
 from . import models
-from .atomic import atomic_file
+from .atomic import atomic_directory, recover
+from .integrity import tensors_sha256
 from .slicing import block_grid
 
 SPARSE_WEIGHTS_NAME = "model.block_sparse.safetensors"
@@ -147,7 +149,6 @@ def save_sparse(model, save_directory: str | os.PathLike, block_shape: tuple[int
     """Write ``model``'s config and its weights, block-sparse where that saves bytes, to ``save_directory``;
     reload with :func:`load_sparse`. Returns the :class:`StorageReport` of what was written."""
     block = _block_shape_of(model, block_shape)
-    os.makedirs(save_directory, exist_ok=True)
     tensors, shapes = {}, {}
     for name, tensor in model.state_dict().items():
         if name.endswith(_SUFFIXES):
@@ -163,33 +164,85 @@ def save_sparse(model, save_directory: str | os.PathLike, block_shape: tuple[int
         "block_shape": json.dumps(list(block)),
         "model_class": type(model).__name__,
         "sparse_shapes": json.dumps(shapes),
+        "weights_sha256": tensors_sha256(tensors),  # load_sparse checks it: a flipped bit is an error
     }
-    with atomic_file(os.path.join(save_directory, SPARSE_WEIGHTS_NAME)) as tmp:  # never a half-written file
-        save_file(tensors, str(tmp), metadata=metadata)
-    model.config.save_pretrained(save_directory)
+    # Weights and config are swapped in together (other files already in the folder are kept): an interrupted save
+    # leaves the previous checkpoint whole, never new weights next to an old or missing config.
+    with atomic_directory(save_directory, carry_over=True) as tmp:
+        save_file(tensors, str(tmp / SPARSE_WEIGHTS_NAME), metadata=metadata)
+        model.config.save_pretrained(tmp)
     return storage_report(model, block)
 
 
 def load_sparse(directory: str | os.PathLike, model_class=None):
     """The model :func:`save_sparse` wrote to ``directory`` (in eval mode). ``model_class`` defaults to the class
     recorded in the file, looked up among hf_supernet's models."""
+    recover(directory)  # a save killed between its two renames: restore the previous checkpoint
     path = os.path.join(directory, SPARSE_WEIGHTS_NAME)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} does not exist; write it with hf_supernet.save_sparse(model, directory).")
-    with safe_open(path, framework="pt") as f:
-        metadata = f.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a {FORMAT} file (format={metadata.get('format')!r}).")
-        tensors = {key: f.get_tensor(key) for key in f.keys()}
-    block = tuple(json.loads(metadata["block_shape"]))
+    damaged = f"{path} is damaged"
+    fix = "Save it again with save_sparse, or copy it again."
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            if metadata.get("format") != FORMAT:
+                raise ValueError(f"{path} is not a {FORMAT} file (format={metadata.get('format')!r}).")
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except SafetensorError as error:
+        raise ValueError(f"{damaged}: not a readable safetensors file ({error}). {fix}") from None
+    recorded = metadata.get("weights_sha256")
+    if recorded is not None and tensors_sha256(tensors) != recorded:
+        raise ValueError(f"{damaged}: its tensors do not match the SHA-256 recorded when it was saved. {fix}")
+    try:
+        block = tuple(int(b) for b in json.loads(metadata["block_shape"]))
+        sparse_shapes = {name: tuple(int(d) for d in shape) for name, shape in json.loads(metadata["sparse_shapes"]).items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{damaged}: its metadata (block_shape, sparse_shapes) cannot be read ({error!r}). {fix}") from None
+    if len(block) != 2 or min(block) < 1:
+        raise ValueError(f"{damaged}: block_shape {list(block)} is not two positive ints. {fix}")
     state = {name: t for name, t in tensors.items() if not name.endswith(_SUFFIXES)}
-    for name, shape in json.loads(metadata["sparse_shapes"]).items():
-        parts = {k: tensors[f"{name}.bsr_{k}"] for k in ("values", "col_indices", "crow_indices")}
-        state[name] = from_block_sparse(parts, tuple(shape), block)
+    for name, shape in sparse_shapes.items():
+        keys = {k: f"{name}.bsr_{k}" for k in ("values", "col_indices", "crow_indices")}
+        missing = [key for key in keys.values() if key not in tensors]
+        if missing or len(shape) != 2 or min(shape) < 0:
+            raise ValueError(f"{damaged}: sparse tensor {name!r} lacks {missing} or has shape {list(shape)}. {fix}")
+        parts = {k: tensors[key] for k, key in keys.items()}
+        _check_block_sparse(parts, shape, block, f"{damaged}: sparse tensor {name!r}", fix)
+        state[name] = from_block_sparse(parts, shape, block)
     cls = model_class or _model_class(metadata.get("model_class"))
     model = cls(AutoConfig.from_pretrained(directory))
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(
+            f"The weights in {path} do not fit the model of {os.path.join(directory, 'config.json')} ({error}). The "
+            f"two files come from different saves; {fix}"
+        ) from None
     return model.eval()
+
+
+def _check_block_sparse(parts: dict[str, torch.Tensor], shape, block, what: str, fix: str) -> None:
+    """Refuse BSR parts that do not describe a ``shape`` tensor (tampered or damaged indices)."""
+    rows, cols = block_grid(shape, block)
+    values, col, crow = parts["values"], parts["col_indices"].long(), parts["crow_indices"].long()
+    problem = None
+    if values.dim() != 3 or tuple(values.shape[1:]) != block:
+        problem = f"values have shape {list(values.shape)}, not (blocks, {block[0]}, {block[1]})"
+    elif crow.dim() != 1 or crow.numel() != rows + 1 or col.dim() != 1:
+        problem = f"crow_indices have {crow.numel()} entries, not {rows + 1} (block rows + 1)"
+    elif crow[0] != 0 or bool((crow.diff() < 0).any()) or crow[-1] != values.shape[0] or col.numel() != values.shape[0]:
+        problem = "crow_indices are not a running count of the stored blocks"
+    elif col.numel() and (int(col.min()) < 0 or int(col.max()) >= cols):
+        problem = f"col_indices leave the {cols} block columns"
+    elif col.numel():
+        # Within a block row, columns must be strictly increasing (each block stored once, in order).
+        row_of = torch.repeat_interleave(torch.arange(rows), crow.diff())
+        key = row_of * cols + col
+        if bool((key.diff() <= 0).any()):
+            problem = "col_indices repeat or are out of order within a block row"
+    if problem is not None:
+        raise ValueError(f"{what}: {problem}. {fix}")
 
 
 def _model_class(name: str | None):

@@ -15,12 +15,13 @@ family-specific is the family's own method:
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 from safetensors import SafetensorError
 from transformers import PreTrainedConfig
 
-from .budgets import largest_fitting, normalize_budget, select_from_selected
+from .budgets import largest_fitting, normalize_budget, select_from_selected, verify_stored_costs
 from .costs import SubnetCosts, costs_of
 from .extraction import extract_subnet
 from .subnets import SubnetSpace, SubnetSpec
@@ -81,6 +82,7 @@ class SupernetMixin:
             return self.subnet_costs(spec, latency=measure)
 
         selected = self.config.selected_subnets or []
+        verify_stored_costs(selected, self.subnet_costs)  # a budget never trusts an edited or foreign entry
         if measure:  # latency is a property of this machine: measure (or look up) it here, not where search ran
             selected = [{**e, "costs": cost_fn(SubnetSpec.from_dict(e["spec"])).to_dict()} for e in selected]
         entry = select_from_selected(selected, limits)
@@ -96,13 +98,34 @@ class SupernetMixin:
             )
         return spec
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, plus the SHA-256 of the weights files in
+        :data:`~hf_supernet.integrity.CHECKSUM_FILE`, which ``from_pretrained`` checks (a bit flip is an error)."""
+        from .integrity import forget_checksums, write_checksums
+
+        main = kwargs.get("is_main_process", args[0] if args else True)
+        if main:
+            forget_checksums(save_directory)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if main and os.path.isdir(save_directory):
+            write_checksums(save_directory)
+        return result
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, subnet_budget=None, **kwargs):
         """As ``PreTrainedModel.from_pretrained``; with ``subnet_budget`` (a float fraction of the parameters, or a
         dict such as ``{"params": 3e6}`` / ``{"flops": 2e9}`` / ``{"int8_mb": 4}`` / ``{"latency": 0.02}`` (real-time
         factor measured on this machine)) it returns the extracted dense
         subnet chosen by :meth:`select_subnet` instead of the supernet."""
+        from .atomic import recover
+
+        recover(pretrained_model_name_or_path)  # a folder write killed between its two renames: restore it
         cls._check_checkpoint_type(pretrained_model_name_or_path, kwargs)
+        local = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
+        if os.path.isdir(local):
+            from .integrity import verify_checksums
+
+            verify_checksums(local)  # a damaged weights file is an error, not a different model
         try:
             model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except SafetensorError as err:

@@ -49,8 +49,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--language", nargs="+", default=None, help="Language code(s) of the speech, e.g. en.")
     parser.add_argument("--license", default=None, help="Hub license id of the weights, e.g. apache-2.0.")
     parser.add_argument("--datasets", nargs="+", default=None, help="Training data (Hub ids or names).")
-    parser.add_argument("--eval_dataset", default=None, help="Data the search measured the metrics on.")
-    parser.add_argument("--eval_split", default=None, help="Its split, e.g. dev.")
+    parser.add_argument(
+        "--eval_dataset", default=None, help="Data the search measured the metrics on (default: what search recorded)."
+    )
+    parser.add_argument("--eval_split", default=None, help="Its split, e.g. dev; must agree with what search recorded.")
+    parser.add_argument(
+        "--overwrite_local_dir", action="store_true", help="Delete files in the subnet folders that publishing did not write."
+    )
     parser.add_argument(
         "--pareto_plot", default=None, help="Search plot to include (default: SUPERNET/pareto.png if any)."
     )
@@ -103,21 +108,25 @@ def main(argv=None) -> int:
             supernet_repo_id=supernet_repo_id,
             pareto_plot=args.pareto_plot,
             template_path=args.template,
+            overwrite_local_dir=args.overwrite_local_dir,
         )
+    except (ValueError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except HubAccessError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except PublishError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print("| subnet | repo | folder | loads with |\n|---|---|---|---|")
+    print("| subnet | repo | folder | loads with | metrics measured on |\n|---|---|---|---|---|")
     for p in published:
         loads = (
             f"transformers.{p.model_class}"
             if p.loads_with_stock_transformers
             else f"{p.model_class} (import hf_supernet)"
         )
-        print(f"| {p.name} | {p.repo_id} | {p.folder or '(uploaded from a temporary folder)'} | {loads} |")
+        print(f"| {p.name} | {p.repo_id} | {p.folder or '(uploaded from a temporary folder)'} | {loads} | {p.measured_on} |")
     return 0
 
 

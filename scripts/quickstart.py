@@ -24,7 +24,7 @@ from transformers import HfArgumentParser, set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import SupernetConformerForCTC
-from hf_supernet.atomic import atomic_file
+from hf_supernet.atomic import atomic_directory, atomic_file
 from hf_supernet.data import SpecAugmentCallback
 from hf_supernet.search import collate_batches, evaluate_subnet, plot_pareto, search_subnets
 from hf_supernet.training import SupernetTrainer, WallClockLimitCallback
@@ -78,6 +78,7 @@ def main(argv=None) -> list[dict]:
     selected, scored = search_subnets(
         model, dev, data_collator=collator, tokenizer=tokenizer, budgets=budgets,
         population=4 if args.smoke else 10, generations=1 if args.smoke else 3, proxy_examples=128, seed=args.seed,
+        eval_name="fsdd", eval_split="dev",
     )
 
     # 4. evaluate on test.
@@ -92,16 +93,17 @@ def main(argv=None) -> list[dict]:
         rows.append({"name": name, "params": costs.params, "flops": costs.flops, "wer": metrics["wer"], "cer": metrics["cer"], "spec": spec.to_dict()})
 
     # 5. extract, save, report.
+    # Each folder is written whole or not at all (files others put there are kept).
     os.makedirs(args.output_dir, exist_ok=True)
     for row in rows:
-        folder = os.path.join(args.output_dir, "subnets", row["name"])
-        model.extract_subnet(hf_supernet.SubnetSpec.from_dict(row["spec"])).save_pretrained(folder)
-        processor.save_pretrained(folder)
-    supernet_dir = os.path.join(args.output_dir, "supernet")
-    model.save_pretrained(supernet_dir)
-    processor.save_pretrained(supernet_dir)
-    # Inside the supernet folder, where publishing (scripts/publish.py) finds it for the model cards.
-    plot_pareto(scored, selected, os.path.join(supernet_dir, "pareto.png"), title="quickstart subnet search (dev loss)")
+        with atomic_directory(os.path.join(args.output_dir, "subnets", row["name"]), carry_over=True) as folder:
+            model.extract_subnet(hf_supernet.SubnetSpec.from_dict(row["spec"])).save_pretrained(folder)
+            processor.save_pretrained(folder)
+    with atomic_directory(os.path.join(args.output_dir, "supernet"), carry_over=True) as supernet_dir:
+        model.save_pretrained(supernet_dir)
+        processor.save_pretrained(supernet_dir)
+        # Inside the supernet folder, where publishing (scripts/publish.py) finds it for the model cards.
+        plot_pareto(scored, selected, supernet_dir / "pareto.png", title="quickstart subnet search (dev loss)")
     results = [{k: row[k] for k in ("name", "params", "flops", "wer", "cer")} for row in rows]
     with atomic_file(os.path.join(args.output_dir, "results.json")) as tmp:  # a stopped run leaves the old table
         tmp.write_text(json.dumps(results, indent=2))

@@ -8,19 +8,23 @@ Budgets are fractions of the parameters or dicts of limits on params, flops (per
 
 The fitness is the dev-set CTC loss (or WER) on the first `--proxy_examples` utterances; each budget's winner is
 then scored on the whole split. The supernet (with `selected_subnets`) and its processor are saved to
-`--output_dir` (default: in place), with `pareto.png` (every scored subnet, the selected ones starred).
+`--output_dir` (default: in place), with `pareto.png` (every scored subnet, the selected ones starred), as one atomic
+write that keeps the folder's other files. New entries replace those of the same name in `selected_subnets`; the
+others (and the previous entry of a budget nothing fits) are kept. When no budget can be served nothing is written
+and the exit status is 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 
 from transformers import AutoModelForCTC, AutoProcessor
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import load_speech_dataset
+from hf_supernet.atomic import atomic_directory
 from hf_supernet.data import DataCollatorCTCWithPadding, prepare_dataset
 from hf_supernet.search import budget_name, plot_pareto, search_subnets
 
@@ -34,7 +38,7 @@ def parse_budgets(text: str) -> list:
     return [float(b) for b in text.split(",")]
 
 
-def main():
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("supernet", help="Folder of a saved supernet and its processor.")
     parser.add_argument("--dataset", default="fsdd")
@@ -46,7 +50,7 @@ def main():
     parser.add_argument("--proxy_examples", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Where to save the supernet (default: in place).")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     model = AutoModelForCTC.from_pretrained(args.supernet).eval()
     processor = AutoProcessor.from_pretrained(args.supernet)
@@ -54,12 +58,27 @@ def main():
     selected, scored = search_subnets(
         model, data, data_collator=DataCollatorCTCWithPadding(processor), tokenizer=processor.tokenizer,
         budgets=args.budgets, metric=args.metric, population=args.population, generations=args.generations,
-        proxy_examples=args.proxy_examples, seed=args.seed,
+        proxy_examples=args.proxy_examples, seed=args.seed, eval_name=args.dataset, eval_split=args.split,
     )
+    missing = [budget_name(b) for b in args.budgets if budget_name(b) not in {e["name"] for e in selected}]
+    if missing:
+        smallest = model.subnet_costs(model.subnet_space.smallest())
+        kept = {e["name"] for e in model.config.selected_subnets} & set(missing)
+        print(
+            f"No subnet fits {', '.join(missing)}: the smallest subnet has {smallest.params / 1e6:.2f} M params and "
+            f"{smallest.flops / 1e9:.3f} GFLOPs / s audio."
+            + (f" The earlier entries {sorted(kept)} are kept unchanged." if kept else ""),
+            file=sys.stderr,
+        )
+    if not selected:
+        print(f"No budget could be served; nothing was written to {args.output_dir or args.supernet}.", file=sys.stderr)
+        return 1
     output_dir = args.output_dir or args.supernet
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    plot_pareto(scored, selected, os.path.join(output_dir, "pareto.png"), title=f"subnet search ({args.metric})")
+    # One atomic write (weights, config, processor, plot together); the folder's other files are kept.
+    with atomic_directory(output_dir, carry_over=True) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        plot_pareto(scored, selected, tmp / "pareto.png", title=f"subnet search ({args.metric})")
     print(f"{len(scored)} subnets scored; selected (metrics on all of {args.dataset}/{args.split}):\n")
     print("| name | params | GFLOPs / s audio | RTF here | loss | WER | CER |\n|---|---:|---:|---:|---:|---:|---:|")
     for e in selected:
@@ -68,15 +87,9 @@ def main():
             f"| {e['name']} | {c['params'] / 1e6:.2f} M | {c['flops'] / 1e9:.3f} | {c['latency']:.4f} | {m['loss']:.3f} "
             f"| {100 * m['wer']:.1f}% | {100 * m['cer']:.1f}% |"
         )
-    missing = [budget_name(b) for b in args.budgets if budget_name(b) not in {e["name"] for e in selected}]
-    if missing:
-        smallest = model.subnet_costs(model.subnet_space.smallest())
-        print(
-            f"\nNo subnet fits {', '.join(missing)}: the smallest subnet has {smallest.params / 1e6:.2f} M params and "
-            f"{smallest.flops / 1e9:.3f} GFLOPs / s audio."
-        )
     print(f"\nSaved to {output_dir} (config.selected_subnets, pareto.png).")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,7 +7,9 @@
 Arguments: the model fields of `SupernetConformerConfig` that size the network (`ModelArguments`; any other config
 field through `--config_overrides '{"mask_type": "orthosoftmax", "orthosoftmax_stage1_steps": 500}'`), the data
 (`DataArguments`) and every `SupernetTrainingArguments` / `TrainingArguments` field. The trained supernet and its
-processor are saved to `output_dir`; `--resume_from_checkpoint` continues an interrupted run exactly.
+processor are saved to `output_dir`; `--resume_from_checkpoint CHECKPOINT_DIR` (or `last`: the newest complete
+checkpoint of `output_dir`) continues an interrupted run exactly. An
+`output_dir` that already holds a trained model or checkpoints is refused unless `--overwrite_output_dir` is given.
 """
 
 from __future__ import annotations
@@ -98,8 +100,32 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "num_proc of datasets.map."})
 
 
+@dataclass
+class OutputArguments:
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Train into an output_dir that already holds a trained model or checkpoints."}
+    )
+
+
+# What a finished or interrupted run leaves in output_dir: training there again would replace it.
+TRAINED_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "trainer_state.json", "training_args.bin")
+
+
+def check_output_dir(output_dir: str, overwrite: bool, resume_from_checkpoint) -> None:
+    """Refuse to train over a trained model or checkpoints (transformers 5 dropped this check) unless told to."""
+    if overwrite or resume_from_checkpoint or not os.path.isdir(output_dir):
+        return
+    found = sorted(n for n in os.listdir(output_dir) if n in TRAINED_FILES or n.startswith("checkpoint-"))
+    if found:
+        raise ValueError(
+            f"--output_dir {output_dir} already holds a trained model or checkpoints ({', '.join(found)}); training "
+            "would replace them. Choose another --output_dir, continue that run with --resume_from_checkpoint, or "
+            "pass --overwrite_output_dir to replace it."
+        )
+
+
 def parse_args(argv):
-    parser = HfArgumentParser((ModelArguments, DataArguments, SupernetTrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, SupernetTrainingArguments, OutputArguments))
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(os.path.abspath(argv[0]))
     if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
@@ -108,8 +134,9 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    model_args, data_args, training_args = parse_args(sys.argv[1:] if argv is None else argv)
+    model_args, data_args, training_args, output_args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.INFO)
+    check_output_dir(training_args.output_dir, output_args.overwrite_output_dir, training_args.resume_from_checkpoint)
 
     splits = [data_args.train_split] + ([data_args.eval_split] if data_args.eval_split else [])
     # The main process decodes first; the others then read datasets' cache instead of decoding again.

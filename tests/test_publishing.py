@@ -44,6 +44,7 @@ FAKE_PNG = b"\x89PNG\r\n\x1a\n not really an image"
 SUBNET_FILES = {
     "README.md",
     "config.json",
+    "hf_supernet_checksums.json",
     "model.safetensors",
     "pareto.png",
     "processor_config.json",
@@ -472,7 +473,7 @@ def test_supernet_push_to_hub_uploads_weights_config_and_processor_only(
     assert repo_id == "me/digits-supernet"
     assert [c[0] for c in commits] == [repo_id, repo_id]
     (_, model_files), (_, processor_files) = commits
-    assert set(model_files) == {"config.json", "model.safetensors", "README.md"}
+    assert set(model_files) == {"config.json", "model.safetensors", "hf_supernet_checksums.json", "README.md"}
     assert set(processor_files) == {"processor_config.json", "tokenizer.model", "tokenizer_config.json", "README.md"}
     assert uploads[0]["path_in_repo"] == "pareto.png" and uploads[0]["repo_id"] == repo_id
 

@@ -28,7 +28,7 @@ def train_script():
 
 def test_config_overrides_set_any_config_field(train_script):
     overrides = {"mask_type": "orthosoftmax", "orthosoftmax_stage1_steps": 7, "orthosoftmax_budgets": [0.5, 0.75]}
-    model_args, _, _ = train_script.parse_args(
+    model_args, _, _, _ = train_script.parse_args(
         ["--output_dir", "x", "--num_hidden_layers", "3", "--dropout", "0.2", "--config_overrides", json.dumps(overrides)]
     )
     config = train_script.config_from_arguments(model_args, FakeTokenizer())
@@ -40,7 +40,7 @@ def test_config_overrides_set_any_config_field(train_script):
 def test_config_overrides_from_a_json_config_file(train_script, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"output_dir": "x", "config_overrides": {"mask_type": "folding", "num_physical_layers": 2}}))
-    model_args, _, _ = train_script.parse_args([str(path)])
+    model_args, _, _, _ = train_script.parse_args([str(path)])
     assert train_script.config_from_arguments(model_args, FakeTokenizer()).num_physical_layers == 2
 
 
@@ -51,6 +51,6 @@ def test_config_overrides_from_a_json_config_file(train_script, tmp_path):
      ("[1, 2]", "must be a JSON object")],
 )
 def test_bad_config_overrides_say_what_is_wrong(train_script, overrides, message):
-    model_args, _, _ = train_script.parse_args(["--output_dir", "x", "--config_overrides", overrides])
+    model_args, _, _, _ = train_script.parse_args(["--output_dir", "x", "--config_overrides", overrides])
     with pytest.raises(ValueError, match=message):
         train_script.config_from_arguments(model_args, FakeTokenizer())

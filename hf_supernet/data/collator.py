@@ -15,6 +15,7 @@ length column reaches the sampler (otherwise `Trainer` recomputes lengths from `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,17 +88,34 @@ def _not_longer_than(durations: list[float], max_duration: float) -> list[bool]:
     return [duration <= max_duration for duration in durations]
 
 
-def _features_and_labels(batch: dict[str, list], processor: SupernetSpeechProcessor) -> dict[str, list]:
+def _utterance_error(error: ValueError, batch: dict[str, list], indices: list[int]) -> ValueError:
+    """The feature extractor's "Utterance <i of the batch> ..." error, naming the utterance by its id (else its row
+    in the dataset) instead of its place in a batch the user never sees."""
+    match = re.match(r"Utterance (\d+)( of the batch)?", str(error))
+    if match is None or int(match[1]) >= len(indices):
+        return error
+    index = int(match[1])
+    ids = batch.get("id")
+    name = f"id={ids[index]!r} (row {indices[index]})" if ids is not None else f"in row {indices[index]}"
+    return ValueError(f"Utterance {name}{str(error)[match.end():]}")
+
+
+def _features_and_labels(
+    batch: dict[str, list], indices: list[int], processor: SupernetSpeechProcessor
+) -> dict[str, list]:
     """``datasets.map`` function: unpadded `input_features`, `labels` and `length` (frames) per example."""
     rates = {audio["sampling_rate"] for audio in batch["audio"]}
     if len(rates) != 1:
         raise ValueError(f"Audio in one batch has several sampling rates {sorted(rates)}; load with one rate.")
-    with single_torch_thread():
-        features = processor.feature_extractor(
-            [np.asarray(audio["array"], dtype=np.float32) for audio in batch["audio"]],
-            sampling_rate=rates.pop(),
-            return_tensors="np",
-        )
+    try:
+        with single_torch_thread():
+            features = processor.feature_extractor(
+                [np.asarray(audio["array"], dtype=np.float32) for audio in batch["audio"]],
+                sampling_rate=rates.pop(),
+                return_tensors="np",
+            )
+    except ValueError as error:
+        raise _utterance_error(error, batch, indices) from None
     lengths = features["attention_mask"].sum(-1).tolist()
     return {
         "input_features": [frames[:length] for frames, length in zip(features["input_features"], lengths)],
@@ -129,6 +147,7 @@ def _prepare_split(dataset, processor, max_duration, num_proc, batch_size, keep_
     return dataset.map(
         _features_and_labels,
         batched=True,
+        with_indices=True,
         batch_size=batch_size,
         num_proc=num_proc,
         fn_kwargs={"processor": processor},

@@ -10,12 +10,16 @@ Every source — a JSON-lines manifest folder (the bundled corpora, ``../shared/
    transcript with :func:`~hf_supernet.data.normalize_text`;
 3. utterances with an empty transcript or longer than ``max_duration`` are filtered out, with the count logged.
 
+The decoding cache is keyed on the audio files too (each file's path, size and modification time), so a file
+rewritten in place is decoded again, never served stale.
+
 Broken audio is never repaired silently: a missing file raises ``FileNotFoundError``; an undecodable file, an empty
 one or one with NaN/Inf samples raises ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from importlib import resources
@@ -174,8 +178,11 @@ def _decode_batch(
     sampling_rate: int,
     normalize: bool,
     audio_root: str | None,
+    audio_files_stamp: str | None = None,
 ) -> dict[str, list]:
-    """``datasets.map`` function: decoded `audio`, normalised `text` and `duration` for a batch of examples."""
+    """``datasets.map`` function: decoded `audio`, normalised `text` and `duration` for a batch of examples.
+
+    ``audio_files_stamp`` is unused here: it is part of the arguments so that it is part of the cache key."""
     ids = batch.get("id")
     arrays, durations, texts = [], [], []
     for index, (value, text) in enumerate(zip(batch[audio_column], batch[text_column])):
@@ -268,6 +275,36 @@ def _check_columns(dataset: Dataset, audio_column: str, text_column: str) -> Non
             )
 
 
+def _audio_files_stamp(dataset: Dataset, audio_column: str, audio_root: str | None) -> str | None:
+    """A digest of (path, size, mtime) of every audio file ``dataset`` reads from disk (``None`` when it reads
+    none: in-memory or embedded audio is covered by ``datasets``' own fingerprint of the table)."""
+    import pyarrow as pa
+
+    column = dataset.data.column(audio_column)
+    if pa.types.is_struct(column.type):
+        if column.type.get_field_index("path") < 0:
+            return None
+        has_bytes = column.type.get_field_index("bytes") >= 0
+        # Chunk by chunk, children only: embedded audio bytes are never copied.
+        chunks = [c.field("path").filter(c.field("bytes").is_null()) if has_bytes else c.field("path") for c in column.chunks]
+    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        chunks = column.chunks
+    else:
+        return None
+    digest = hashlib.sha256()
+    for path in (p for chunk in chunks for p in chunk.to_pylist()):
+        if not path:
+            continue
+        if audio_root is not None and not os.path.isabs(path):
+            path = os.path.join(audio_root, path)
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:  # missing: decoding raises FileNotFoundError naming it
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()
+
+
 def _prepare_split(
     dataset: Dataset,
     *,
@@ -303,6 +340,8 @@ def _prepare_split(
             "sampling_rate": sampling_rate,
             "normalize": normalize,
             "audio_root": audio_root,
+            # Part of the cache key: a file rewritten in place is decoded again.
+            "audio_files_stamp": _audio_files_stamp(dataset, audio_column, audio_root),
         },
         load_from_cache_file=load_from_cache_file,
         desc="Decoding audio",
@@ -363,9 +402,10 @@ def load_speech_dataset(
         keep_columns (`Iterable[str]`, *optional*, defaults to `("id", "speaker")`):
             Source columns carried over to the output when present; all others are dropped.
         cache_dir (`str`, *optional*):
-            `datasets` cache folder for manifest and Hub sources.
+            `datasets` cache folder for manifest and Hub sources. The decoded audio is cached per audio file path,
+            size and modification time: a file changed in place is decoded again.
         load_from_cache_file (`bool`, *optional*):
-            Passed to `datasets.map`/`filter`; `False` forces decoding again (e.g. after audio files changed in place).
+            Passed to `datasets.map`/`filter`; `False` forces decoding again.
         load_dataset_kwargs:
             Extra arguments for `datasets.load_dataset` (e.g. ``name=`` of a Hub configuration).
 

@@ -258,6 +258,13 @@ class SupernetCTCTokenizer(SentencePieceBackend):
         if group_tokens:
             token_ids = [token for token, _ in itertools.groupby(token_ids)]
         token_ids = [token for token in token_ids if token >= 0 and token != self.pad_token_id]
+        out_of_range = sorted({token for token in token_ids if token >= len(self)})
+        if out_of_range:
+            raise ValueError(
+                f"Token ids {out_of_range[:5]} are out of range: this tokenizer has {len(self)} ids (0 to "
+                f"{len(self) - 1}). The ids come from a model whose vocab_size differs from the tokenizer's, or from "
+                "another tokenizer; decode with the processor saved next to the model."
+            )
         return super()._decode(
             token_ids,
             skip_special_tokens=skip_special_tokens,

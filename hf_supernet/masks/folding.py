@@ -27,6 +27,7 @@ from collections.abc import Iterator
 
 import torch
 
+from ..config_validation import Rule, check_fields
 from ..subnets import SubnetSpace, SubnetSpec, randint, register_spec
 from .base import BlockPlan, MaskMethod
 
@@ -98,6 +99,14 @@ def resolve_folding_fields(config) -> None:
         )
 
 
+# What each folding field may hold (types; ranges and depths are checked with the fields once filled in).
+FOLDING_FIELD_RULES = {
+    "num_physical_layers": Rule(int, optional=True),  # None: as many stored blocks as layers
+    "unfolding_depths": Rule(list, items=int, optional=True),
+    "unfolding_patterns": Rule(list, items=str, optional=True),
+}
+
+
 @dataclasses.dataclass(kw_only=True, repr=False)
 class FoldingConfigMixin:
     r"""The config fields of ``mask_type="folding"`` (a config of a family this mask type can carve lists this class
@@ -121,6 +130,7 @@ class FoldingConfigMixin:
     unfolding_patterns: list[str] | None = None
 
     def __post_init__(self, **kwargs):
+        check_fields(self, FOLDING_FIELD_RULES)
         if self.num_physical_layers is None:
             self.num_physical_layers = self.num_hidden_layers
         super().__post_init__(**kwargs)

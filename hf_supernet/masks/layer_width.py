@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import torch
 
+from ..config_validation import Rule, check_fields
 from ..subnets import SubnetSpace, SubnetSpec, randint, register_spec
 from .base import BlockPlan, MaskMethod
 
@@ -26,6 +27,14 @@ def default_layer_drop_choices(num_hidden_layers: int) -> list[int]:
     """TODM's (0, 3, 7) layer drops scaled to ``num_hidden_layers`` (e.g. 4 layers -> [0, 1, 2])."""
     drops = sorted({round(d * num_hidden_layers / _TODM_DEPTH) for d in _TODM_LAYER_DROPS})
     return [d for d in drops if d < num_hidden_layers]
+
+
+# What each layer_width field may hold (types; ranges are checked once the defaults are filled in).
+LAYER_WIDTH_FIELD_RULES = {
+    "layer_drop_choices": Rule(list, items=int, optional=True),
+    "ffn_width_choices": Rule(list, items=float, optional=True),
+    "layer_width_shrinking_steps": Rule(list, items=int, optional=True),
+}
 
 
 @dataclasses.dataclass(kw_only=True, repr=False)
@@ -50,6 +59,7 @@ class LayerWidthConfigMixin:
     layer_width_shrinking_steps: list[int] | None = None
 
     def __post_init__(self, **kwargs):
+        check_fields(self, LAYER_WIDTH_FIELD_RULES)
         if self.layer_drop_choices is None:
             self.layer_drop_choices = default_layer_drop_choices(self.num_hidden_layers)
         if self.ffn_width_choices is None:

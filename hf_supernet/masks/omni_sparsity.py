@@ -54,6 +54,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..config_validation import FLAG, STEPS, Rule, check_fields
 from ..slicing import block_grid
 from ..subnets import SubnetSpace, SubnetSpec, randint, register_spec
 from .base import BlockPlan, MaskMethod
@@ -136,6 +137,19 @@ def cubic_max_sparsity(step: int, *, initial: float, final: float, start: int, l
 OMNI_SPARSITY_POOLINGS = ("matrix", "layer")
 
 
+# What each Omni-sparsity field may hold (types; ranges are checked once the defaults are filled in).
+OMNI_SPARSITY_FIELD_RULES = {
+    "omni_sparsity_levels": Rule(list, items=float, optional=True),
+    "omni_sparsity_block_shape": Rule(list, items=int, optional=True),
+    "omni_sparsity_pooling": Rule(str),
+    "omni_sparsity_prune_interval": Rule(int),
+    "omni_sparsity_schedule_start": STEPS,
+    "omni_sparsity_schedule_steps": STEPS,
+    "omni_sparsity_initial_max_sparsity": Rule(float),
+    "omni_sparsity_search_excludes_dense": FLAG,
+}
+
+
 @dataclasses.dataclass(kw_only=True, repr=False)
 class OmniSparsityConfigMixin:
     r"""The config fields of ``mask_type="omni_sparsity"`` (a config of a family this mask type can carve lists this class among its bases; transformers
@@ -178,6 +192,7 @@ class OmniSparsityConfigMixin:
     omni_sparsity_search_excludes_dense: bool = False
 
     def __post_init__(self, **kwargs):
+        check_fields(self, OMNI_SPARSITY_FIELD_RULES)
         if self.omni_sparsity_levels is None:
             self.omni_sparsity_levels = [0.0, 0.5, 0.6, 0.7, 0.8]
         # Rounded so that levels read back from JSON (or typed as 0.6000000001) compare equal to spec entries.

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config_validation import STEPS, Rule, check_fields
 from ..subnets import SubnetSpace, SubnetSpec, randint, register_spec
 from .base import BlockPlan, MaskMethod
 
@@ -62,6 +63,20 @@ UNIT_KINDS = ("ffn1", "self_attn", "conv_module", "ffn2")  # the execution order
 
 # The paper's FLOPs-aware budgets (fractions of the whole model's FLOPs).
 ORTHOSOFTMAX_PAPER_BUDGETS = (0.337, 0.457, 0.578, 0.759, 1.0)
+
+
+# What each OrthoSoftmax field may hold (types; values and ranges are checked once the defaults are filled in).
+ORTHOSOFTMAX_FIELD_RULES = {
+    "orthosoftmax_granularity": Rule(str),
+    "orthosoftmax_ffn_chunks": Rule(int),
+    "orthosoftmax_budgets": Rule(list, items=float, optional=True),
+    "orthosoftmax_budget_cost": Rule(str),
+    "orthosoftmax_stage1_steps": STEPS,
+    "orthosoftmax_temperature_decay": Rule(float, optional=True),
+    "orthosoftmax_min_temperature": Rule(float),
+    "orthosoftmax_orth_weight": Rule(float),
+    "orthosoftmax_stochastic_depth": Rule(float),
+}
 
 
 @dataclasses.dataclass(kw_only=True, repr=False)
@@ -109,6 +124,7 @@ class OrthoSoftmaxConfigMixin:
     orthosoftmax_stochastic_depth: float = 0.1
 
     def __post_init__(self, **kwargs):
+        check_fields(self, ORTHOSOFTMAX_FIELD_RULES)
         if self.orthosoftmax_budgets is None:
             self.orthosoftmax_budgets = list(ORTHOSOFTMAX_PAPER_BUDGETS)
         self.orthosoftmax_budgets = sorted({float(b) for b in self.orthosoftmax_budgets} | {1.0})

@@ -40,6 +40,7 @@ class CardMetadata:
         datasets: Hub ids (or names) of the training data.
         eval_dataset: Hub id or name of the data the search measured the metrics on, e.g. ``"fsdd"``.
         eval_split: its split, e.g. ``"dev"``.
+        eval_num_utterances: how many utterances of that split (recorded by the search).
         supernet_repo_id: Hub repo of the supernet the subnets were cut from (the cards link to it and name it as
             ``base_model``); ``None`` when the supernet is not on the Hub.
     """
@@ -50,6 +51,7 @@ class CardMetadata:
     eval_dataset: str | None = None
     eval_split: str | None = None
     supernet_repo_id: str | None = None
+    eval_num_utterances: int | None = None
 
 
 def default_template() -> str:
@@ -159,7 +161,8 @@ def _eval_text(metadata: CardMetadata) -> str:
     if metadata.eval_dataset is None:
         return "by the subnet search on its evaluation split (the supernet does not record which data that was)"
     split = f", split `{metadata.eval_split}`" if metadata.eval_split else ""
-    return f"by the subnet search on `{metadata.eval_dataset}`{split}"
+    count = f" ({metadata.eval_num_utterances} utterances)" if metadata.eval_num_utterances is not None else ""
+    return f"by the subnet search on `{metadata.eval_dataset}`{split}{count}"
 
 
 def _supernet_text(metadata: CardMetadata, supernet_name: str, supernet_class: str) -> str:
@@ -279,6 +282,18 @@ def subnet_card(
         pareto_plot=pareto_plot,
     )
     data = card_data(entry, repo_id, metadata, mask_type)
-    if template_path is not None:
+    if template_path is None:
+        return ModelCard.from_template(data, template_str=default_template(), **variables)
+    import jinja2
+
+    try:
         return ModelCard.from_template(data, template_path=str(template_path), **variables)
-    return ModelCard.from_template(data, template_str=default_template(), **variables)
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"Cannot read the model card template {template_path}: {error}.") from None
+    except (jinja2.TemplateError, ValueError, TypeError, ArithmeticError, AttributeError, KeyError) as error:
+        line = f" (line {error.lineno})" if getattr(error, "lineno", None) else ""
+        raise ValueError(
+            f"The model card template {template_path}{line} is not a valid Jinja template for this card: "
+            f"{type(error).__name__}: {error}. Its variables are those of hf_supernet.publishing.cards.card_variables "
+            "and card_data; fix the template or drop --template to use the default one."
+        ) from None

@@ -14,12 +14,15 @@ from pathlib import Path
 from huggingface_hub import HfApi
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoModelForCTC, AutoProcessor
+from transformers.utils import logging
 
 from ..atomic import atomic_directory
-from ..budgets import normalize_budget, select_from_selected
+from ..budgets import normalize_budget, select_from_selected, verify_stored_costs
 from ..subnets import SubnetSpec
 from .cards import CardMetadata, loading_info, subnet_card
 from .hub import call_with_retries, check_hub_access, upload_folder_to_repo
+
+logger = logging.get_logger(__name__)
 
 PARETO_FILE = "pareto.png"
 _LOADING_ONLY_TOKENIZER_KWARGS = ("is_local", "local_files_only")
@@ -37,6 +40,7 @@ class PublishedSubnet:
     model_class: str
     loads_with_stock_transformers: bool
     commit_url: str | None = None
+    measured_on: str | None = None
 
 
 class PublishError(RuntimeError):
@@ -116,7 +120,66 @@ def _check_folder_name(name: str) -> str:
     return name
 
 
+# ------------------------------------------------------------------------------------------------ provenance
+
+
+def entry_metadata(entry: dict, metadata: CardMetadata) -> CardMetadata:
+    """``metadata`` for ``entry``'s card, labelled with where the search measured its metrics.
+
+    The search records that in the entry (``measured_on``: dataset, split, number of utterances). A given
+    ``eval_dataset`` / ``eval_split`` that disagrees with the record is an error (a card must not call dev-split
+    figures test results); one that is missing is filled in from it. Entries of searches that recorded nothing keep
+    the given labels, with a warning that they cannot be checked."""
+    recorded = entry.get("measured_on") or {}
+    if not recorded:
+        if metadata.eval_dataset is not None or metadata.eval_split is not None:
+            logger.warning(
+                f"Selected subnet {entry['name']!r} does not record where its metrics were measured (searched before "
+                "hf_supernet recorded it): its card labels them with eval_dataset/eval_split as given, unchecked. "
+                "Search again to record it."
+            )
+        return metadata
+    for field, key in (("eval_dataset", "dataset"), ("eval_split", "split")):
+        given, measured = getattr(metadata, field), recorded.get(key)
+        if given is not None and measured is not None and str(given) != str(measured):
+            raise ValueError(
+                f"{field}={given!r} disagrees with where the search measured the metrics of selected subnet "
+                f"{entry['name']!r}: {describe_measured_on(recorded)}. Drop --{field} (the card then states what "
+                f"the search recorded), or search again on that data (scripts/search.py --dataset ... --split ...)."
+            )
+    return dataclasses.replace(
+        metadata,
+        eval_dataset=metadata.eval_dataset if metadata.eval_dataset is not None else recorded.get("dataset"),
+        eval_split=metadata.eval_split if metadata.eval_split is not None else recorded.get("split"),
+        eval_num_utterances=recorded.get("num_utterances"),
+    )
+
+
+def describe_measured_on(recorded: dict | None) -> str:
+    """``dataset fsdd, split dev, 270 utterances`` (or what of it is recorded)."""
+    if not recorded:
+        return "not recorded"
+    parts = [f"dataset {recorded.get('dataset') or '(unnamed)'}", f"split {recorded.get('split') or '(unnamed)'}"]
+    if recorded.get("num_utterances") is not None:
+        parts.append(f"{recorded['num_utterances']} utterances")
+    return ", ".join(parts)
+
+
 # ------------------------------------------------------------------------------------------------ local folders
+
+
+def _refuse_foreign_files(folder: Path, new: Path) -> None:
+    """Refuse to replace ``folder`` when it holds files publishing does not write (the user's own)."""
+    if not folder.is_dir():
+        return
+    ours = {p.name for p in new.iterdir()} | {PARETO_FILE}
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours)
+    if foreign:
+        raise FileExistsError(
+            f"{folder} holds files that publishing did not write ({', '.join(foreign)}); rewriting the folder would "
+            "delete them. Move them elsewhere, choose another local_dir, or pass overwrite_local_dir=True "
+            "(--overwrite_local_dir) to delete them."
+        )
 
 
 def write_subnet_folder(
@@ -130,9 +193,11 @@ def write_subnet_folder(
     metadata: CardMetadata,
     pareto_plot: Path | None,
     template_path: str | None,
+    overwrite: bool = False,
 ) -> PublishedSubnet:
     """Extract ``entry``'s subnet and write weights (safetensors), config, processor, model card (README.md) and
-    the Pareto plot into ``folder``, atomically."""
+    the Pareto plot into ``folder``, atomically. An existing ``folder`` holding other files is refused (its files
+    are kept) unless ``overwrite``."""
     model = supernet.extract_subnet(SubnetSpec.from_dict(entry["spec"])).eval()
     card = subnet_card(
         entry,
@@ -152,8 +217,13 @@ def write_subnet_folder(
         card.save(tmp / "README.md")
         if pareto_plot is not None:
             shutil.copyfile(pareto_plot, tmp / PARETO_FILE)
+        if not overwrite:
+            _refuse_foreign_files(folder, tmp)
     info = loading_info(model, processor)
-    return PublishedSubnet(entry["name"], repo_id, folder, info.model_class, info.loads_with_stock_transformers)
+    return PublishedSubnet(
+        entry["name"], repo_id, folder, info.model_class, info.loads_with_stock_transformers,
+        measured_on=describe_measured_on(entry.get("measured_on")),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ loading the supernet
@@ -212,6 +282,7 @@ def publish_subnets(
     pareto_plot: str | os.PathLike | None = None,
     template_path: str | os.PathLike | None = None,
     commit_message: str = "Upload subnet with hf_supernet",
+    overwrite_local_dir: bool = False,
 ) -> list[PublishedSubnet]:
     """Publish selected subnets of a supernet, each as a complete, self-contained model repo.
 
@@ -227,11 +298,15 @@ def publish_subnets(
         budgets_or_names: which subnets: ``None`` (all selected), or a name / budget or a list of them; a budget
             (``0.5``, ``{"flops": 1e8}``) picks the subnet ``from_pretrained(..., subnet_budget=...)`` returns.
         push: upload to the Hub; ``False`` only writes the folders (then ``local_dir`` is required).
-        local_dir: where the folders go (rewritten atomically); default with ``push=True``: a temporary folder.
+        local_dir: where the folders go (rewritten atomically); default with ``push=True``: a temporary folder. A
+            subnet's folder that holds files publishing does not write is refused, its files kept.
+        overwrite_local_dir: rewrite such folders anyway, deleting those files.
         private: create new repos private (existing repos keep their visibility).
         token: Hub token; default: what huggingface_hub finds (``HF_TOKEN``, ``hf auth login``).
         language, license, datasets: card metadata (see :class:`~hf_supernet.publishing.CardMetadata`).
-        eval_dataset, eval_split: which data the search measured the metrics on (the card says so).
+        eval_dataset, eval_split: which data the search measured the metrics on (the card says so). The search
+            records it in each entry (``measured_on``); a label that disagrees is an error, a missing one is filled
+            in from the record.
         supernet_repo_id: Hub repo of the supernet, if published (cards link to it as their ``base_model``);
             defaults to ``supernet_path`` when that is a Hub repo id rather than a folder.
         pareto_plot: image of the search to put in each repo; default ``supernet_path/pareto.png`` if it exists.
@@ -248,6 +323,7 @@ def publish_subnets(
     api = HfApi(token=token)
     namespace = check_hub_access(api, token) if push else None
     supernet, processor = load_supernet(supernet_path, token=token)
+    verify_stored_costs(supernet.config.selected_subnets or [], supernet.subnet_costs)  # cards state these costs
     entries = select_entries(supernet.config.selected_subnets, budgets_or_names, supernet.subnet_costs())
     is_local = Path(supernet_path).is_dir()
     metadata = CardMetadata(
@@ -264,6 +340,9 @@ def publish_subnets(
         raise FileNotFoundError(f"pareto_plot={str(pareto_plot)!r} is not a file.")
     repo_ids = {e["name"]: repo_id_for(repo_prefix, _check_folder_name(e["name"]), namespace) for e in entries}
     supernet_name = Path(supernet_path).name if is_local else str(supernet_path)
+    per_entry = {e["name"]: entry_metadata(e, metadata) for e in entries}  # every label checked before any write
+    for entry in entries:
+        logger.info(f"{entry['name']}: metrics measured on {describe_measured_on(entry.get('measured_on'))}")
 
     with contextlib.ExitStack() as stack:
         if local_dir is None:
@@ -278,9 +357,10 @@ def publish_subnets(
                 processor,
                 repo_id=repo_ids[entry["name"]],
                 supernet_name=supernet_name,
-                metadata=metadata,
+                metadata=per_entry[entry["name"]],
                 pareto_plot=Path(pareto_plot) if pareto_plot is not None else None,
                 template_path=template_path,
+                overwrite=overwrite_local_dir,
             )
             for entry in entries
         ]

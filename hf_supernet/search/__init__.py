@@ -4,7 +4,7 @@ subnets in :mod:`hf_supernet.budgets`."""
 from ..budgets import normalize_budget
 from .evaluation import collate_batches, evaluate_subnet
 from .evolution import Candidate, evolutionary_search, pareto_front
-from .subnet_search import budget_name, plot_pareto, search_subnets
+from .subnet_search import budget_name, merge_selected, plot_pareto, search_subnets
 
 __all__ = [
     "Candidate",
@@ -12,6 +12,7 @@ __all__ = [
     "collate_batches",
     "evaluate_subnet",
     "evolutionary_search",
+    "merge_selected",
     "normalize_budget",
     "pareto_front",
     "plot_pareto",

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from transformers.utils import logging
+
 from ..budgets import normalize_budget
 from ..latency import measure_rtf
 from ..subnets import SubnetSpec
 from .evaluation import collate_batches, evaluate_subnet
 from .evolution import Candidate, evolutionary_search
+
+logger = logging.get_logger(__name__)
 
 
 def budget_name(budget: float | dict[str, float]) -> str:
@@ -35,6 +39,8 @@ def search_subnets(
     progress: bool = True,
     write_config: bool = True,
     measure_latency: bool = True,
+    eval_name: str | None = None,
+    eval_split: str | None = None,
 ) -> tuple[list[dict], list[Candidate]]:
     """Evolutionary search for the best subnet under each budget.
 
@@ -42,12 +48,15 @@ def search_subnets(
     ``proxy_examples`` utterances of ``eval_dataset``; the winner of each budget is then scored on all of
     ``eval_dataset`` (loss, and WER/CER when ``tokenizer`` is given). Deterministic for a ``seed``.
 
-    Returns the selected entries ``{"name", "budget", "spec", "costs", "metrics"}`` (one per budget that something
-    fits; budgets nothing fits are skipped with their name in no entry) and every candidate scored (for a Pareto
-    plot). A budget may limit ``"latency"`` (real-time factor on this machine: candidates are then measured, through
-    the per-machine table); with ``measure_latency`` every selected entry's costs carry its measured latency too. With
-    ``write_config`` the entries become ``model.config.selected_subnets`` so that
-    ``from_pretrained(..., subnet_budget=...)`` returns them after ``save_pretrained``.
+    Returns the selected entries ``{"name", "budget", "spec", "costs", "metrics", "measured_on"}`` (one per budget
+    that something fits; budgets nothing fits are skipped with their name in no entry) and every candidate scored
+    (for a Pareto plot). ``measured_on`` records where the metrics were measured: ``{"dataset": eval_name, "split":
+    eval_split (default: the dataset's own split name), "num_utterances": len(eval_dataset)}``; publishing labels
+    the model cards with it. A budget may limit ``"latency"`` (real-time factor on this machine: candidates are then
+    measured, through the per-machine table); with ``measure_latency`` every selected entry's costs carry its
+    measured latency too. With ``write_config`` the entries are merged into ``model.config.selected_subnets`` (see
+    :func:`merge_selected`: an entry replaces the previous one of its name, every other previous entry is kept) so
+    that ``from_pretrained(..., subnet_budget=...)`` returns them after ``save_pretrained``.
     """
     if metric not in ("loss", "wer"):
         raise ValueError(f"metric must be 'loss' or 'wer', got {metric!r}.")
@@ -69,6 +78,12 @@ def search_subnets(
         model.mask.search_space(), cost_fn, score, limits, population, generations, seed=seed, progress=progress
     )
     full = collate_batches(eval_dataset, data_collator, batch_size)
+    split = eval_split if eval_split is not None else getattr(eval_dataset, "split", None)
+    measured_on = {
+        "dataset": eval_name,
+        "split": None if split is None else str(split),
+        "num_utterances": len(eval_dataset),
+    }
     selected = []
     for budget, candidate in zip(budgets, best):
         if candidate is None:
@@ -80,13 +95,31 @@ def search_subnets(
                 "spec": candidate.spec.to_dict(),
                 "costs": model.subnet_costs(candidate.spec, latency=measure_latency).to_dict(),
                 "metrics": evaluate_subnet(model, candidate.spec, full, tokenizer),
+                "measured_on": dict(measured_on),
             }
         )
         if measure_latency:
             selected[-1]["metrics"]["rtf"] = measure_rtf(model.extract_subnet(candidate.spec))
     if write_config:
-        model.config.selected_subnets = selected
+        unserved = [budget_name(b) for b, candidate in zip(budgets, best) if candidate is None]
+        model.config.selected_subnets = merge_selected(model.config.selected_subnets, selected, unserved)
     return selected, scored
+
+
+def merge_selected(previous: Sequence[dict] | None, new: Sequence[dict], unserved: Sequence[str] = ()) -> list[dict]:
+    """``config.selected_subnets`` after a search: the previous entries, each replaced by the new entry of the same
+    name (in place), then the new names. A budget nothing fits (``unserved``) keeps its previous entry, with a
+    warning that says so — a search never throws away what an earlier one selected."""
+    new_by_name = {entry["name"]: entry for entry in new}
+    merged = [new_by_name.pop(entry["name"], entry) for entry in previous or []]
+    merged.extend(new_by_name.values())
+    kept = {entry["name"] for entry in previous or []}
+    for name in unserved:
+        if name in kept:
+            logger.warning(f"No subnet fits budget {name}; the entry {name!r} of an earlier search is kept unchanged.")
+        else:
+            logger.warning(f"No subnet fits budget {name}; no entry {name!r} is selected.")
+    return merged
 
 
 def plot_pareto(scored: Sequence[Candidate], selected: Sequence[dict], path, cost: str = "params", title: str = ""):

@@ -225,6 +225,15 @@ class SupernetTrainer(Trainer):
         return metrics
 
     # ---------------------------------------------------------------- resume
+    def train(self, resume_from_checkpoint=None, *args, **kwargs):
+        """``Trainer.train``; ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint (a save
+        killed midway is skipped), and a folder that is not a checkpoint of this model is refused with what a
+        checkpoint is (:func:`~hf_supernet.training.checkpoints.resolve_resume_checkpoint`)."""
+        from .checkpoints import resolve_resume_checkpoint
+
+        checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir, self.supernet())
+        return super().train(checkpoint, *args, **kwargs)
+
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)
         # The subnet sampler is part of the training state: without it a resumed run trains other subnets.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from transformers import HubertConfig, Wav2Vec2Config
 
+from ...config_validation import Rule, check_fields
 from ...masks.folding import FoldingConfigMixin
 
 # How a foldable model's depth may be carved. Only unfolding for now; the field exists so a foldable checkpoint
@@ -52,12 +53,27 @@ class FoldableConfigMixin(FoldingConfigMixin):
     selected_subnets: list[dict] | None = None
 
     def __post_init__(self, **kwargs):
+        self._validate_fields()
         if self.mask_type not in FOLDABLE_MASK_TYPES:
             raise ValueError(
                 f"mask_type={self.mask_type!r} cannot carve a {self.model_type} model; valid values are "
                 f"{list(FOLDABLE_MASK_TYPES)}."
             )
         super().__post_init__(**kwargs)
+
+    def _validate_fields(self) -> None:
+        """Type and range of the foldable config's own fields, checked first; the error names the field and its
+        valid values."""
+        check_fields(self, _FOLDABLE_FIELD_RULES)
+
+
+# What a foldable config's own fields may hold (checked first at construction; the folding fields are checked by
+# FoldingConfigMixin, mask_type's values just below).
+_FOLDABLE_FIELD_RULES = {
+    "num_hidden_layers": Rule(int, minimum=1),
+    "mask_type": Rule(str),
+    "selected_subnets": Rule(list, items=dict, optional=True),
+}
 
 
 class FoldableWav2Vec2Config(FoldableConfigMixin, Wav2Vec2Config):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
+from ...config_validation import FLAG, PROBABILITY, SIZE, Rule, check_fields
 from ...masks import MASK_TYPES
 from ...masks.folding import FoldingConfigMixin
 from ...masks.layer_width import LayerWidthConfigMixin
@@ -140,6 +142,7 @@ class SupernetConformerConfig(
     adaptive_dropout: bool = False
 
     def __post_init__(self, **kwargs):
+        self._validate_fields()
         if self.layer_ffn_dims is not None:
             self.layer_ffn_dims = [int(d) if isinstance(d, int) else [int(x) for x in d] for d in self.layer_ffn_dims]
         if self.layer_attention_heads is not None:
@@ -156,6 +159,16 @@ class SupernetConformerConfig(
         """The config fields a paper's recipe sets (mask type, search space; see :mod:`hf_supernet.paper_recipes`),
         with ``overrides`` for the rest (sizes, vocabulary) or to replace them."""
         return cls(**recipe_config_fields(name, **overrides))
+
+    def _validate_fields(self) -> None:
+        """Type and range of the family's own fields, checked before anything uses them (each mask type's mixin
+        checks its fields the same way); the error names the field and its valid values."""
+        check_fields(self, _FIELD_RULES)
+        if self.pad_token_id >= self.vocab_size:
+            raise ValueError(
+                f"pad_token_id={self.pad_token_id} is the CTC blank and must be an id below vocab_size="
+                f"{self.vocab_size}."
+            )
 
     def _validate_architecture_fields(self) -> None:
         if self.mask_type not in MASK_TYPES:
@@ -216,3 +229,36 @@ class SupernetConformerConfig(
 
 
 __all__ = ["SupernetConformerConfig", "MASK_TYPES"]
+
+
+# What each of the Conformer's own fields may hold (the mask types' fields are checked by their mixins).
+_FIELD_RULES = {
+    "vocab_size": SIZE,
+    "num_mel_bins": SIZE,
+    "subsampling_factor": Rule(int, choices=(4, 8)),
+    "subsampling_conv_channels": SIZE,
+    "hidden_size": SIZE,
+    "num_hidden_layers": SIZE,
+    "num_attention_heads": SIZE,
+    "intermediate_size": SIZE,
+    "hidden_act": Rule(str, choices=tuple(ACT2FN)),
+    "conv_kernel_size": SIZE,
+    "rope_theta": Rule(float, minimum=0.0, positive=True),
+    "hidden_dropout": PROBABILITY,
+    "activation_dropout": PROBABILITY,
+    "attention_dropout": PROBABILITY,
+    "final_dropout": PROBABILITY,
+    "layer_norm_eps": Rule(float, minimum=0.0, positive=True),
+    "initializer_range": Rule(float, minimum=0.0),
+    "ctc_loss_reduction": Rule(str, choices=("mean", "sum")),
+    "ctc_zero_infinity": FLAG,
+    "pad_token_id": Rule(int, minimum=0),
+    "mask_type": Rule(str),  # its values are the registry's, checked with the architecture
+    "layer_ffn_dims": Rule(list, items="int_or_pair", optional=True),
+    "layer_attention_heads": Rule(list, items=int, optional=True),
+    "layer_conv_modules": Rule(list, items=bool, optional=True),
+    "selected_subnets": Rule(list, items=dict, optional=True),
+    "subnet_spec": Rule(dict, optional=True),
+    "ctc_head_per_depth": FLAG,
+    "adaptive_dropout": FLAG,
+}
