@@ -63,6 +63,7 @@ def test_bench_supernet_vs_individual_trials_are_rendered_against_the_separate_m
     assert f"{100 * wer:.1f}% ({script.ratio(wer, largest['separate']['wer']):.2f})" in row
 
 
+@pytest.mark.slow
 def test_bench_sandwich_step_times_every_split_against_the_same_dense_steps(tmp_path):
     load_script("bench_sandwich_step").main(["--repeats", "1", "--threads", "1", "--results_dir", str(tmp_path)])
     result = json.loads((tmp_path / "sandwich_step.json").read_text())

@@ -5,9 +5,12 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_methods.py"
 
 
+@pytest.mark.slow
 def test_compare_methods_smoke_reports_every_method_and_budget(tmp_path):
     spec = importlib.util.spec_from_file_location("compare_methods", SCRIPT)
     module = importlib.util.module_from_spec(spec)

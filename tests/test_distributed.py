@@ -41,6 +41,7 @@ def run(command, output_dir: Path) -> list[dict]:
     return [entry for entry in history if "loss_largest" in entry]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path):
     corpus = repeated_corpus(tmp_path)
     one = run([sys.executable, "scripts/train.py", "--dataset", str(corpus), *ARGS, "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "8"], tmp_path / "one")

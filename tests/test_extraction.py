@@ -40,6 +40,7 @@ def model_subnet_batch(draw):
     return model, spec, lengths, seed
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model_subnet_batch())
 def test_extracted_subnet_matches_masked_supernet(case):

@@ -99,6 +99,7 @@ def test_only_the_physical_blocks_are_stored(family, stable):
     assert model.subnet_costs().params > model.num_parameters()  # ... but its extracted model stores 5 layers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family, stable", CASES)
 def test_every_path_extracts_to_a_stock_model_with_equal_logits(family, stable):
     model = foldable(family, stable)
@@ -244,6 +245,7 @@ def test_analytic_flops_match_torch_flop_counter(family, which):
     assert counter.get_total_flops() == transformer_ctc_flops(model.config, spec.num_layers, samples)
 
 
+@pytest.mark.slow
 def test_latency_is_measured_on_the_extracted_stock_model(tmp_path):
     model = foldable()
     table = LatencyTable(tmp_path / "latency.json", repeats=1)
@@ -384,6 +386,7 @@ def kl_deepest_to_seed(teacher_logits, student_logits, frame_mask):
     return (p.exp() * (p - q)).sum(-1).mean()
 
 
+@pytest.mark.slow
 def test_loss_is_deepest_plus_weighted_seed_plus_kl_with_the_teacher_detached(tmp_path):
     model = foldable().train()
     trainer = trainer_for(model, tmp_path, num_random_subnets=0, smallest_loss_weight=0.3, distill_weight=0.7)
@@ -435,6 +438,7 @@ def test_sampled_paths_get_their_task_weight_and_optional_distillation(tmp_path,
     torch.testing.assert_close(total, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_sandwich_training_on_waveforms(tmp_path):
     batch = labelled_batch(seed=7)
     rows = {
@@ -495,6 +499,7 @@ def test_top_level_extract_subnet_dispatches_to_the_foldable_family():
         )
 
 
+@pytest.mark.slow
 def test_lora_adapted_foldable_extracts_every_path_with_its_adapter_copied_per_repeat():
     from peft import LoraConfig, PeftModel, get_peft_model
 

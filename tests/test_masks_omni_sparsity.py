@@ -308,6 +308,7 @@ def omni_cases(draw):
     return model, spec, lengths, draw(st.integers(0, 2**16))
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(omni_cases())
 def test_extracted_subnet_matches_masked_supernet(case):
@@ -433,6 +434,7 @@ def run_trainer(tmp_path, max_steps=4, **arg_overrides):
     return trainer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optim", ["adamw_torch", "scaled_adam"])
 def test_supernet_trainer_trains_and_prunes_with_adam_importance(tmp_path, drawn, optim, caplog):
     trainer = run_trainer(tmp_path, optim=optim)
@@ -455,6 +457,7 @@ def test_supernet_trainer_trains_and_prunes_with_adam_importance(tmp_path, drawn
     assert all(torch.equal(after[k], v) for k, v in ranks(model).items())
 
 
+@pytest.mark.slow
 def test_supernet_trainer_resume_continues_the_schedule(tmp_path, drawn):
     trainer = run_trainer(tmp_path, max_steps=3, save_strategy="steps", save_steps=3)
     trainer.train()
@@ -469,6 +472,7 @@ def test_supernet_trainer_resume_continues_the_schedule(tmp_path, drawn):
     assert any(not torch.equal(ranks_at_3[k], v) for k, v in ranks(resumed.model).items())
 
 
+@pytest.mark.slow
 def test_training_reduces_the_largest_and_the_sparsest_subnets_loss(tmp_path):
     torch.manual_seed(0)
     model = SupernetConformerForCTC(omni_config(omni_sparsity_prune_interval=5, omni_sparsity_schedule_steps=20))

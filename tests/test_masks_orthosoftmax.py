@@ -177,6 +177,7 @@ def equivalence_cases(draw):
     return name, draw(st.integers(0, 2**16)), draw(st.booleans()), lengths
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(equivalence_cases())
 def test_extracted_subnet_matches_masked_supernet_for_every_budget(case):
@@ -363,6 +364,7 @@ def test_save_and_load_keep_the_masks(tmp_path, frozen):
 
 
 # ---------------------------------------------------------------- training with SupernetTrainer
+@pytest.mark.slow
 def test_supernet_trainer_runs_both_stages(tmp_path):
     from .test_trainer import make_trainer
 
@@ -394,6 +396,7 @@ def test_supernet_trainer_runs_both_stages(tmp_path):
     assert {"eval_largest_loss", "eval_smallest_loss"} <= set(metrics)
 
 
+@pytest.mark.slow
 def test_resume_across_the_stage_switch_reproduces_an_uninterrupted_run(tmp_path):
     from .test_trainer import make_trainer
 

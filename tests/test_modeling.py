@@ -43,6 +43,7 @@ def test_eval_mode_is_deterministic_and_train_mode_is_not(tiny_model):
     assert not torch.equal(tiny_model(features, mask).logits, tiny_model(features, mask).logits)
 
 
+@pytest.mark.slow
 def test_ctc_loss_trains(tiny_model):
     torch.manual_seed(0)
     features, mask = padded_batch([40, 32], seed=2)

@@ -225,6 +225,7 @@ def width_subnets(draw):
     return name, spec, draw(st.lists(st.integers(9, 40), min_size=1, max_size=3))
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=width_subnets())
 def test_merged_and_sliced_extraction_match_the_adapted_supernet(case):
@@ -273,6 +274,7 @@ def any_plans(draw):
     return plans
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(plans=any_plans(), lengths=st.lists(st.integers(9, 40), min_size=1, max_size=2))
 def test_sliced_adapter_is_exact_for_any_plan(plans, lengths, monkeypatch):

@@ -47,3 +47,19 @@ def test_public_names_resolve_on_first_use():
     assert hf_supernet.data.load_speech_dataset is hf_supernet.load_speech_dataset  # submodules too
     with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
         hf_supernet.not_a_name
+
+
+def test_default_lora_targets_are_registered_when_peft_is_imported_after_hf_supernet():
+    found = run_python(
+        "import json, sys\n"
+        "import hf_supernet\n"
+        "before = 'peft' in sys.modules\n"
+        "from peft import LoraConfig, get_peft_model\n"
+        "config = hf_supernet.SupernetConformerConfig(num_mel_bins=16, subsampling_conv_channels=8, hidden_size=32,\n"
+        "    num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, conv_kernel_size=5, vocab_size=12)\n"
+        "model = get_peft_model(hf_supernet.SupernetConformerForCTC(config), LoraConfig(r=2))\n"
+        "adapted = sorted({n.rsplit('.', 1)[-1] for n, m in model.named_modules() if hasattr(m, 'lora_A')})\n"
+        "print(json.dumps({'peft_before': before, 'adapted': adapted}))\n"
+    )
+    assert not found["peft_before"]
+    assert found["adapted"] == sorted(["q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense"])

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from transformers import AutoModelForCTC, AutoProcessor
 
@@ -22,6 +23,7 @@ def load_script():
     return module
 
 
+@pytest.mark.slow
 def test_quickstart_smoke_writes_loadable_subnets(tmp_path):
     results = load_script().main(["--smoke", "--output_dir", str(tmp_path)])
     written = json.loads((tmp_path / "results.json").read_text())
@@ -52,6 +54,7 @@ def test_quickstart_smoke_writes_loadable_subnets(tmp_path):
     assert chosen.config.subnet_spec == selected_50["spec"]
 
 
+@pytest.mark.slow
 def test_evaluate_checkpoint_reproduces_the_quickstart_table(tmp_path, monkeypatch):
     """The saved supernet, reloaded by scripts/evaluate_checkpoint.py, gives the table the quickstart printed."""
     import runpy

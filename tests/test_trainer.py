@@ -57,6 +57,7 @@ def make_trainer(tmp_path, max_steps=4, model=None, **overrides):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", ["full", "quarter", "split"])
 @pytest.mark.parametrize("distillation", ["none", "kl", "alpha"])
 def test_sandwich_step_logs_per_role_losses(tmp_path, split, distillation):
@@ -101,6 +102,7 @@ def test_every_student_is_distilled_from_the_largest_on_its_own_rows(tmp_path, m
         assert covered == 6  # the students' rows are the batch minus the largest's first part
 
 
+@pytest.mark.slow
 def test_training_reduces_every_subnets_loss(tmp_path):
     trainer = make_trainer(tmp_path, max_steps=40, learning_rate=5e-3)
     before = trainer.evaluate()
@@ -173,6 +175,7 @@ def test_evaluate_reports_each_subnet(tmp_path):
     assert metrics["eval_largest_loss"] != metrics["eval_smallest_loss"]
 
 
+@pytest.mark.slow
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     """Killed after 3 steps and resumed == 6 uninterrupted steps (model, optimizer, scheduler, sampler RNG)."""
     full = make_trainer(tmp_path / "full", max_steps=6, save_strategy="steps", save_steps=3)
@@ -194,6 +197,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
         broken.train(resume_from_checkpoint=str(checkpoint))
 
 
+@pytest.mark.slow
 def test_sampler_state_is_safetensors(tmp_path):
     trainer = make_trainer(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
     trainer.train()
@@ -222,6 +226,7 @@ def test_trainer_requires_supernet_arguments(tmp_path):
         SupernetTrainer(model=SupernetConformerForCTC(tiny_conformer_config()), args=TrainingArguments(str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_scaled_adam_is_an_optimizer_choice(tmp_path):
     from hf_supernet.training.optim import ScaledAdam
 
