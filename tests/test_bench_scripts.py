@@ -92,6 +92,7 @@ def test_sortagrad_sampler_sorts_the_first_epoch_only():
     assert sorted(second) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatch):
     bench = load_script("bench_claims")
     common = ["--smoke", "--seeds", "0", "--results_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
@@ -148,6 +149,7 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
     assert calls == []
 
 
+@pytest.mark.slow
 def test_bench_claims_resumes_an_interrupted_run_from_its_checkpoint(tmp_path, monkeypatch):
     bench = load_script("bench_claims")
     common = ["--smoke", "--seeds", "0", "--arms", "twin-smallest", "--results_dir", str(tmp_path),
