@@ -25,6 +25,7 @@ from transformers import HfArgumentParser, set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
+from hf_supernet.atomic import atomic_directory
 from hf_supernet.data import (
     DataCollatorCTCWithPadding,
     SpecAugmentCallback,
@@ -85,6 +86,17 @@ def config_from_arguments(model_args: ModelArguments, tokenizer) -> SupernetConf
     values.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     values.update(overrides)
     return SupernetConformerConfig(**values)
+
+
+def save_final_model(trainer) -> None:
+    """The trained model and processor (safetensors) replace ``output_dir``'s as one folder write, keeping the
+    checkpoints and every other file there: a run killed while saving leaves the previous state. FSDP and DeepSpeed
+    gather the weights on every process inside ``save_model``, so there transformers' own in-place save is kept."""
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        trainer.save_model()
+    elif trainer.args.should_save:
+        with atomic_directory(trainer.args.output_dir, carry_over=True) as folder:
+            trainer.save_model(str(folder))
 
 
 @dataclass
@@ -166,7 +178,7 @@ def main(argv=None):
         callbacks=[SpecAugmentCallback(collator)],
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model()  # model + processor, safetensors
+    save_final_model(trainer)
     trainer.save_state()  # trainer_state.json with the per-step log history
     if data_args.eval_split:
         metrics = trainer.evaluate()

@@ -593,7 +593,7 @@ def test_config_fields_are_checked_at_construction(field, value, error, message)
 @pytest.mark.parametrize(
     "field, value, error, message",
     [
-        ("num_physical_layers", "8", TypeError, "num_physical_layers must be an int \(or None\), got '8'"),
+        ("num_physical_layers", "8", TypeError, r"num_physical_layers must be an int \(or None\), got '8'"),
         ("unfolding_depths", [8, "x"], TypeError, "unfolding_depths must be a list of ints"),
         ("unfolding_patterns", "stack", TypeError, "unfolding_patterns must be a list of strings"),
         ("num_hidden_layers", 0, ValueError, "num_hidden_layers must be an int >= 1"),
@@ -688,3 +688,31 @@ def test_a_folder_write_never_replaces_a_file(tmp_path):
     with pytest.raises(FileExistsError, match="is a file, not a folder"):
         save_sparse(tiny(0), tmp_path / "model")
     assert (tmp_path / "model").read_text() == "my file" and hidden_leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_train_final_save_is_one_folder_write_that_keeps_other_files(tmp_path):
+    """train.py's final model + processor save: a run SIGKILLed between the folder swap's renames leaves the previous
+    model (restored by the next read), and a finished run keeps the checkpoints and the user's files beside it."""
+    from hf_supernet import SupernetConformerForCTC
+    from hf_supernet.atomic import recover
+
+    data = write_manifest(tmp_path / "data", "train", 8)
+    out = tmp_path / "out"
+    argv = ["--output_dir", str(out), "--dataset", str(data), "--eval_split", "", "--max_steps", "1",
+            "--per_device_train_batch_size", "4", "--hidden_size", "16", "--num_hidden_layers", "2",
+            "--intermediate_size", "32", "--num_attention_heads", "2", "--subsampling_conv_channels", "8",
+            "--save_strategy", "steps", "--save_steps", "1", "--report_to", "none", "--use_cpu"]
+    load_script("train").main(argv)
+    (out / "notes.txt").write_text("mine")
+    first = (out / "model.safetensors").read_bytes()
+    code = f"""
+    import runpy
+    runpy.run_path({str(REPO / "scripts" / "train.py")!r}, run_name="train")["main"]({argv + ["--overwrite_output_dir", "--seed", "1"]!r})
+    """
+    run_killed(code, "moved_aside", tmp_path)
+    recover(out)
+    assert (out / "model.safetensors").read_bytes() == first and (out / "notes.txt").read_text() == "mine"
+    assert (out / "checkpoint-1").is_dir()
+    SupernetConformerForCTC.from_pretrained(out)
+    assert hidden_leftovers(out.parent) == []
