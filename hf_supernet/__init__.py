@@ -20,6 +20,7 @@ from .models.foldable import (
     FoldableWav2Vec2ForCTC,
     FoldableWav2Vec2Model,
 )
+from .models.conformer import ConformerConfig, ConformerForCTC, ConformerModel, dense_conformer_from_subnet
 from .models.supernet_conformer import (
     MASK_TYPES,
     SupernetConformerConfig,
@@ -48,6 +49,9 @@ for _config, _model, _ctc in (
 __all__ = [
     "MASK_TYPES",
     "BlockPlan",
+    "ConformerConfig",
+    "ConformerForCTC",
+    "ConformerModel",
     "FoldableHubertConfig",
     "FoldableHubertForCTC",
     "FoldableHubertModel",
@@ -67,6 +71,7 @@ __all__ = [
     "SupernetConformerModel",
     "build_processor",
     "costs_of",
+    "dense_conformer_from_subnet",
     "LatencyTable",
     "extract_subnet",
     "load_metric",

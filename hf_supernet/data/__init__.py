@@ -3,11 +3,12 @@
 Importing this module registers :class:`SupernetFeatureExtractor`, :class:`SupernetCTCTokenizer` and
 :class:`SupernetSpeechProcessor` with transformers' `AutoFeatureExtractor`, `AutoTokenizer` and `AutoProcessor`, so
 ``AutoProcessor.from_pretrained(folder)`` loads a saved processor (and a model folder of a `supernet_conformer`
-config maps to these classes).
+or `hf_supernet_conformer` config maps to these classes).
 """
 
 from transformers import AutoFeatureExtractor, AutoProcessor, AutoTokenizer
 
+from ..models.conformer import ConformerConfig
 from ..models.supernet_conformer import SupernetConformerConfig
 from .augment import SpecAugmentConfig, spec_augment
 from .collator import (
@@ -27,9 +28,10 @@ from .processing import (
 )
 from .text import normalize_text, number_to_words
 
-AutoFeatureExtractor.register(SupernetConformerConfig, SupernetFeatureExtractor, exist_ok=True)
-AutoTokenizer.register(SupernetConformerConfig, tokenizer_class=SupernetCTCTokenizer, exist_ok=True)
-AutoProcessor.register(SupernetConformerConfig, SupernetSpeechProcessor, exist_ok=True)
+for _config in (SupernetConformerConfig, ConformerConfig):
+    AutoFeatureExtractor.register(_config, SupernetFeatureExtractor, exist_ok=True)
+    AutoTokenizer.register(_config, tokenizer_class=SupernetCTCTokenizer, exist_ok=True)
+    AutoProcessor.register(_config, SupernetSpeechProcessor, exist_ok=True)
 
 __all__ = [
     "BUNDLED_CORPORA",
