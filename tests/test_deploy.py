@@ -1,9 +1,11 @@
 """Deploying a subnet: remote code that loads without hf_supernet, torch.export / ONNX round trips, int8."""
 
 import os
+import runpy
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +15,14 @@ from transformers import AutoModelForCTC, AutoProcessor
 
 from hf_supernet.data import build_processor, train_tokenizer
 from hf_supernet.models.conformer import ConformerForCTC, dense_conformer_from_subnet
-from hf_supernet.publishing.export import load_deployable, save_deployable
+from hf_supernet.publishing.export import export_model, export_program, load_deployable, save_deployable
 
-from .conftest import tiny_conformer_config
+from .conftest import padded_batch
 from .test_dense_conformer import MODELS
+from .test_foldable import foldable, waveforms
+from .test_masks_orthosoftmax import set_scores
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "oh"]
 
@@ -63,8 +69,6 @@ BLOCKED_LOADER = textwrap.dedent(
 
 def test_saved_subnet_and_processor_load_as_remote_code_without_hf_supernet(tmp_path):
     model = MODELS["orthosoftmax"]
-    from .test_masks_orthosoftmax import set_scores
-
     set_scores(model.mask, seed=1, frozen=True)
     subnet = model.extract_subnet(model.subnet_space.smallest())  # a SupernetConformerForCTC subnet
     processor = build_processor(train_tokenizer(DIGITS, model_type="char"), feature_size=16)
@@ -105,3 +109,70 @@ def test_load_deployable_converts_an_old_subnet_folder(tmp_path):
     features = torch.randn(1, 40, 16)
     with torch.no_grad(), model.use_subnet(spec):
         torch.testing.assert_close(dense(features).logits, model(features).logits, atol=1e-4, rtol=0)
+
+
+# ------------------------------------------------------------------------------------------------ export
+LENGTHS = ([57, 40], [9], [123, 77, 100])  # three time lengths (and batch sizes) unlike the traced example
+
+
+def assert_program_matches_eager(program, model, batches):
+    for inputs, mask in batches:
+        with torch.no_grad():
+            expected = model(inputs, attention_mask=mask).logits
+        torch.testing.assert_close(program(inputs, mask), expected, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_torch_export_of_every_mask_types_subnet_has_a_dynamic_time_dimension(name):
+    model = MODELS[name]
+    if name == "orthosoftmax":
+        set_scores(model.mask, seed=2, frozen=True)
+    dense = dense_conformer_from_subnet(model, model.subnet_space.sample(torch.Generator().manual_seed(4)))
+    program = export_program(dense).module()
+    assert_program_matches_eager(program, dense, [padded_batch(lengths, seed=i) for i, lengths in enumerate(LENGTHS)])
+
+
+@pytest.mark.parametrize("family", ["wav2vec2", "hubert"])
+def test_torch_export_of_a_foldable_path_stock_model(family):
+    model = foldable(family)
+    stock = model.extract_subnet(model.subnet_space.sample(torch.Generator().manual_seed(1)))
+    program = export_program(stock).module()
+    batches = [waveforms([n * 400 for n in lengths], seed=i) for i, lengths in enumerate(LENGTHS)]
+    assert_program_matches_eager(program, stock, batches)
+
+
+def test_onnx_export_runs_under_onnxruntime_like_eager(tmp_path):
+    import onnxruntime
+
+    model = MODELS["layer_width_uneven_sub8"]
+    dense = dense_conformer_from_subnet(model, model.subnet_space.sample(torch.Generator().manual_seed(2)))
+    path = export_model(dense, tmp_path / "model.onnx", "onnx")
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input_features", "attention_mask"]
+
+    def run(features, mask):
+        return torch.from_numpy(session.run(None, {"input_features": features.numpy(), "attention_mask": mask.numpy()})[0])
+
+    assert_program_matches_eager(run, dense, [padded_batch(lengths, seed=i) for i, lengths in enumerate(LENGTHS)])
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_model(dense, path, "onnx")
+
+
+def test_export_script_writes_a_pt2_of_a_subnet_folder_and_keeps_existing_outputs(tmp_path, capsys):
+    model = MODELS["omni_sparsity"]
+    spec = model.subnet_space.sample(torch.Generator().manual_seed(3))
+    model.extract_subnet(spec).save_pretrained(tmp_path / "subnet")
+    output = tmp_path / "subnet.pt2"
+    script = runpy.run_path(str(SCRIPTS / "export.py"))
+    assert script["main"]([str(tmp_path / "subnet"), "--format", "pt2", "--output", str(output)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    program = torch.export.load(output).module()
+    features, mask = padded_batch([70, 33])
+    with torch.no_grad(), model.use_subnet(spec):
+        expected = model(features, attention_mask=mask).logits
+    torch.testing.assert_close(program(features, mask), expected, atol=1e-4, rtol=0)
+    before = output.read_bytes()
+    with pytest.raises(SystemExit):
+        script["main"]([str(tmp_path / "subnet"), "--format", "pt2", "--output", str(output)])
+    assert output.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["subnet", "subnet.pt2"]  # no temporary files left
