@@ -14,8 +14,14 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCTC, AutoProcessor
 
 from hf_supernet.data import build_processor, train_tokenizer
-from hf_supernet.models.conformer import ConformerForCTC, dense_conformer_from_subnet
-from hf_supernet.publishing.export import export_model, export_program, load_deployable, save_deployable
+from hf_supernet.models.conformer import ConformerConfig, ConformerForCTC, dense_conformer_from_subnet
+from hf_supernet.publishing.export import (
+    export_model,
+    export_program,
+    load_deployable,
+    quantize_int8,
+    save_deployable,
+)
 
 from .conftest import padded_batch
 from .test_dense_conformer import MODELS
@@ -176,3 +182,66 @@ def test_export_script_writes_a_pt2_of_a_subnet_folder_and_keeps_existing_output
         script["main"]([str(tmp_path / "subnet"), "--format", "pt2", "--output", str(output)])
     assert output.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["subnet", "subnet.pt2"]  # no temporary files left
+
+
+# -------------------------------------------------------------------------------------------------- int8
+@pytest.fixture(scope="module")
+def trained_tiny():
+    """A tiny dense model fitted for a few dozen steps (peaked logits, weights moved off their init)."""
+    torch.manual_seed(0)
+    config = ConformerConfig(
+        num_mel_bins=16, subsampling_conv_channels=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, conv_kernel_size=5, vocab_size=12,
+    )
+    model = ConformerForCTC(config)
+    features, mask = padded_batch([80, 64, 72, 50], seed=1)
+    labels = torch.randint(1, config.vocab_size, (4, 6), generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss = model(features, attention_mask=mask, labels=labels).loss
+        first = loss.item() if first is None else first
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.5 * first
+    return model.eval()
+
+
+def assert_close_to_fp32(logits, reference):
+    """int8 logits within a tenth of the logits' spread of fp32, and the same greedy token on >= 90% of frames."""
+    valid = reference.output_attention_mask
+    expected = reference.logits[valid]
+    assert (logits[valid] - expected).abs().max() <= 0.1 * expected.std()
+    assert (logits[valid].argmax(-1) == expected.argmax(-1)).float().mean() >= 0.9
+
+
+def test_torchao_dynamic_int8_quantizes_every_linear_and_stays_close_to_fp32(trained_tiny):
+    quantized = quantize_int8(trained_tiny)
+    linears = [m for m in quantized.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(type(m.weight).__name__ == "Int8Tensor" for m in linears)
+    assert all(type(m.weight) is torch.nn.Parameter for m in trained_tiny.modules() if isinstance(m, torch.nn.Linear))
+    features, mask = padded_batch([80, 61], seed=2)
+    with torch.no_grad():
+        assert_close_to_fp32(quantized(features, attention_mask=mask).logits, trained_tiny(features, attention_mask=mask))
+
+
+def test_onnx_int8_stores_every_linear_weight_in_int8_and_stays_close_to_fp32(trained_tiny, tmp_path):
+    import onnx
+    import onnxruntime
+
+    fp32 = export_model(trained_tiny, tmp_path / "fp32.onnx", "onnx")
+    int8 = export_model(trained_tiny, tmp_path / "int8.onnx", "onnx", int8=True)
+    assert int8.stat().st_size < fp32.stat().st_size
+    graph = onnx.load(str(int8)).graph
+    int8_weights = sum(
+        int(np.prod(t.dims)) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 2
+    )
+    linear_weights = sum(m.weight.numel() for m in trained_tiny.modules() if isinstance(m, torch.nn.Linear))
+    assert int8_weights == linear_weights
+    session = onnxruntime.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    features, mask = padded_batch([80, 61], seed=2)
+    logits = session.run(None, {"input_features": features.numpy(), "attention_mask": mask.numpy()})[0]
+    with torch.no_grad():
+        assert_close_to_fp32(torch.from_numpy(logits), trained_tiny(features, attention_mask=mask))
+

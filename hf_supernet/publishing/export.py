@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import os
 import tempfile
 from collections.abc import Iterator
@@ -130,13 +131,13 @@ def export_program(model: PreTrainedModel, int8: bool = False) -> torch.export.E
     """``torch.export`` of ``model`` (eval mode; int8 with ``int8=True``) as (inputs, attention_mask) -> logits, with
     dynamic batch and time dimensions."""
     model = quantize_int8(model) if int8 else model.eval()
-    return torch.export.export(LogitsModule(model), example_inputs(model), dynamic_shapes=_dynamic_shapes())
+    return torch.export.export(LogitsModule(model).eval(), example_inputs(model), dynamic_shapes=_dynamic_shapes())
 
 
 def export_onnx(model: PreTrainedModel, path: Path, int8: bool = False) -> None:
     """ONNX graph of ``model`` (torch.onnx's dynamo exporter) written to ``path``; with ``int8=True`` its MatMul /
-    Gemm weights are quantized to int8 by onnxruntime's ``quantize_dynamic``."""
-    module = LogitsModule(model.eval())
+    Gemm weights are quantized to int8 (per output channel) by onnxruntime's ``quantize_dynamic``."""
+    module = LogitsModule(model.eval()).eval()
     program = torch.onnx.export(
         module,
         example_inputs(model),
@@ -146,15 +147,22 @@ def export_onnx(model: PreTrainedModel, path: Path, int8: bool = False) -> None:
         dynamo=True,
         verbose=False,
     )
+    import onnx
+
+    proto = program.model_proto
+    for node in proto.graph.node:
+        del node.metadata_props[:]  # the exporter's per-node stack traces: a fifth of a small model's file
     if not int8:
-        program.save(str(path))
+        onnx.save(proto, str(path))
         return
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as folder:
         fp32 = Path(folder) / "model.onnx"
-        program.save(str(fp32))
-        quantize_dynamic(fp32, path, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+        onnx.save(proto, str(fp32))
+        quantize_dynamic(
+            fp32, path, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"]
+        )
 
 
 def export_model(
@@ -170,7 +178,9 @@ def export_model(
     model = to_deployable(model)
     with atomic_file(output) as tmp:
         if format == "pt2":
-            torch.export.save(export_program(model, int8=int8), tmp)
+            buffer = io.BytesIO()  # torch.export.save wants a name ending in .pt2, which the temporary file lacks
+            torch.export.save(export_program(model, int8=int8), buffer)
+            tmp.write_bytes(buffer.getvalue())
         else:
             export_onnx(model, tmp, int8=int8)
     return output
