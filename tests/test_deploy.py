@@ -1,5 +1,6 @@
 """Deploying a subnet: remote code that loads without hf_supernet, torch.export / ONNX round trips, int8."""
 
+import json
 import os
 import runpy
 import subprocess
@@ -11,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCTC, AutoProcessor
+from transformers import AutoModelForCTC, AutoProcessor, pipeline
 
-from hf_supernet.data import build_processor, train_tokenizer
+from hf_supernet.data import build_processor, bundled_data_path, load_audio, train_tokenizer
 from hf_supernet.models.conformer import ConformerConfig, ConformerForCTC, dense_conformer_from_subnet
 from hf_supernet.publishing.export import (
     export_model,
@@ -47,7 +48,7 @@ BLOCKED_LOADER = textwrap.dedent(
     import numpy as np
     import torch
     from safetensors.torch import save_file
-    from transformers import AutoModelForCTC, AutoProcessor
+    from transformers import AutoModelForCTC, AutoProcessor, pipeline
 
     folder, out = sys.argv[1], sys.argv[2]
     try:
@@ -245,3 +246,52 @@ def test_onnx_int8_stores_every_linear_weight_in_int8_and_stays_close_to_fp32(tr
     with torch.no_grad():
         assert_close_to_fp32(torch.from_numpy(logits), trained_tiny(features, attention_mask=mask))
 
+
+
+# ------------------------------------------------------------------------------------------------ pipeline
+@pytest.fixture(scope="module")
+def fsdd_minute():
+    """About 60 s of bundled FSDD test clips, concatenated, and their transcripts."""
+    root = bundled_data_path("fsdd")
+    clips, texts = [], []
+    with open(root / "test.jsonl") as manifest:
+        for line in manifest:
+            row = json.loads(line)
+            clips.append(load_audio(root / row["file"]))
+            texts.append(row["text"])
+            if sum(map(len, clips)) >= 60 * 16000:
+                break
+    return np.concatenate(clips), texts
+
+
+def test_asr_pipeline_transcribes_with_and_without_chunking(fsdd_minute, tmp_path):
+    audio, texts = fsdd_minute
+    tokenizer = train_tokenizer(texts, model_type="char")
+    processor = build_processor(tokenizer)
+    torch.manual_seed(0)
+    config = ConformerConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128, subsampling_conv_channels=16,
+                             vocab_size=len(tokenizer))
+    save_deployable(ConformerForCTC(config), tmp_path, processor)
+    asr = pipeline("automatic-speech-recognition", model=str(tmp_path))
+    assert asr.type == "ctc" and asr.model.config.inputs_to_logits_ratio == 640
+
+    decoded = []  # the token ids the pipeline decodes: every logit frame it keeps, in order
+    decode = asr.tokenizer.decode
+
+    def recording_decode(ids, **kwargs):
+        decoded.append(np.asarray(ids))
+        return decode(ids, **kwargs)
+
+    asr.tokenizer.decode = recording_decode
+    whole = asr(audio)["text"]
+    # Unchunked, the pipeline's transcript is the model's greedy CTC transcript of the whole recording.
+    with torch.no_grad():
+        logits = asr.model(**processor(audio=audio, sampling_rate=16000)).logits
+    assert whole == processor.batch_decode(logits.argmax(-1))[0]
+    chunked = asr(audio, chunk_length_s=10, stride_length_s=2)["text"]
+    # Chunks of 10 s overlap by 2 s on each side; with the model's 640 samples per output frame the pipeline keeps
+    # each frame of the recording once: as many frames as the unchunked pass (up to one per chunk edge).
+    chunks = -(-len(audio) // ((10 - 2 * 2) * 16000))
+    assert abs(len(decoded[1]) - len(decoded[0])) <= chunks
+    assert abs(len(decoded[0]) - len(audio) / 640) <= 1
+    assert isinstance(chunked, str) and chunked
