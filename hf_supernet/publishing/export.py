@@ -155,14 +155,21 @@ def export_onnx(model: PreTrainedModel, path: Path, int8: bool = False) -> None:
     if not int8:
         onnx.save(proto, str(path))
         return
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
     with tempfile.TemporaryDirectory() as folder:
         fp32 = Path(folder) / "model.onnx"
         onnx.save(proto, str(fp32))
-        quantize_dynamic(
-            fp32, path, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gemm"]
-        )
+        quantize_onnx(fp32, path)
+
+
+def quantize_onnx(fp32_path: str | os.PathLike, int8_path: str | os.PathLike) -> None:
+    """onnxruntime's dynamic int8 of an fp32 ONNX graph: MatMul / Gemm weights int8 per output channel, activations
+    quantized at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(
+        Path(fp32_path), Path(int8_path), weight_type=QuantType.QInt8, per_channel=True,
+        op_types_to_quantize=["MatMul", "Gemm"],
+    )
 
 
 def export_model(
@@ -196,6 +203,7 @@ __all__ = [
     "load_deployable",
     "processor_as_remote_code",
     "quantize_int8",
+    "quantize_onnx",
     "save_deployable",
     "to_deployable",
 ]
