@@ -10,13 +10,19 @@ import dataclasses
 
 import torch
 
-from ..supernet_conformer import SupernetConformerForCTC, SupernetConformerModel
 from .configuration_conformer import ConformerConfig
 from .modeling_conformer import ConformerForCTC, ConformerModel
 
 # The architecture (and training-loss) fields of the dense config, all of which the supernet config has too.
 _DENSE_FIELDS = tuple(ConformerConfig.__annotations__)
-_TARGETS = ((SupernetConformerForCTC, ConformerForCTC), (SupernetConformerModel, ConformerModel))
+
+
+def _dense_class_of(model) -> type | None:
+    # Imported here: the supernet is built on this package's modules, so it imports them first.
+    from ..supernet_conformer import SupernetConformerForCTC, SupernetConformerModel
+
+    targets = ((SupernetConformerForCTC, ConformerForCTC), (SupernetConformerModel, ConformerModel))
+    return next((dense for source, dense in targets if isinstance(model, source)), None)
 
 
 def dense_config_from_subnet(config) -> ConformerConfig:
@@ -55,7 +61,7 @@ def dense_conformer_from_subnet(model, spec=None) -> ConformerForCTC | Conformer
     """
     if spec is not None:
         model = model.extract_subnet(spec)
-    target = next((dense for source, dense in _TARGETS if isinstance(model, source)), None)
+    target = _dense_class_of(model)
     if target is None:
         raise TypeError(
             f"dense_conformer_from_subnet converts SupernetConformerForCTC / SupernetConformerModel subnets, got a "
