@@ -18,15 +18,24 @@ from .models.foldable import (
     FoldableWav2Vec2ForCTC,
     FoldableWav2Vec2Model,
 )
-from .models.supernet_conformer import SupernetConformerConfig, SupernetConformerForCTC, SupernetConformerModel
+from .models.conformer import ConformerConfig, ConformerForCTC, ConformerModel
+from .models.supernet_conformer import (
+    SupernetConformerConfig,
+    SupernetConformerForCTC,
+    SupernetConformerModel,
+    dense_conformer_from_subnet,
+)
 from .version import __version__
 
 AutoConfig.register(SupernetConformerConfig.model_type, SupernetConformerConfig, exist_ok=True)
 AutoModel.register(SupernetConformerConfig, SupernetConformerModel, exist_ok=True)
 AutoModelForCTC.register(SupernetConformerConfig, SupernetConformerForCTC, exist_ok=True)
-AutoFeatureExtractor.register(SupernetConformerConfig, SupernetFeatureExtractor, exist_ok=True)
-AutoTokenizer.register(SupernetConformerConfig, tokenizer_class=SupernetCTCTokenizer, exist_ok=True)
-AutoProcessor.register(SupernetConformerConfig, SupernetSpeechProcessor, exist_ok=True)
+# Supernet and dense Conformer folders share the processor (the dense model's Auto classes are registered by its
+# package, which also marks them for remote code).
+for _config in (SupernetConformerConfig, ConformerConfig):
+    AutoFeatureExtractor.register(_config, SupernetFeatureExtractor, exist_ok=True)
+    AutoTokenizer.register(_config, tokenizer_class=SupernetCTCTokenizer, exist_ok=True)
+    AutoProcessor.register(_config, SupernetSpeechProcessor, exist_ok=True)
 for _config, _model, _ctc in (
     (FoldableWav2Vec2Config, FoldableWav2Vec2Model, FoldableWav2Vec2ForCTC),
     (FoldableHubertConfig, FoldableHubertModel, FoldableHubertForCTC),
@@ -52,6 +61,9 @@ _import_structure = {
 __getattr__, __dir__, _lazy_names = lazy_module_attributes(__name__, _import_structure, globals())
 
 __all__ = [
+    "ConformerConfig",
+    "ConformerForCTC",
+    "ConformerModel",
     "FoldableHubertConfig",
     "FoldableHubertForCTC",
     "FoldableHubertModel",
@@ -64,5 +76,6 @@ __all__ = [
     "SupernetConformerModel",
     "SupernetFeatureExtractor",
     "SupernetSpeechProcessor",
+    "dense_conformer_from_subnet",
     *_lazy_names,
 ]

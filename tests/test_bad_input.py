@@ -562,7 +562,7 @@ def test_decoding_an_out_of_range_id_is_a_clear_error():
     [
         ("num_attention_heads", 0, ValueError, "num_attention_heads must be an int >= 1, got 0"),
         ("hidden_size", -8, ValueError, "hidden_size must be an int >= 1, got -8"),
-        ("intermediate_size", 0, ValueError, "intermediate_size must be an int >= 1"),
+        ("intermediate_size", -1, ValueError, "intermediate_size must be an int >= 0"),
         ("vocab_size", "32", TypeError, "vocab_size must be an int >= 1, got '32'"),
         ("num_mel_bins", 16.0, TypeError, "num_mel_bins must be an int"),
         ("conv_kernel_size", -3, ValueError, "conv_kernel_size must be an int >= 1"),

@@ -210,3 +210,34 @@ def test_bench_claims_smoke_librispeech_instrument(tmp_path):
     assert "Mini LibriSpeech" in (tmp_path / "claims.md").read_text()
     with pytest.raises(SystemExit):
         bench.main(["--instrument", "librispeech", "--arms", "omni", *common])
+
+
+def test_bench_deploy_smoke_writes_sizes_latency_and_error_rates(tmp_path):
+    import torch
+
+    from hf_supernet import SupernetConformerForCTC
+    from hf_supernet.data import build_processor, train_tokenizer
+
+    from .conftest import tiny_conformer_config
+
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"], model_type="char")
+    model = SupernetConformerForCTC(tiny_conformer_config(num_mel_bins=80, vocab_size=len(tokenizer))).eval()
+    folder = tmp_path / "smallest"
+    model.extract_subnet(model.subnet_space.smallest()).save_pretrained(folder)
+    build_processor(tokenizer).save_pretrained(folder)
+    args = [str(folder), "--max_examples", "4", "--seconds", "1", "--repeats", "2", "--results_dir", str(tmp_path)]
+    result = load_script("bench_deploy").main(args)
+    written = json.loads((tmp_path / "deploy.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    (row,) = written["subnets"]
+    assert row["name"] == "smallest" and row["params"] == model.subnet_costs(model.subnet_space.smallest()).params
+    assert row["sizes"]["onnx_int8_mb"] < row["sizes"]["onnx_mb"]
+    assert set(row["latency"]) == set(row["scores"]) == {"eager", "torch_export", "ort_fp32", "ort_int8", "torchao_int8"}
+    assert row["latency"]["eager"]["ratio_vs_eager"] == 1.0
+    # fp32 runtimes compute the same logits: the same transcripts, so the same error rates.
+    for name in ("torch_export", "ort_fp32"):
+        assert row["scores"][name] == row["scores"]["eager"]
+    assert written["utterances"] == 4
+    markdown = (tmp_path / "deploy.md").read_text()
+    assert "| smallest |" in markdown and "## Goals" in markdown

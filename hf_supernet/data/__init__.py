@@ -3,7 +3,8 @@
 :class:`SupernetFeatureExtractor`, :class:`SupernetCTCTokenizer` and :class:`SupernetSpeechProcessor` are registered
 with transformers' `AutoFeatureExtractor`, `AutoTokenizer` and `AutoProcessor` by ``import hf_supernet``, so
 ``AutoProcessor.from_pretrained(folder)`` loads a saved processor (and a model folder of a `supernet_conformer`
-config maps to these classes). Names are imported on first use: reading a processor does not import `datasets`.
+or `hf_supernet_conformer` config maps to these classes). Names are imported on first use: reading a processor does not
+import `datasets`.
 """
 
 from ..lazy_imports import lazy_module_attributes

@@ -6,6 +6,7 @@ from .modeling_supernet_conformer import (
     SupernetConformerModelOutput,
     SupernetConformerPreTrainedModel,
 )
+from .to_dense import dense_conformer_from_subnet
 
 __all__ = [
     "MASK_TYPES",
@@ -15,4 +16,5 @@ __all__ = [
     "SupernetConformerModel",
     "SupernetConformerModelOutput",
     "SupernetConformerPreTrainedModel",
+    "dense_conformer_from_subnet",
 ]

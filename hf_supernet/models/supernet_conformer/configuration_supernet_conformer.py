@@ -240,7 +240,7 @@ _FIELD_RULES = {
     "hidden_size": SIZE,
     "num_hidden_layers": SIZE,
     "num_attention_heads": SIZE,
-    "intermediate_size": SIZE,
+    "intermediate_size": Rule(int, minimum=0),  # 0: no layer keeps a feed-forward module (an extracted subnet)
     "hidden_act": Rule(str, choices=tuple(ACT2FN)),
     "conv_kernel_size": SIZE,
     "rope_theta": Rule(float, minimum=0.0, positive=True),

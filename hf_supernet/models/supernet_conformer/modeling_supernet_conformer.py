@@ -36,6 +36,7 @@ from ...slicing import select_channels as _select
 from ...subnets import SubnetSpec
 from ...supernet import SupernetMixin
 from ...units import FEATURE_FRAMES_PER_SECOND
+from ..conformer.modeling_conformer import ConformerSubsampling, apply_rotary, rotary_cos_sin
 from . import costs, extraction
 from .costs import strided_conv_length
 from .configuration_supernet_conformer import SupernetConformerConfig
@@ -81,57 +82,9 @@ def _time_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x * mask.view(mask.shape[0], mask.shape[1], *([1] * (x.dim() - 2))).to(x.dtype)
 
 
-class SupernetConformerSubsampling(nn.Module):
-    """Convolutional front end over (time, mel): a stride-2 3x3 conv, then depthwise-separable stride-2 convs
-    (depthwise 3x3 + pointwise 1x1, NeMo's "dw_striding" as in Parakeet), ReLU after each, then a linear
-    projection to ``hidden_size``. Depthwise-separable convs cost ~1/9 of full 3x3 convs at the same width, which
-    keeps the front end small next to the blocks."""
-
-    def __init__(self, config: SupernetConformerConfig):
-        super().__init__()
-        self.num_convs = int(math.log2(config.subsampling_factor))
-        channels = config.subsampling_conv_channels
-        self.first_conv = nn.Conv2d(1, channels, kernel_size=3, stride=2, padding=1)
-        self.depthwise_convs = nn.ModuleList(
-            nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1, groups=channels)
-            for _ in range(self.num_convs - 1)
-        )
-        self.pointwise_convs = nn.ModuleList(
-            nn.Conv2d(channels, channels, kernel_size=1) for _ in range(self.num_convs - 1)
-        )
-        freq = strided_conv_length(config.num_mel_bins, self.num_convs)
-        self.out = nn.Linear(channels * freq, config.hidden_size)
-
-    @staticmethod
-    def _mask_time(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # Padded frames must be exactly zero before every strided conv, or they leak into the last real frames.
-        mask = torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None]
-        return x * mask[:, None, :, None].to(x.dtype)
-
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self._mask_time(features.unsqueeze(1), lengths)  # (batch, 1, time, mel)
-        x = F.relu(self.first_conv(x))
-        lengths = strided_conv_length(lengths)
-        for depthwise, pointwise in zip(self.depthwise_convs, self.pointwise_convs):
-            x = F.relu(pointwise(depthwise(self._mask_time(x, lengths))))
-            lengths = strided_conv_length(lengths)
-        x = self._mask_time(x, lengths)
-        batch, channels, time, freq = x.shape
-        x = self.out(x.permute(0, 2, 1, 3).reshape(batch, time, channels * freq))
-        return x, lengths
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    first, second = x.chunk(2, dim=-1)
-    return torch.cat((-second, first), dim=-1)
-
-
-def rotary_cos_sin(length: int, head_dim: int, theta: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables (length, head_dim) of the rotary position embedding."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
-    angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
-    angles = torch.cat((angles, angles), dim=-1)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+class SupernetConformerSubsampling(ConformerSubsampling):
+    """The dense model's convolutional front end (a stride-2 3x3 conv, then depthwise-separable stride-2 convs, as
+    NeMo's "dw_striding" in Parakeet): every subnet shares it whole."""
 
 
 def _reduced_module_state(
@@ -230,8 +183,7 @@ class SupernetConformerSelfAttention(nn.Module):
             return out.view(batch, time, num_heads, self.head_dim).transpose(1, 2)
 
         q, k, v = project("q_proj"), project("k_proj"), project("v_proj")
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout * dropout_scale if self.training else 0.0
