@@ -10,14 +10,13 @@ from ...costs import SubnetCosts
 from ...masks.base import BlockPlan
 from ...slicing import kept_count, select_channels
 from ...units import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS
+from ..conformer.modeling_conformer import subsampled_lengths
 
 
 def strided_conv_length(length, num_convs: int = 1):
     """Length (frames, or mel bins) after ``num_convs`` of the front end's stride-2 convolutions (kernel 3, padding
-    1: ceil(length / 2) each); ``length`` is an int or a tensor of them."""
-    for _ in range(num_convs):
-        length = (length + 1) // 2
-    return length
+    1: ceil(length / 2) each; the dense model's own arithmetic); ``length`` is an int or a tensor of them."""
+    return subsampled_lengths(length, num_convs)
 
 
 @dataclasses.dataclass(frozen=True)
