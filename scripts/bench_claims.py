@@ -38,7 +38,8 @@ run trains for `--cpu_budget_minutes` of CPU with ScaledAdam + Eden and SortaGra
 plateau within such budgets), scored by test CER, WER and CTC loss per frame.
 
 Digits runs: batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
-`--eval_steps`, patience `--patience` evaluations, at most `--max_steps`; the best dev checkpoint is scored. TODM
+`--eval_steps`, patience `--patience` evaluations counted from `--min_steps` (a third of the cap by default: the
+first epochs' CTC blank plateau is not convergence), at most `--max_steps`; the best dev checkpoint is scored. TODM
 supernets may stop only after their optimizer switch. CPU seconds = user + system time of training (evaluations
 excluded, since both sides evaluate at the same points).
 
@@ -148,6 +149,9 @@ def parse_args(argv=None):
     parser.add_argument("--max_steps", type=int, default=3000, help="Cap on optimizer steps of every run.")
     parser.add_argument("--eval_steps", type=int, default=200)
     parser.add_argument("--patience", type=int, default=4, help="Evaluations without dev-loss improvement.")
+    parser.add_argument("--min_steps", type=int, default=None,
+                        help="Early stopping counts evaluations from this step on (default: a third of --max_steps), so "
+                             "a run still on the CTC blank plateau is not stopped there.")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--learning_rate", type=float, default=None,
                         help="Override the TODM recipe's 6e-3 (for supernets and twins alike).")
@@ -180,6 +184,8 @@ def parse_args(argv=None):
         args.librispeech, args.cpu_budget_minutes = "mini_librispeech", 0.05
     if args.work_dir is None:
         args.work_dir = os.path.join(args.results_dir, "..", "claims_work")
+    if args.min_steps is None:
+        args.min_steps = args.max_steps // 3
     return args
 
 
@@ -501,7 +507,9 @@ def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
         trainer_class = recipe_trainer_class(trainer_class, LIBRISPEECH_RECIPE)
         stop, eval_dataset = StopAtCpuBudget(args.cpu_budget_minutes * 60), None
     else:
-        stop = EarlyStoppingFromStepCallback(args.patience, start_step=training_args.optimizer_switch_step or 0)
+        # Not before min_steps (a plateau of the first epochs is not convergence), nor before an optimizer switch.
+        start = max(args.min_steps, training_args.optimizer_switch_step or 0)
+        stop = EarlyStoppingFromStepCallback(args.patience, start_step=min(start, training_args.max_steps))
         eval_dataset = data["dev"]
     trainer = trainer_class(
         model=model, args=training_args, train_dataset=data["train"], eval_dataset=eval_dataset,
@@ -621,6 +629,7 @@ def main(argv=None) -> dict:
             "torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(), "load_average_end": os.getloadavg(),
             "max_steps": args.max_steps, "eval_steps": args.eval_steps, "patience": args.patience,
+            "min_steps": args.min_steps,
             "batch_size": args.batch_size, "smoke": args.smoke,
             "cpu_budget_minutes": args.cpu_budget_minutes if args.instrument == "librispeech" else None,
         })
