@@ -40,8 +40,8 @@ plateau within such budgets), scored by test CER, WER and CTC loss per frame.
 Digits runs: batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
 `--eval_steps`, patience `--patience` evaluations counted from `--min_steps` (a third of the cap by default: the
 first epochs' CTC blank plateau is not convergence), at most `--max_steps`; the best dev checkpoint is scored. TODM
-supernets may stop only after their optimizer switch. CPU seconds = user + system time of training (evaluations
-excluded, since both sides evaluate at the same points).
+supernets may stop only after their optimizer switch. CPU seconds = user + system time of training (evaluations on the
+dev set are measurement, not training, and are excluded on both sides).
 
     python scripts/bench_claims.py --arms todm,twins --seeds 0,1,2 --threads 1     # runs what is not done yet
     python scripts/bench_claims.py --render_only                                      # claims.{json,md} from the runs
@@ -54,7 +54,6 @@ Run it from a git worktree at a fixed commit (two 1-thread processes on 2 cores 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import os
