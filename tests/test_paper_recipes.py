@@ -111,3 +111,26 @@ def test_progressive_shrinking_opens_smaller_subnets_in_stages():
             assert trained == drawn
     with pytest.raises(ValueError, match="layer_width_shrinking_steps"):
         tiny_conformer_config(layer_width_shrinking_steps=[5, 2])
+
+
+def test_a_plain_trainer_takes_the_optimizer_switch_as_a_mixin(tmp_path):
+    from transformers import Trainer
+
+    from hf_supernet import SupernetConformerForCTC
+    from hf_supernet.training import OptimizerSwitchMixin
+
+    from .conftest import tiny_conformer_config
+    from .test_trainer import collate, synthetic_dataset
+
+    class SeparateTrainer(OptimizerSwitchMixin, Trainer):
+        pass
+
+    torch.manual_seed(0)
+    args = SupernetTrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=4,
+                                     learning_rate=3e-3, optimizer_switch_step=2, learning_rate_after_switch=0.02,
+                                     report_to=[], use_cpu=True, logging_steps=1)
+    trainer = SeparateTrainer(model=SupernetConformerForCTC(tiny_conformer_config()), args=args,
+                              train_dataset=synthetic_dataset(), data_collator=collate)
+    trainer.train()
+    assert isinstance(trainer.optimizer.optimizer, ScaledAdam) and trainer.state.global_step == 4
+    assert all(torch.isfinite(torch.tensor(e["loss"])) for e in trainer.state.log_history if "loss" in e)

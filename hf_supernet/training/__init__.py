@@ -2,6 +2,6 @@
 
 from .arguments import SupernetTrainingArguments
 from .callbacks import WallClockLimitCallback
-from .trainer import SupernetTrainer
+from .trainer import OptimizerSwitchMixin, SupernetTrainer
 
-__all__ = ["SupernetTrainer", "SupernetTrainingArguments", "WallClockLimitCallback"]
+__all__ = ["OptimizerSwitchMixin", "SupernetTrainer", "SupernetTrainingArguments", "WallClockLimitCallback"]

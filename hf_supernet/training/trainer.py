@@ -41,35 +41,13 @@ class MaskHooksCallback(TrainerCallback):
         model.mask.on_optimizer_step(model, optimizer, state.global_step)
 
 
-class SupernetTrainer(Trainer):
-    """``Trainer`` with sandwich sampling and in-place distillation.
+class OptimizerSwitchMixin:
+    """A ``Trainer`` mixin for TODM's optimizer switch: from ``args.optimizer_switch_step`` on, training continues
+    with ScaledAdam (``SupernetTrainingArguments``' fields). ``SupernetTrainer`` has it; a plain ``Trainer`` gets it
+    as ``class MyTrainer(OptimizerSwitchMixin, Trainer)`` (e.g. to train a separate model with the same optimizer)."""
 
-    Args:
-        eval_subnets (`dict[str, SubnetSpec]`, *optional*):
-            Subnets to evaluate besides the largest and smallest (and any `config.selected_subnets`); `evaluate()`
-            reports metrics per subnet as `eval_<name>_<metric>`.
-        Everything else as for [`~transformers.Trainer`]; `args` must be a [`SupernetTrainingArguments`].
-    """
+    optimizer_switched = False
 
-    def __init__(self, model=None, args: SupernetTrainingArguments | None = None, *pos, eval_subnets=None, **kwargs):
-        if not isinstance(args, SupernetTrainingArguments):
-            raise TypeError("SupernetTrainer needs SupernetTrainingArguments (it adds the sandwich/distillation fields).")
-        if args.use_scaled_adam and kwargs.get("optimizer_cls_and_kwargs") is None:
-            kwargs["optimizer_cls_and_kwargs"] = (ScaledAdam, {"lr": args.learning_rate, "clipping_scale": 2.0})
-        super().__init__(model, args, *pos, **kwargs)
-        self.model.config.adaptive_dropout = args.adaptive_dropout
-        self.subnet_generator = torch.Generator().manual_seed(args.subnet_seed)
-        self.eval_subnets = dict(eval_subnets or {})
-        self._role_losses: dict[str, list[float]] = defaultdict(list)
-        self.optimizer_switched = False
-        self.add_callback(MaskHooksCallback(self))
-
-    def supernet(self, model=None):
-        """The supernet being trained, unwrapped from accelerate/DDP and from peft (the mask hooks see the supernet's
-        own modules and parameter names)."""
-        return unwrap_peft(self.accelerator.unwrap_model(model if model is not None else self.model))
-
-    # ---------------------------------------------------------------- optimizer switch (TODM's Adam -> ScaledAdam)
     def training_step(self, model, inputs, num_items_in_batch=None):
         if not self.optimizer_switched and self.args.optimizer_switched_at(self.state.global_step):
             self.switch_to_scaled_adam()
@@ -111,6 +89,34 @@ class SupernetTrainer(Trainer):
         if checkpoint is not None and switched and not self.optimizer_switched:
             self.switch_to_scaled_adam()
         super()._load_optimizer_and_scheduler(checkpoint)
+
+
+class SupernetTrainer(OptimizerSwitchMixin, Trainer):
+    """``Trainer`` with sandwich sampling and in-place distillation.
+
+    Args:
+        eval_subnets (`dict[str, SubnetSpec]`, *optional*):
+            Subnets to evaluate besides the largest and smallest (and any `config.selected_subnets`); `evaluate()`
+            reports metrics per subnet as `eval_<name>_<metric>`.
+        Everything else as for [`~transformers.Trainer`]; `args` must be a [`SupernetTrainingArguments`].
+    """
+
+    def __init__(self, model=None, args: SupernetTrainingArguments | None = None, *pos, eval_subnets=None, **kwargs):
+        if not isinstance(args, SupernetTrainingArguments):
+            raise TypeError("SupernetTrainer needs SupernetTrainingArguments (it adds the sandwich/distillation fields).")
+        if args.use_scaled_adam and kwargs.get("optimizer_cls_and_kwargs") is None:
+            kwargs["optimizer_cls_and_kwargs"] = (ScaledAdam, {"lr": args.learning_rate, "clipping_scale": 2.0})
+        super().__init__(model, args, *pos, **kwargs)
+        self.model.config.adaptive_dropout = args.adaptive_dropout
+        self.subnet_generator = torch.Generator().manual_seed(args.subnet_seed)
+        self.eval_subnets = dict(eval_subnets or {})
+        self._role_losses: dict[str, list[float]] = defaultdict(list)
+        self.add_callback(MaskHooksCallback(self))
+
+    def supernet(self, model=None):
+        """The supernet being trained, unwrapped from accelerate/DDP and from peft (the mask hooks see the supernet's
+        own modules and parameter names)."""
+        return unwrap_peft(self.accelerator.unwrap_model(model if model is not None else self.model))
 
     # ---------------------------------------------------------------- training
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
