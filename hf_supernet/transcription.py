@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForCTC, AutoProcessor, pipeline
 
 from .data.loading import load_audio
 
-__all__ = ["load_recognizer", "transcribe_file"]
+__all__ = ["load_recognizer", "transcribe_file", "transcribe_files"]
 
 
 def load_recognizer(model: str | os.PathLike, subnet_budget: float | dict | None = None, device: int | str | None = None):

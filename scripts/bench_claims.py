@@ -86,10 +86,9 @@ from hf_supernet.latency import cpu_seconds
 from hf_supernet.masks.layer_width import LayerWidthSpec
 from hf_supernet.masks.omni_sparsity import OmniSparsitySpec
 from hf_supernet.masks.orthosoftmax import OrthoSoftmaxSpec
-from hf_supernet.metrics import ctc_greedy_decode
 from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio, utterance_errors
 from hf_supernet.paper_recipes import recipe_training_arguments
-from hf_supernet.search import collate_batches
+from hf_supernet.search import collate_batches, evaluate_subnet
 from hf_supernet.training import OptimizerSwitchMixin, SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.callbacks import EarlyStoppingFromStepCallback
 from hf_supernet.training.recipes import recipe_trainer_class
@@ -385,36 +384,18 @@ class TimedEvaluation:
             self.seconds += cpu_seconds() - start
 
 
-@torch.no_grad()
 def score(model, spec, batches, tokenizer) -> dict:
     """Per-utterance word/char errors and CTC loss per output frame of ``spec`` (``None``: the model as it is)."""
-    model.eval()
-    hypotheses, references, loss_sum, frames = [], [], 0.0, 0
-    with model.use_subnet(spec):
-        for batch in batches:
-            out = model(**batch)
-            log_probs = out.logits.float().log_softmax(-1).transpose(0, 1)
-            lengths = out.output_attention_mask.sum(-1)
-            labels = batch["labels"]
-            target_lengths = (labels >= 0).sum(-1)
-            losses = torch.nn.functional.ctc_loss(
-                log_probs, labels.clamp(min=0), lengths, target_lengths, blank=tokenizer.pad_token_id,
-                reduction="none", zero_infinity=True,
-            )
-            loss_sum += float(losses.sum())
-            frames += int(lengths.sum())
-            ids = ctc_greedy_decode(out.logits, attention_mask=out.output_attention_mask, blank_id=tokenizer.pad_token_id)
-            hypotheses += tokenizer.batch_decode(ids, group_tokens=False)
-            references += tokenizer.batch_decode(labels.masked_fill(labels < 0, tokenizer.pad_token_id).tolist(),
-                                                 group_tokens=False)
-    errors = utterance_errors(hypotheses, references)
+    scores = evaluate_subnet(model, spec, batches, tokenizer, per_utterance=True)
+    pairs = list(zip(scores["references"], scores["hypotheses"]))
+    errors = utterance_errors(scores["hypotheses"], scores["references"])
     return {
         "wer": sum(errors["word_errors"]) / sum(errors["words"]),
         "cer": sum(errors["char_errors"]) / sum(errors["chars"]),
-        "ctc_loss_per_frame": loss_sum / max(frames, 1),
+        "ctc_loss_per_frame": scores["ctc_loss_per_frame"],
         "word_errors": errors["word_errors"],
         "char_errors": errors["char_errors"],
-        "examples": [[r, h] for r, h in list(zip(references, hypotheses))[:3]],
+        "examples": [list(pair) for pair in pairs[:3]],
     }
 
 

@@ -56,3 +56,27 @@ def test_search_finds_the_best_fitting_subnet_and_is_deterministic(tiny_model):
     assert len({c.spec for c in scored}) == len(scored)  # cached: no spec scored twice
     again, _ = run()
     assert [c.spec for c in again[:2]] == [c.spec for c in best[:2]]
+
+
+def test_evaluate_subnet_per_utterance_scores_agree_with_its_totals():
+    from hf_supernet import SupernetConformerForCTC
+    from hf_supernet.data import build_processor, train_tokenizer
+    from hf_supernet.metrics.bootstrap import utterance_errors
+    from hf_supernet.search import evaluate_subnet
+
+    from .conftest import padded_batch
+
+    tokenizer = build_processor(train_tokenizer(["one two three"] * 5, model_type="char")).tokenizer
+    torch.manual_seed(0)
+    tiny_model = SupernetConformerForCTC(
+        tiny_conformer_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    )
+    features, mask = padded_batch([40, 36, 28])
+    labels = torch.tensor([[3, 4, 5], [4, 5, -100], [6, -100, -100]])
+    batches = [{"input_features": features, "attention_mask": mask, "labels": labels}]
+    scores = evaluate_subnet(tiny_model, tiny_model.subnet_space.smallest(), batches, tokenizer, per_utterance=True)
+    assert len(scores["hypotheses"]) == len(scores["references"]) == 3
+    errors = utterance_errors(scores["hypotheses"], scores["references"])
+    assert abs(sum(errors["word_errors"]) / sum(errors["words"]) - scores["wer"]) < 1e-9
+    assert scores["ctc_loss_per_frame"] > 0
+    assert "hypotheses" not in evaluate_subnet(tiny_model, None, batches, tokenizer)

@@ -23,13 +23,20 @@ def collate_batches(dataset, data_collator, batch_size: int = 32, max_examples: 
 
 
 @torch.no_grad()
-def evaluate_subnet(model, spec: SubnetSpec | None, batches: Sequence[dict], tokenizer=None) -> dict[str, float]:
+def evaluate_subnet(
+    model, spec: SubnetSpec | None, batches: Sequence[dict], tokenizer=None, per_utterance: bool = False
+) -> dict:
     """Mean CTC ``loss`` of ``spec`` over ``batches`` (weighted by utterances) and, given the ``tokenizer``, the
-    ``wer``/``cer`` of its greedy CTC transcripts against the labels — all from one forward pass per batch."""
+    ``wer``/``cer`` of its greedy CTC transcripts against the labels — all from one forward pass per batch.
+
+    With ``per_utterance`` (and a ``tokenizer``) the scores also hold the ``hypotheses`` and ``references`` in
+    order, and ``ctc_loss_per_frame``: the summed CTC loss over the summed output frames (a loss that does not
+    favour utterances with short transcripts)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     total, count, hypotheses, references = 0.0, 0, [], []
+    frame_loss, frames = 0.0, 0
     try:
         with model.use_subnet(spec):
             for batch in batches:
@@ -39,6 +46,10 @@ def evaluate_subnet(model, spec: SubnetSpec | None, batches: Sequence[dict], tok
                 total, count = total + float(out.loss) * size, count + size
                 if tokenizer is not None:
                     pad = tokenizer.pad_token_id
+                    if per_utterance:
+                        lengths = out.output_attention_mask.sum(-1)
+                        frame_loss += float(_ctc_loss_sum(out.logits, lengths, batch["labels"], pad))
+                        frames += int(lengths.sum())
                     ids = ctc_greedy_decode(out.logits, attention_mask=out.output_attention_mask, blank_id=pad)
                     hypotheses += tokenizer.batch_decode(ids, group_tokens=False)
                     labels = batch["labels"].masked_fill(batch["labels"] < 0, pad)
@@ -48,7 +59,19 @@ def evaluate_subnet(model, spec: SubnetSpec | None, batches: Sequence[dict], tok
     scores = {"loss": total / max(count, 1)}
     if tokenizer is not None:
         scores.update(error_rates(hypotheses, references))
+        if per_utterance:
+            scores.update(hypotheses=hypotheses, references=references, ctc_loss_per_frame=frame_loss / max(frames, 1))
     return scores
+
+
+def _ctc_loss_sum(logits: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, blank: int) -> torch.Tensor:
+    """Summed (not length-normalised) CTC loss of a batch; labels padded with -100."""
+    log_probs = logits.float().log_softmax(-1).transpose(0, 1)
+    losses = torch.nn.functional.ctc_loss(
+        log_probs, labels.clamp(min=0), lengths, (labels >= 0).sum(-1), blank=blank, reduction="none",
+        zero_infinity=True,
+    )
+    return losses.sum()
 
 
 def error_rates(hypotheses: list[str], references: list[str]) -> dict[str, float]:
