@@ -1,9 +1,12 @@
 """Quickstart: train once, deploy many — on the spoken digits bundled with hf_supernet, on CPU, in ~10 minutes.
 
-1. load the bundled Free Spoken Digit Dataset (real recordings, 8 kHz resampled to 16 kHz), hold out a dev split;
+1. load the bundled Free Spoken Digit Dataset (real recordings, 8 kHz resampled to 16 kHz) and build connected-digit
+   strings from it on the fly (1-5 digits with pauses, silence, noise, gain and speed perturbation: what a person's
+   own recording of a PIN sounds like); a tenth of the train recordings make the dev strings;
 2. train a character tokenizer and a small supernet Conformer-CTC with sandwich sampling + in-place distillation;
-3. search the best subnet for 50% and 75% of the parameters on the dev split;
-4. evaluate the largest, the smallest and the selected subnets on the test split (params, FLOPs, WER, CER);
+3. search the best subnet for 50% and 75% of the parameters on the dev strings;
+4. evaluate the largest, the smallest and the selected subnets (params, FLOPs) on the isolated clean test clips
+   (WER, CER) and on fixed connected-digit test strings made from the test recordings only (connected WER, CER);
 5. extract every one into ``<output_dir>/subnets/<name>/`` (weights + config + processor), save the supernet with
    its ``selected_subnets`` to ``<output_dir>/supernet/`` and the table to ``<output_dir>/results.json``.
 
@@ -28,7 +31,7 @@ from hf_supernet.atomic import atomic_directory, atomic_file
 from hf_supernet.data import SpecAugmentCallback
 from hf_supernet.search import collate_batches, evaluate_subnet, plot_pareto, search_subnets
 from hf_supernet.training import SupernetTrainer, WallClockLimitCallback
-from hf_supernet.training.recipes import digits_training_arguments, feasible_train_split, load_digits, small_conformer_config
+from hf_supernet.training.recipes import digits_training_arguments, load_connected_digits, small_conformer_config
 
 logger = logging.getLogger("quickstart")
 
@@ -39,6 +42,7 @@ class QuickstartArguments:
     max_steps: int = field(default=1300, metadata={"help": "Optimizer steps (sets the learning-rate schedule)."})
     time_budget_minutes: float = field(default=8.5, metadata={"help": "Training stops early after this long."})
     seed: int = field(default=0, metadata={"help": "Seed of everything (data split, init, subnet sampling)."})
+    batch_size: int = field(default=16, metadata={"help": "Training strings per batch."})
     budgets: str = field(default="0.5,0.75", metadata={"help": "Parameter fractions to search subnets for."})
     smoke: bool = field(default=False, metadata={"help": "Tiny model, data and step count: checks the pipeline."})
 
@@ -49,21 +53,24 @@ def main(argv=None) -> list[dict]:
     set_seed(args.seed)
     start = time.monotonic()
 
-    # 1-2. data (bundled spoken digits; the train split's last 10% becomes the dev split the search scores on),
-    # character tokenizer, processor, features; the recipe's 4 x 144 supernet.
-    data = load_digits("fsdd", seed=args.seed, smoke=args.smoke)
+    # 1-2. data (connected strings of the bundled spoken digits, made on the fly; dev strings from held-out
+    # recordings for the search), character tokenizer, processor; the recipe's 4 x 144 supernet.
+    data = load_connected_digits("fsdd", seed=args.seed, smoke=args.smoke)
     processor, tokenizer, collator = data.processor, data.tokenizer, data.collator
-    dev, test = data.dev, data.test
+    dev, test, test_connected = data.dev, data.test, data.test_connected
     model = SupernetConformerForCTC(small_conformer_config(tokenizer, smoke=args.smoke))
-    train = feasible_train_split(data, model)
-    logger.info("train/dev/test: %d/%d/%d utterances; supernet: %.2f M parameters", len(train), len(dev), len(test), model.num_parameters() / 1e6)
+    logger.info("dev/test/connected test: %d/%d/%d utterances; supernet: %.2f M parameters", len(dev), len(test), len(test_connected), model.num_parameters() / 1e6)
 
-    training_args = digits_training_arguments(os.path.join(args.output_dir, "trainer"), args.max_steps, args.seed, args.smoke)
+    # Training strings are drawn on the fly (no length column to group by): batches are drawn at random.
+    training_args = digits_training_arguments(
+        os.path.join(args.output_dir, "trainer"), args.max_steps, args.seed, args.smoke,
+        train_sampling_strategy="random", length_column_name=None, per_device_train_batch_size=args.batch_size,
+    )
     clock = WallClockLimitCallback(args.time_budget_minutes * 60)
     trainer = SupernetTrainer(
         model=model,
         args=training_args,
-        train_dataset=train,
+        train_dataset=data.train,
         data_collator=collator,
         callbacks=[SpecAugmentCallback(collator), clock],
     )
@@ -78,19 +85,23 @@ def main(argv=None) -> list[dict]:
     selected, scored = search_subnets(
         model, dev, data_collator=collator, tokenizer=tokenizer, budgets=budgets,
         population=4 if args.smoke else 10, generations=1 if args.smoke else 3, proxy_examples=128, seed=args.seed,
-        eval_name="fsdd", eval_split="dev",
+        eval_name="fsdd-connected-digits", eval_split="dev",
     )
 
     # 4. evaluate on test.
     space = model.subnet_space
     subnets = {"largest": space.largest(), "smallest": space.smallest()}
     subnets.update({entry["name"]: hf_supernet.SubnetSpec.from_dict(entry["spec"]) for entry in selected})
-    test_batches = collate_batches(test, collator)
+    test_batches, connected_batches = collate_batches(test, collator), collate_batches(test_connected, collator)
     rows = []
     for name, spec in subnets.items():
         costs = model.subnet_costs(spec)
-        metrics = evaluate_subnet(model, spec, test_batches, tokenizer)
-        rows.append({"name": name, "params": costs.params, "flops": costs.flops, "wer": metrics["wer"], "cer": metrics["cer"], "spec": spec.to_dict()})
+        isolated = evaluate_subnet(model, spec, test_batches, tokenizer)
+        connected = evaluate_subnet(model, spec, connected_batches, tokenizer)
+        rows.append({
+            "name": name, "params": costs.params, "flops": costs.flops, "wer": isolated["wer"], "cer": isolated["cer"],
+            "connected_wer": connected["wer"], "connected_cer": connected["cer"], "spec": spec.to_dict(),
+        })
 
     # 5. extract, save, report.
     # Each folder is written whole or not at all (files others put there are kept).
@@ -104,16 +115,18 @@ def main(argv=None) -> list[dict]:
         processor.save_pretrained(supernet_dir)
         # Inside the supernet folder, where publishing (scripts/publish.py) finds it for the model cards.
         plot_pareto(scored, selected, supernet_dir / "pareto.png", title="quickstart subnet search (dev loss)")
-    results = [{k: row[k] for k in ("name", "params", "flops", "wer", "cer")} for row in rows]
+    results = [{k: v for k, v in row.items() if k != "spec"} for row in rows]
     with atomic_file(os.path.join(args.output_dir, "results.json")) as tmp:  # a stopped run leaves the old table
         tmp.write_text(json.dumps(results, indent=2))
 
     print(f"\nTrained {trainer.state.global_step} steps in {train_minutes:.1f} min; total {(time.monotonic() - start) / 60:.1f} min.")
-    print(f"Test split of the bundled spoken digits ({len(test)} utterances):\n")
-    print("| subnet | params | GFLOPs / s audio | WER | CER |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"Bundled spoken digits: {len(test)} isolated test clips; {len(test_connected)} connected test strings "
+          "(2-7 digits, silence, noise; test recordings only):\n")
+    print("| subnet | params | GFLOPs / s audio | isolated WER | isolated CER | connected WER | connected CER |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in results:
-        print(f"| {row['name']} | {row['params'] / 1e6:.2f} M | {row['flops'] / 1e9:.3f} | {100 * row['wer']:.1f}% | {100 * row['cer']:.1f}% |")
+        print(f"| {row['name']} | {row['params'] / 1e6:.2f} M | {row['flops'] / 1e9:.3f} | {100 * row['wer']:.1f}% | "
+              f"{100 * row['cer']:.1f}% | {100 * row['connected_wer']:.1f}% | {100 * row['connected_cer']:.1f}% |")
     print(f"\nWrote {args.output_dir}/results.json, subnets/<name>/ and supernet/.")
     return results
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio, utterance_errors
+from hf_supernet.metrics.bootstrap import bootstrap_error_rate, paired_bootstrap_ratio, utterance_errors
 
 
 def test_known_interval_of_a_two_utterance_example():
@@ -39,3 +39,20 @@ def test_utterance_errors_count_edits():
     errors = utterance_errors(["one two", "", "three four"], ["one three", "five", "three"])
     assert errors["word_errors"] == [1, 1, 1] and errors["words"] == [2, 1, 1]
     assert errors["chars"] == [9, 4, 5] and errors["char_errors"][1] == 4
+
+
+def test_bootstrap_error_rate_on_a_known_example():
+    # Two one-word utterances, one wrong: replicates are 1 (a quarter), 0.5 (half) or 0 (a quarter).
+    result = bootstrap_error_rate([1, 0], [1, 1], num_samples=4000)
+    assert result == {"rate": 0.5, "low": 0.0, "high": 1.0}
+    # Longer references weigh more: 3 errors in 10 words + 0 in 30 is 3/40 whatever the draw order.
+    assert bootstrap_error_rate([3, 0], [10, 30])["rate"] == 3 / 40
+    same = bootstrap_error_rate([2] * 50, [10] * 50)
+    assert same == {"rate": 0.2, "low": 0.2, "high": 0.2}
+
+
+def test_bootstrap_error_rate_rejects_what_has_no_rate():
+    with pytest.raises(ValueError, match="no words"):
+        bootstrap_error_rate([0, 0], [0, 0])
+    with pytest.raises(ValueError, match="equal-length"):
+        bootstrap_error_rate([1, 2], [3])

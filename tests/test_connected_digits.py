@@ -81,3 +81,18 @@ def test_bad_input_is_named():
         ConnectedDigits(sentence, 1)
     with pytest.raises(ValueError, match="missing"):
         ConnectedDigits(Dataset.from_dict({"text": ["one"]}), 1)
+
+
+def test_noise_colors_restrict_the_drawn_noise(fsdd):
+    # With white noise only, the noise in the leading silence has a flat spectrum: its low and high bands carry
+    # similar power (pink/brown noise puts almost all of it in the low band).
+    config = ConnectedDigitsConfig(min_digits=1, max_digits=1, edge_silence_seconds=(1.0, 1.0), snr_db=(0.0, 0.0),
+                                   noise_probability=1.0, noise_colors=("white",), gain_db=(0.0, 0.0), speed=(1.0, 1.0))
+    data = ConnectedDigits(fsdd["test"].select(range(4)), 4, config, seed=0)
+    for item in data:
+        power = np.abs(np.fft.rfft(item["audio"]["array"][:16000])) ** 2
+        low, high = power[1:2000].mean(), power[6000:8000].mean()
+        assert 0.5 < low / high < 2.0
+    with pytest.raises(ValueError, match="noise_colors"):
+        ConnectedDigitsConfig(noise_colors=("purple",))
+    assert ConnectedDigitsConfig(noise_colors="pink").noise_colors == ("pink",)

@@ -31,8 +31,8 @@ def test_quickstart_smoke_writes_loadable_subnets(tmp_path):
     names = [row["name"] for row in written]
     assert names[:2] == ["largest", "smallest"] and len(names) >= 4
     for row in written:
-        assert set(row) == {"name", "params", "flops", "wer", "cer"}
-        assert 0 <= row["cer"] and 0 <= row["wer"]
+        assert set(row) == {"name", "params", "flops", "wer", "cer", "connected_wer", "connected_cer"}
+        assert all(0 <= row[key] for key in ("wer", "cer", "connected_wer", "connected_cer"))
     by_name = {row["name"]: row for row in written}
     assert by_name["smallest"]["params"] < by_name["largest"]["params"]
 
@@ -70,3 +70,23 @@ def test_evaluate_checkpoint_reproduces_the_quickstart_table(tmp_path, monkeypat
     for row in rows:
         assert row["params"] == written[row["name"]]["params"] and row["rtf"] > 0
         assert 0 <= row["wer"] <= 1.5 and 0 <= row["cer"] <= 1.5
+
+
+@pytest.mark.slow
+def test_robustness_benchmark_scores_the_quickstart_subnets_through_the_pipeline(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_quickstart_robustness", SCRIPT.parent / "bench_quickstart_robustness.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    with pytest.raises(FileNotFoundError, match="run scripts/quickstart.py first"):
+        bench.main(["--smoke", "--skip_training", "--output_dir", str(tmp_path / "missing"), "--results_dir", str(tmp_path)])
+    result = bench.main(["--smoke", "--output_dir", str(tmp_path / "quickstart"), "--results_dir", str(tmp_path), "--threads", "1"])
+    assert result["main_job_minutes"] > 0
+    assert list(result["subnets"])[:2] == ["largest", "smallest"]
+    assert set(result["sizes"]) == {"isolated", "isolated_silence_noise", "connected"}
+    for subnet in result["subnets"].values():
+        for scores in subnet["scores"].values():
+            assert scores["wer"]["low"] <= scores["wer"]["rate"] <= scores["wer"]["high"]
+    assert {row["goal"] for row in result["goals"]} == set(bench.GOALS)
+    assert all(row["verdict"] in {"met", "missed", "undecided"} for row in result["goals"])
+    assert json.loads((tmp_path / "quickstart_robustness.json").read_text()) == result
+    assert "| goal |" in (tmp_path / "quickstart_robustness.md").read_text()

@@ -57,6 +57,8 @@ class ConnectedDigitsConfig:
             and after the last digit (each drawn separately).
         snr_db (`tuple[float, float]`, *optional*, defaults to `(5.0, 30.0)`): signal-to-noise ratio of the noise.
         noise_probability (`float`, *optional*, defaults to 0.9): share of utterances that get noise at all.
+        noise_colors (`tuple[str, ...]`, *optional*, defaults to `("white", "pink", "brown")`): spectral colours the
+            noise is drawn from, uniformly (see :func:`colored_noise`).
         gain_db (`tuple[float, float]`, *optional*, defaults to `(-12.0, 6.0)`): gain of the whole utterance.
         speed (`tuple[float, float]`, *optional*, defaults to `(0.9, 1.1)`): speed-perturbation factor.
         sampling_rate (`int`, *optional*, defaults to 16000): rate of the generated audio (recordings at another
@@ -69,6 +71,7 @@ class ConnectedDigitsConfig:
     edge_silence_seconds: tuple[float, float] = (0.0, 1.0)
     snr_db: tuple[float, float] = (5.0, 30.0)
     noise_probability: float = 0.9
+    noise_colors: tuple[str, ...] = NOISE_COLORS
     gain_db: tuple[float, float] = (-12.0, 6.0)
     speed: tuple[float, float] = (0.9, 1.1)
     sampling_rate: int = 16000
@@ -88,6 +91,12 @@ class ConnectedDigitsConfig:
             object.__setattr__(self, name, _check_range(name, getattr(self, name), low, high))
         if not 0.0 <= self.noise_probability <= 1.0:
             raise ValueError(f"ConnectedDigitsConfig.noise_probability must be in [0, 1], got {self.noise_probability}.")
+        colors = (self.noise_colors,) if isinstance(self.noise_colors, str) else tuple(self.noise_colors)
+        if not colors or set(colors) - set(NOISE_COLORS):
+            raise ValueError(
+                f"ConnectedDigitsConfig.noise_colors must be a non-empty selection of {NOISE_COLORS}, got {self.noise_colors!r}."
+            )
+        object.__setattr__(self, "noise_colors", colors)
         if self.sampling_rate <= 0:
             raise ValueError(f"ConnectedDigitsConfig.sampling_rate must be > 0, got {self.sampling_rate}.")
 
@@ -211,7 +220,7 @@ class ConnectedDigits(torch.utils.data.Dataset):
             speech_mask = speech_mask[np.minimum((np.arange(audio.size) * speed).astype(int), speech_mask.size - 1)]
         if rng.uniform() < config.noise_probability:
             speech_power = float(np.mean(audio[speech_mask] ** 2)) if speech_mask.any() else 0.0
-            color = NOISE_COLORS[rng.integers(len(NOISE_COLORS))]
+            color = config.noise_colors[rng.integers(len(config.noise_colors))]
             noise = colored_noise(audio.size, color, rng)
             snr = rng.uniform(*config.snr_db)
             audio = audio + noise * np.float32(np.sqrt(speech_power / 10 ** (snr / 10)))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import jiwer
 import numpy as np
 
-__all__ = ["paired_bootstrap_ratio", "utterance_errors"]
+__all__ = ["bootstrap_error_rate", "paired_bootstrap_ratio", "utterance_errors"]
 
 
 def utterance_errors(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, list[int]]:
@@ -82,4 +82,27 @@ def paired_bootstrap_ratio(
         "ratio": float(point),
         "low": float(np.quantile(ratios, tail, method="inverted_cdf")),
         "high": float(np.quantile(ratios, 1 - tail, method="inverted_cdf")),
+    }
+
+
+def bootstrap_error_rate(
+    errors, totals, *, num_samples: int = 2000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """An error rate (``sum(errors) / sum(totals)``, e.g. WER from :func:`utterance_errors`' ``word_errors`` and
+    ``words``) with a percentile bootstrap interval over utterances: ``{"rate", "low", "high"}``."""
+    errors, totals = np.asarray(errors, dtype=np.float64), np.asarray(totals, dtype=np.float64)
+    if errors.shape != totals.shape or errors.ndim != 1 or errors.size == 0:
+        raise ValueError(f"errors and totals must be equal-length, non-empty 1-D sequences; got shapes {errors.shape}, {totals.shape}.")
+    if totals.sum() <= 0:
+        raise ValueError("The references hold no words or characters (totals sum to 0): there is no rate to estimate.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}.")
+    draws = np.random.default_rng(seed).integers(0, errors.size, size=(num_samples, errors.size))
+    drawn_totals = totals[draws].sum(1)
+    rates = errors[draws].sum(1) / np.where(drawn_totals > 0, drawn_totals, 1)
+    tail = (1 - confidence) / 2
+    return {
+        "rate": float(errors.sum() / totals.sum()),
+        "low": float(np.quantile(rates, tail, method="inverted_cdf")),
+        "high": float(np.quantile(rates, 1 - tail, method="inverted_cdf")),
     }

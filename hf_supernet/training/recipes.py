@@ -24,6 +24,8 @@ import torch
 from transformers import Trainer
 
 from ..data import (
+    ConnectedDigits,
+    ConnectedDigitsConfig,
     DataCollatorCTCWithPadding,
     build_processor,
     filter_ctc_feasible,
@@ -49,6 +51,10 @@ class SpeechData:
     processor: Any
     collator: DataCollatorCTCWithPadding
 
+    # Connected-digit strings built from the test recordings (``None`` for corpora of sentences): the recordings a
+    # person makes — several digits, pauses, silence, noise.
+    test_connected: Any = None
+
     @property
     def tokenizer(self):
         return self.processor.tokenizer
@@ -69,6 +75,61 @@ def load_digits(source: str = "fsdd", seed: int = 0, smoke: bool = False, spec_a
     train, dev, test = (prepare_dataset(d, processor) for d in (train, dev, test))
     collator = DataCollatorCTCWithPadding(processor, spec_augment=SPEC_AUGMENT if spec_augment and not smoke else None)
     return SpeechData(train, dev, test, processor, collator)
+
+
+# Training strings are shorter than the test's (at most 5 digits, at most half a second of edge silence): a step
+# costs about the audio it holds, and the quickstart has minutes; the model still meets silence, noise, pauses and
+# several words in every batch.
+CONNECTED_TRAIN = ConnectedDigitsConfig(min_digits=1, max_digits=5, edge_silence_seconds=(0.0, 0.5))
+# The connected test: 2-7 digits with 0-1 s of silence around them and noise at 5-30 dB SNR (ConnectedDigitsConfig's
+# defaults, the recordings a person makes of a PIN or a phone number).
+CONNECTED_TEST = ConnectedDigitsConfig(min_digits=2)
+# Fixed seeds of the connected dev/test sets, the same for every run seed, so runs are scored on the same strings.
+CONNECTED_DEV_SEED, CONNECTED_TEST_SEED = 2000, 3000
+
+
+def load_connected_digits(
+    source: str = "fsdd",
+    seed: int = 0,
+    smoke: bool = False,
+    spec_augment: bool = True,
+    num_dev: int = 200,
+    num_test: int = 200,
+    train_config: ConnectedDigitsConfig = CONNECTED_TRAIN,
+    test_config: ConnectedDigitsConfig = CONNECTED_TEST,
+) -> SpeechData:
+    """Spoken digits for a model that must work on a person's own recording.
+
+    - ``train``: :class:`~hf_supernet.data.ConnectedDigits` strings drawn on the fly from 90% of the train recordings
+      (raw audio: the collator computes features per batch; every index is a new string);
+    - ``dev``: ``num_dev`` fixed connected strings from the held-out 10% of the train recordings (search and early
+      stopping never see a test recording);
+    - ``test``: the isolated test clips, features computed (the clean score, comparable with earlier tables);
+    - ``test_connected``: ``num_test`` fixed connected strings from the test recordings only.
+
+    ``smoke`` keeps every 20th train and 10th test recording and a handful of strings."""
+    splits = load_speech_dataset(source)
+    recordings, test_recordings = splits["train"], splits["test"]
+    # A character tokenizer over the digit words and the space between them (isolated clips have no space).
+    tokenizer = train_tokenizer([" ".join(sorted(set(recordings["text"])))], model_type="char")
+    if smoke:
+        recordings = recordings.select(range(0, len(recordings), 20))
+        test_recordings = test_recordings.select(range(0, len(test_recordings), 10))
+        num_dev, num_test = min(num_dev, 8), min(num_test, 8)
+    held_out = recordings.train_test_split(test_size=0.1, seed=seed)
+    processor = build_processor(tokenizer)
+    train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
+    dev = ConnectedDigits(held_out["test"], num_dev, test_config, seed=CONNECTED_DEV_SEED)
+    test_connected = ConnectedDigits(test_recordings, num_test, test_config, seed=CONNECTED_TEST_SEED)
+    collator = DataCollatorCTCWithPadding(processor, spec_augment=SPEC_AUGMENT if spec_augment and not smoke else None)
+    return SpeechData(
+        train=train,
+        dev=[dev[i] for i in range(len(dev))],
+        test=prepare_dataset(test_recordings, processor),
+        processor=processor,
+        collator=collator,
+        test_connected=[test_connected[i] for i in range(len(test_connected))],
+    )
 
 
 def small_conformer_config(tokenizer, smoke: bool = False, **overrides) -> SupernetConformerConfig:

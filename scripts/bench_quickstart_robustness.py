@@ -1,0 +1,214 @@
+#!/usr/bin/env python
+"""Do the main job's models work on a person's own recording? The quickstart's subnets, through the ASR pipeline.
+
+Runs ``scripts/quickstart.py`` (timed, unless ``--skip_training``), then feeds each of its saved subnet folders
+(``<output_dir>/subnets/*``) to ``transformers.pipeline("automatic-speech-recognition")`` — the path a user takes —
+on three test sets built from the FSDD *test* recordings only:
+
+* ``isolated``: the clean, tightly trimmed test clips;
+* ``isolated_silence_noise``: the same clips with ``--silence`` seconds of silence before and after and white noise
+  at ``--snr_db`` over the whole clip (the issue's 0.5 s and 20 dB);
+* ``connected``: the quickstart's fixed connected-digit test strings (2-7 digits, pauses, 0-1 s of silence, noise
+  at 5-30 dB).
+
+Each WER/CER comes with a 95% bootstrap interval over utterances; the two ratios with a paired one (same clips /
+same strings). A goal is "met" only when the whole interval is within it, "missed" when the whole interval is
+outside, "undecided" otherwise. Writes ``quickstart_robustness.json`` and ``.md`` to ``--results_dir``.
+
+Goals (issue 19): largest subnet connected WER <= 5%, isolated WER <= 8.7% (the Parakeet reference), silence+noise
+WER <= 1.2x clean; smallest subnet connected WER <= 2x the largest's; the whole main job within 10 minutes on 2
+cores.
+
+    python scripts/bench_quickstart_robustness.py --threads 2          # on a quiet machine: also times the main job
+    python scripts/bench_quickstart_robustness.py --skip_training --output_dir outputs/quickstart --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hf_supernet import load_speech_dataset
+from hf_supernet.atomic import atomic_file
+from hf_supernet.data import ConnectedDigits, ConnectedDigitsConfig
+from hf_supernet.metrics.bootstrap import bootstrap_error_rate, paired_bootstrap_ratio, utterance_errors
+from hf_supernet.training.recipes import CONNECTED_TEST, CONNECTED_TEST_SEED
+from hf_supernet.transcription import load_recognizer
+
+ROOT = Path(__file__).resolve().parent.parent
+GOALS = {
+    "largest_connected_wer": 0.05,
+    "largest_isolated_wer": 0.087,
+    "largest_silence_noise_over_clean": 1.2,
+    "smallest_over_largest_connected": 2.0,
+    "main_job_minutes": 10.0,
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", default="outputs/quickstart", help="The quickstart's output folder.")
+    parser.add_argument("--skip_training", action="store_true", help="Score the subnets already in --output_dir.")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (the main job's goal: 2).")
+    parser.add_argument("--silence", type=float, default=0.5, help="Seconds of silence before and after each clip.")
+    parser.add_argument("--snr_db", type=float, default=20.0, help="Noise floor of the silence+noise clips.")
+    parser.add_argument("--results_dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--smoke", action="store_true", help="The quickstart's --smoke and a few test clips.")
+    return parser.parse_args(argv)
+
+
+def run_quickstart(output_dir: str, smoke: bool) -> float:
+    """Minutes of wall time the README's main job takes (all of it: data, training, search, evaluation, saving)."""
+    spec = importlib.util.spec_from_file_location("quickstart", ROOT / "scripts" / "quickstart.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    start = time.monotonic()
+    module.main(["--output_dir", output_dir] + (["--smoke"] if smoke else []))
+    return (time.monotonic() - start) / 60
+
+
+def test_sets(silence: float, snr_db: float, smoke: bool) -> dict[str, list[tuple[np.ndarray, str]]]:
+    """``(audio at 16 kHz, transcript)`` lists of the three test sets, from the FSDD test recordings only."""
+    recordings = load_speech_dataset("fsdd", "test")
+    if smoke:
+        recordings = recordings.select(range(0, len(recordings), 30))
+    padded = ConnectedDigitsConfig(
+        min_digits=1, max_digits=1, edge_silence_seconds=(silence, silence), snr_db=(snr_db, snr_db),
+        noise_probability=1.0, noise_colors=("white",), gain_db=(0.0, 0.0), speed=(1.0, 1.0),
+    )
+    clips = ConnectedDigits(recordings, 1, padded)  # holds the clips resampled to 16 kHz, in order
+    isolated = list(zip(clips.arrays, clips.words))
+    # White noise (the flat floor of a cheap microphone); the same draw for every subnet.
+    noisy = [(clips.compose([array], np.random.default_rng([7, i])), word) for i, (array, word) in enumerate(isolated)]
+    connected = ConnectedDigits(recordings, 10 if smoke else 200, CONNECTED_TEST, seed=CONNECTED_TEST_SEED)
+    return {
+        "isolated": isolated,
+        "isolated_silence_noise": noisy,
+        "connected": [(item["audio"]["array"], item["text"]) for item in connected],
+    }
+
+
+def score_folder(folder: Path, sets: dict) -> dict:
+    recognizer = load_recognizer(folder)
+    scores = {}
+    for name, items in sets.items():
+        hypotheses = [recognizer(audio.copy())["text"].strip() for audio, _ in items]
+        references = [text for _, text in items]
+        errors = utterance_errors(hypotheses, references)
+        scores[name] = {
+            "wer": bootstrap_error_rate(errors["word_errors"], errors["words"]),
+            "cer": bootstrap_error_rate(errors["char_errors"], errors["chars"]),
+            "word_errors": errors["word_errors"],
+            "examples": [[r, h] for r, h in zip(references[:3], hypotheses[:3])],
+        }
+    return scores
+
+
+def verdict(low: float, high: float, goal: float) -> str:
+    return "met" if high <= goal else "missed" if low > goal else "undecided"
+
+
+def goal_rows(subnets: dict, minutes: float | None) -> list[dict]:
+    largest, smallest = subnets["largest"]["scores"], subnets["smallest"]["scores"]
+    rows = []
+    for key, set_name in (("largest_connected_wer", "connected"), ("largest_isolated_wer", "isolated")):
+        wer = largest[set_name]["wer"]
+        rows.append({"goal": key, "target": GOALS[key], "value": wer["rate"], "low": wer["low"], "high": wer["high"]})
+    pairs = (
+        ("largest_silence_noise_over_clean", largest["isolated_silence_noise"], largest["isolated"]),
+        ("smallest_over_largest_connected", smallest["connected"], largest["connected"]),
+    )
+    for key, a, b in pairs:
+        ratio = paired_bootstrap_ratio(a["word_errors"], b["word_errors"])
+        rows.append({"goal": key, "target": GOALS[key], "value": ratio["ratio"], "low": ratio["low"], "high": ratio["high"]})
+    for row in rows:
+        row["verdict"] = verdict(row["low"], row["high"], row["target"])
+    if minutes is not None:
+        rows.append({"goal": "main_job_minutes", "target": GOALS["main_job_minutes"], "value": minutes, "low": minutes,
+                     "high": minutes, "verdict": verdict(minutes, minutes, GOALS["main_job_minutes"])})
+    return rows
+
+
+def markdown(result: dict) -> str:
+    def pct(rate: dict) -> str:
+        return f"{100 * rate['rate']:.1f}% [{100 * rate['low']:.1f}, {100 * rate['high']:.1f}]"
+
+    lines = [
+        "# The quickstart's subnets on recordings like a person's own (`scripts/bench_quickstart_robustness.py`)",
+        "",
+        f"Command: `{result['command']}`; torch threads: {result['threads']}; seed 0 (the quickstart's); "
+        f"{result['date'][:10]}, {result['machine']}. Main job wall time: "
+        + (f"{result['main_job_minutes']:.1f} min." if result["main_job_minutes"] is not None else "not timed (--skip_training)."),
+        "",
+        "Transcripts from `transformers.pipeline(\"automatic-speech-recognition\", model=<subnet folder>)`. Test sets "
+        f"from the FSDD test recordings only: {result['sizes']['isolated']} isolated clean clips; the same clips with "
+        f"{result['silence']} s of silence before and after and white noise at {result['snr_db']:g} dB SNR; "
+        f"{result['sizes']['connected']} fixed connected strings (2-7 digits, pauses, 0-1 s silence, noise at 5-30 dB). "
+        "Brackets: 95% bootstrap intervals over utterances.",
+        "",
+        "| subnet | params | isolated WER | silence+noise WER | connected WER | connected CER |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, subnet in result["subnets"].items():
+        s = subnet["scores"]
+        lines.append(f"| {name} | {subnet['params'] / 1e6:.2f} M | {pct(s['isolated']['wer'])} | "
+                     f"{pct(s['isolated_silence_noise']['wer'])} | {pct(s['connected']['wer'])} | {pct(s['connected']['cer'])} |")
+    lines += ["", "| goal | target | measured [95% CI] | verdict |", "|---|---:|---:|---|"]
+    for row in result["goals"]:
+        lines.append(f"| {row['goal']} | {row['target']:g} | {row['value']:.3f} [{row['low']:.3f}, {row['high']:.3f}] | {row['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    minutes = None if args.skip_training else run_quickstart(args.output_dir, args.smoke)
+    folders = sorted(p for p in (Path(args.output_dir) / "subnets").iterdir() if p.is_dir()) if (Path(args.output_dir) / "subnets").is_dir() else []
+    names = {p.name for p in folders}
+    if not {"largest", "smallest"} <= names:
+        raise FileNotFoundError(
+            f"{args.output_dir}/subnets/ lacks the largest and smallest subnet folders (found {sorted(names)}): run "
+            "scripts/quickstart.py first, or drop --skip_training."
+        )
+    sets = test_sets(args.silence, args.snr_db, args.smoke)
+    results = json.loads((Path(args.output_dir) / "results.json").read_text())
+    params = {row["name"]: row["params"] for row in results}
+    # largest and smallest first, then the selected subnets in the quickstart's order.
+    order = [r["name"] for r in results if r["name"] in names]
+    subnets = {name: {"params": params[name], "scores": score_folder(Path(args.output_dir) / "subnets" / name, sets)} for name in order}
+    result = {
+        "command": " ".join(["python", "scripts/bench_quickstart_robustness.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "threads": args.threads,
+        "silence": args.silence,
+        "snr_db": args.snr_db,
+        "smoke": args.smoke,
+        "main_job_minutes": minutes,
+        "sizes": {name: len(items) for name, items in sets.items()},
+        "subnets": subnets,
+        "goals": goal_rows(subnets, minutes),
+    }
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_file(results_dir / "quickstart_robustness.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    with atomic_file(results_dir / "quickstart_robustness.md") as tmp:
+        tmp.write_text(markdown(result))
+    print(markdown(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
