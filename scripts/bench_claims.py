@@ -4,14 +4,16 @@ to convergence, paired bootstrap confidence intervals.
 Instrument `digits` (this script's first): connected spoken digits (`hf_supernet.data.ConnectedDigits`): strings of
 1-5 digits with pauses, silence, noise, gain and speed perturbation, built on the fly from the FSDD train recordings
 (minus a held-out tenth whose strings form the dev set for early stopping); test = 300 fixed strings of 2-7 digits
-built from the FSDD *test* recordings only. Model: an 8-layer, 64-dim Conformer-CTC (FFN 256, 8x subsampling, char
-CTC) with a search space in TODM's proportions (drop the top 0, 2 or 3 of 8 layers, FFN widths 1/8 .. 1).
+built from the FSDD *test* recordings only. Model: an 8-layer, 96-dim Conformer-CTC (FFN 384, 4x subsampling, char
+CTC) with a search space in TODM's proportions (drop the top 0, 2 or 3 of 8 layers, FFN widths 1/8 .. 1). [A first
+configuration, 64 dims at 8x subsampling, stayed on the CTC blank plateau for 2600 steps: not a usable instrument.]
 
 Arms (one training run per arm and seed; each finished run appends one JSON line to `claims_runs.jsonl` and a rerun
 skips it; an interrupted run resumes from its last checkpoint in `--work_dir`):
 - `todm`: a layer/width supernet trained with the TODM preset (Model F: quarter split, alpha-divergence over the
   top-10 + rest, adaptive dropout, Adam then ScaledAdam with the distillation weight cut to 0.1 at two thirds);
-  scored on 4 subnets: largest, width-only (L8 x FFN 128), depth + width (L6 x FFN 64), smallest (L5 x FFN 32).
+  scored on 4 subnets: largest, width-only (L8 x half the FFN: `L8-ffn50`), depth + width (L6 x a quarter:
+  `L6-ffn25`), smallest (L5 x an eighth).
 - `twin-<subnet>`: each of those 4 architectures trained alone as a dense model from the same initial weights (the
   fresh supernet's slice), with the supernet's optimizer, rate, schedule and switch to ScaledAdam (no distillation).
 - `todm-<ablation>`: the TODM supernet with one ingredient changed: `no_kd`, `kl`, `no_weight_cut`,
@@ -20,7 +22,7 @@ skips it; an interrupted run resumes from its last checkpoint in `--work_dir`):
 - `unfold` (Unfolding starts from a trained model): the trained `twin-largest` of the same seed folded into 5 stored
   blocks (`SupernetConformerForCTC.fold`, evenly spaced layers) and fine-tuned with the Unfolding preset (deepest
   path + seed + one random path, KL from the deepest into the seed); compared with the deep model it came from and
-  with `twin-L5-ffn256`, a plain 5-layer model trained alone. `--arms unfolding` = the three.
+  with `twin-L5-ffn100`, a plain 5-layer model trained alone. `--arms unfolding` = the three.
 - `omni` (Omni-sparsity preset: even batch split, KL, adaptive dropout, Adam-pruning of 8x1 blocks on a cubic
   schedule) scored at 50/60/70/80% sparsity in every layer, against `pruned-s50` .. `pruned-s80`: the trained dense
   twin pruned to one sparsity alone (magnitude at the first step, then Adam-pruning re-ranks the blocks every
@@ -33,7 +35,7 @@ Supernets of Omni-sparsity and OrthoSoftmax use the twins' optimizer, rate and s
 rates); each keeps its own sandwich, batch split and distillation.
 
 Instrument `librispeech` (`--instrument librispeech`, TODM arms only): Mini LibriSpeech's 1282 training utterances
-(train_full, 4.46 h), scored on its test speakers; the same 8-layer search space at 96 dims and 4x subsampling; every
+(train_full, 4.46 h), scored on its test speakers; the same 8-layer, 96-dim model and search space; every
 run trains for `--cpu_budget_minutes` of CPU with ScaledAdam + Eden and SortaGrad (Adam does not leave the CTC
 plateau within such budgets), scored by test CER, WER and CTC loss per frame.
 
@@ -73,7 +75,6 @@ from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.atomic import atomic_file
 from hf_supernet.data import (
     ConnectedDigits,
-    ConnectedDigitsConfig,
     DataCollatorCTCWithPadding,
     SpecAugmentCallback,
     build_processor,
@@ -91,7 +92,7 @@ from hf_supernet.paper_recipes import recipe_training_arguments
 from hf_supernet.search import collate_batches, evaluate_subnet
 from hf_supernet.training import OptimizerSwitchMixin, SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.callbacks import EarlyStoppingFromStepCallback
-from hf_supernet.training.recipes import recipe_trainer_class
+from hf_supernet.training.recipes import CONNECTED_TEST, CONNECTED_TRAIN, recipe_trainer_class
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "results")
 SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
@@ -117,10 +118,11 @@ LIBRISPEECH_RECIPE = argparse.Namespace(sortagrad=True, batch_size=8, seed=0, sc
 # step cap, elastic width (all layers) until 30%, then the whole space [choice: OFA's stage lengths are for its own
 # CNN recipe and not in our seed texts].
 PROGRESSIVE_SHRINKING = (0.1, 0.3)
-SUBNETS = ("largest", "L8-ffn128", "L6-ffn64", "smallest")
+# Named by depth and FFN width in percent of the full width.
+SUBNETS = ("largest", "L8-ffn50", "L6-ffn25", "smallest")
 # Unfolding: the trained 8-layer twin folded into this many stored blocks, against a plain model of that depth.
 FOLDED_BLOCKS = 5
-PLAIN_SHALLOW = f"L{FOLDED_BLOCKS}-ffn256"
+PLAIN_SHALLOW = f"L{FOLDED_BLOCKS}-ffn100"
 TWINS = SUBNETS + (PLAIN_SHALLOW,)
 UNFOLD_GOAL = 1.02  # issue 15: WER <= 1.02x the trained deep model it was folded from
 UNFOLD_PARAMS_GOAL = 0.7  # issue 15: >= 30% fewer stored parameters
@@ -226,8 +228,8 @@ def digits_data(args):
     held_out = train_recordings.train_test_split(test_size=0.1, seed=0)
     tokenizer = train_tokenizer([" ".join(DIGIT_WORDS)] * 10, model_type="char")
     processor = build_processor(tokenizer)
-    train_config = ConnectedDigitsConfig(min_digits=1, max_digits=5, edge_silence_seconds=(0.0, 0.5))
-    test_config = ConnectedDigitsConfig(min_digits=2, max_digits=7)
+    # The quickstart's strings: 1-5 digits for training, 2-7 with 0-1 s of silence for dev and test.
+    train_config, test_config = CONNECTED_TRAIN, CONNECTED_TEST
     sizes = (64, 8, 8) if args.smoke else (10**7, 150, 300)
     return {
         "processor": processor,
@@ -252,21 +254,18 @@ def librispeech_data(args):
             "test": prepared["test"]}
 
 
-def model_config(tokenizer, smoke: bool, recipe: str = "todm", instrument: str = "digits",
-                 **overrides) -> SupernetConformerConfig:
-    """The benchmark's 8-layer Conformer with a paper recipe's mask type and search space. Mini LibriSpeech reads
-    14 characters a second: it needs 4x subsampling to have a CTC frame for every character (8x leaves most
-    utterances infeasible, see mini_librispeech_recipe.md) and a wider model."""
-    if instrument == "librispeech":
-        wider = {} if smoke else {"hidden_size": 96, "intermediate_size": 384, "subsampling_conv_channels": 96}
-        overrides = {"subsampling_factor": 4, **wider, **overrides}
+def model_config(tokenizer, smoke: bool, recipe: str = "todm", **overrides) -> SupernetConformerConfig:
+    """The benchmark's 8-layer, 96-dim Conformer (both instruments) with a paper recipe's mask type and search space.
+    4x subsampling: Mini LibriSpeech reads 14 characters a second and needs a CTC frame for every character (8x
+    leaves most utterances infeasible, see mini_librispeech_recipe.md); on the digits, 8x at 64 dims never left the
+    CTC blank plateau."""
     size = (
         {"hidden_size": 16, "intermediate_size": 32, "subsampling_conv_channels": 8, "num_attention_heads": 2}
         if smoke
-        else {"hidden_size": 64, "intermediate_size": 256, "subsampling_conv_channels": 64, "num_attention_heads": 4}
+        else {"hidden_size": 96, "intermediate_size": 384, "subsampling_conv_channels": 96, "num_attention_heads": 4}
     )
     values = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "num_hidden_layers": 8,
-              "conv_kernel_size": 15, "subsampling_factor": 8, "layer_drop_choices": [0, 2, 3], **size, **overrides}
+              "conv_kernel_size": 15, "subsampling_factor": 4, "layer_drop_choices": [0, 2, 3], **size, **overrides}
     return SupernetConformerConfig.from_recipe(recipe, **values)
 
 
@@ -284,8 +283,8 @@ def benchmark_subnets(space) -> dict[str, LayerWidthSpec]:
     widths = space.width_choices[0]  # 1/8, 1/4, 1/2, 1 of the FFN width
     return {
         "largest": space.largest(),
-        "L8-ffn128": LayerWidthSpec((widths[2],) * 8),
-        "L6-ffn64": LayerWidthSpec((widths[1],) * 6),
+        "L8-ffn50": LayerWidthSpec((widths[2],) * 8),
+        "L6-ffn25": LayerWidthSpec((widths[1],) * 6),
         "smallest": space.smallest(),
         PLAIN_SHALLOW: LayerWidthSpec((widths[3],) * FOLDED_BLOCKS),
     }
@@ -459,7 +458,7 @@ def setup_arm(args, arm: str, seed: int, data) -> dict:
     shrinking = {}
     if arm == "todm-progressive":
         shrinking = {"layer_width_shrinking_steps": [round(share * args.max_steps) for share in PROGRESSIVE_SHRINKING]}
-    initial = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke, instrument=args.instrument, **shrinking))
+    initial = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke, **shrinking))
     specs = benchmark_subnets(initial.subnet_space)
     supernet = arm.startswith("todm")
     if args.instrument == "librispeech":
@@ -602,7 +601,7 @@ def main(argv=None) -> dict:
     if args.instrument == "librispeech":
         data = librispeech_data(args)
         # Every model shares the front end, so one length function decides which utterances CTC can fit.
-        front_end = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke, instrument="librispeech"))
+        front_end = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke))
         data["train"] = filter_ctc_feasible(data["train"], front_end._get_feat_extract_output_lengths)
     else:
         data = digits_data(args)

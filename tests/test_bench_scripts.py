@@ -96,8 +96,8 @@ def test_sortagrad_sampler_sorts_the_first_epoch_only():
 def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatch):
     bench = load_script("bench_claims")
     common = ["--smoke", "--seeds", "0", "--results_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
-    arms = ["todm", "twin-smallest", "twin-largest", "twin-L8-ffn128", "twin-L6-ffn64", "todm-no_switch",
-            "twin-L5-ffn256", "unfold"]
+    arms = ["todm", "twin-smallest", "twin-largest", "twin-L8-ffn50", "twin-L6-ffn25", "todm-no_switch",
+            "twin-L5-ffn100", "unfold"]
 
     # Interrupted after two finished arms: their JSON lines are kept.
     real_run_arm, calls = bench.run_arm, []
