@@ -53,6 +53,7 @@ _import_structure = {
     "masks": ["MASK_TYPES", "BlockPlan", "FoldingSpec", "LayerWidthSpec", "MaskMethod", "OmniSparsitySpec",
               "OrthoSoftmaxSpec"],
     "metrics": ["load_metric"],
+    "modeling_outputs": ["SupernetCTCOutput"],
     "publishing": ["publish_subnets"],
     "sparse_storage": ["load_sparse", "save_sparse", "storage_report"],
     "subnets": ["SubnetSpace", "SubnetSpec"],

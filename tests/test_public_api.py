@@ -63,3 +63,19 @@ def test_default_lora_targets_are_registered_when_peft_is_imported_after_hf_supe
     )
     assert not found["peft_before"]
     assert found["adapted"] == sorted(["q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense"])
+
+
+def test_every_supernet_family_returns_the_one_ctc_output_type():
+    """One role, one type: the Conformer supernet and the foldable models return SupernetCTCOutput."""
+    import torch
+
+    import hf_supernet
+    from hf_supernet.models.foldable import FoldableCTCOutput
+    from hf_supernet.models.supernet_conformer import SupernetConformerCTCOutput
+
+    assert SupernetConformerCTCOutput is FoldableCTCOutput is hf_supernet.SupernetCTCOutput
+    config = hf_supernet.SupernetConformerConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                                 intermediate_size=32, subsampling_conv_channels=8, vocab_size=6)
+    model = hf_supernet.SupernetConformerForCTC(config).eval()
+    out = model(torch.randn(1, 40, config.num_mel_bins))
+    assert type(out) is hf_supernet.SupernetCTCOutput and out.output_attention_mask.dtype == torch.bool

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -36,12 +35,12 @@ from transformers import (
     Wav2Vec2ForCTC,
     Wav2Vec2Model,
 )
-from transformers.modeling_outputs import CausalLMOutput
 from transformers.utils import logging
 
 from ...costs import SubnetCosts
 from ...masks import BlockPlan, build_mask
 from ...masks.folding import evenly_spaced_layers
+from ...modeling_outputs import SupernetCTCOutput
 from ...slicing import FULL, LinearSelection
 from ...subnets import SubnetSpec
 from ...units import REFERENCE_SECONDS
@@ -133,17 +132,8 @@ def transformer_ctc_flops(config, num_layers: int, num_samples: int, with_head: 
     return flops
 
 
-@dataclass
-class FoldableCTCOutput(CausalLMOutput):
-    """
-    [`~transformers.modeling_outputs.CausalLMOutput`] plus:
-
-    Args:
-        output_attention_mask (`torch.BoolTensor` of shape `(batch, frames)`):
-            Which output frames are real (not padding): in-place distillation compares only those.
-    """
-
-    output_attention_mask: torch.BoolTensor | None = None
+# The supernet families share one output type (kept under this name for code that imports it).
+FoldableCTCOutput = SupernetCTCOutput
 
 
 class FoldableMixin(SupernetMixin):
@@ -354,7 +344,7 @@ class _FoldableCTCMixin(FoldableMixin):
         labels: torch.Tensor | None = None,
         subnet=None,
         **kwargs,
-    ) -> FoldableCTCOutput | tuple:
+    ) -> SupernetCTCOutput | tuple:
         r"""
         As the stock model's forward (`labels` padded with -100), plus:
 
@@ -370,7 +360,7 @@ class _FoldableCTCMixin(FoldableMixin):
             frame_mask = torch.ones(batch, frames, dtype=torch.bool, device=outputs.logits.device)
         else:
             frame_mask = self._get_feature_vector_attention_mask(frames, attention_mask)
-        output = FoldableCTCOutput(**outputs, output_attention_mask=frame_mask)
+        output = SupernetCTCOutput(**outputs, output_attention_mask=frame_mask)
         return output if return_dict else output.to_tuple()
 
 

@@ -31,6 +31,7 @@ from transformers.utils import ModelOutput
 from ...costs import SubnetCosts
 from ...masks import BlockPlan, build_mask
 from ...masks.folding import evenly_spaced_layers
+from ...modeling_outputs import SupernetCTCOutput
 from ...slicing import ChannelSelection, LinearSelection, kept_count, masked_weight, subnet_linear
 from ...slicing import select_channels as _select
 from ...subnets import SubnetSpec
@@ -59,20 +60,8 @@ class SupernetConformerModelOutput(ModelOutput):
     output_attention_mask: torch.BoolTensor | None = None
 
 
-@dataclass
-class SupernetConformerCTCOutput(ModelOutput):
-    """
-    Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): CTC loss, when `labels` are given.
-        logits (`torch.FloatTensor` of shape `(batch, frames, vocab_size)`): CTC logits (before log-softmax).
-        output_attention_mask (`torch.BoolTensor` of shape `(batch, frames)`): which output frames are real.
-        hidden_states (`tuple(torch.FloatTensor)`, *optional*): as in [`SupernetConformerModelOutput`].
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    output_attention_mask: torch.BoolTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+# The supernet families share one output type (kept under this name for code that imports it).
+SupernetConformerCTCOutput = SupernetCTCOutput
 
 
 def _time_mask(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -552,7 +541,7 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         return_dict: bool | None = None,
         subnet=None,
         **kwargs,
-    ) -> SupernetConformerCTCOutput | tuple:
+    ) -> SupernetCTCOutput | tuple:
         r"""
         labels (`torch.LongTensor` of shape `(batch, target_length)`, *optional*):
             Token ids of the transcripts, padded with -100. All ids must be `< config.vocab_size` and differ from the
@@ -573,7 +562,7 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         loss = None
         if labels is not None:
             loss = self.ctc_loss(logits, encoder_out.output_attention_mask.sum(-1), labels)
-        output = SupernetConformerCTCOutput(
+        output = SupernetCTCOutput(
             loss=loss,
             logits=logits,
             output_attention_mask=encoder_out.output_attention_mask,
