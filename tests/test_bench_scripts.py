@@ -143,6 +143,14 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
     assert (tmp_path / "work" / "trained" / "digits-twin-largest-seed0" / "model.safetensors").exists()
     markdown = (tmp_path / "claims.md").read_text()
     assert "| `todm` | smallest |" in markdown and "training cost" in markdown
+    # What ran of the whole design (3 seeds of every group), and the CPU the rest would take at the measured costs.
+    coverage = {(row["instrument"], row["group"]): row for row in result["coverage"]}
+    assert (coverage["digits", "todm + twins"]["finished"], coverage["digits", "todm + twins"]["planned"]) == (5, 15)
+    assert (coverage["digits", "ablations"]["finished"], coverage["digits", "unfolding"]["finished"]) == (1, 2)
+    assert coverage["digits", "todm + twins"]["cpu_hours_left"] > 0
+    assert coverage["digits", "omni_sparsity"]["finished"] == 0
+    assert coverage["digits", "omni_sparsity"]["cpu_hours_left"] != coverage["digits", "omni_sparsity"]["cpu_hours_left"]
+    assert "What ran, what is left" in markdown
     # Nothing left to do: a rerun trains nothing and only renders.
     calls.clear()
     bench.main(["--arms", ",".join(arms), *common])
