@@ -4,11 +4,13 @@ The quickstart, the method comparison and the supernet-vs-separate benchmark mus
 numbers to be comparable, so the data split, model size and training arguments live here once:
 
 - data: FSDD (the bundled subset, or any folder/name :func:`~hf_supernet.load_speech_dataset` takes, e.g. the staged
-  ``../shared/data/fsdd``), the last 10% of the train split held out as a dev split for search;
-- a character tokenizer (10 words, 15 letters: CTC needs no word pieces here);
+  ``../shared/data/fsdd``), 10% of the train split held out as a dev split for search — as isolated clips
+  (:func:`load_digits`, the method comparisons) or as connected-digit strings built on the fly with pauses, silence
+  and noise (:func:`load_connected_digits`, the quickstart: what a person's own recording sounds like);
+- a character tokenizer (10 words, 15 letters and the space: CTC needs no word pieces here);
 - a 4 x 144 Conformer (FFN 576, kernel 15, ~2.2 M parameters: the size of the 2.5 M-parameter Parakeet baseline);
-- AdamW at 2e-3 with 100 warm-up steps and linear decay, batches of 32 grouped by length, SpecAugment (5% time and
-  frequency masks), sandwich with TODM's quarter batch split and KL distillation.
+- AdamW at 2e-3 with 100 warm-up steps and linear decay, batches of 32 grouped by length (the quickstart: batches
+  of connected strings drawn at random), SpecAugment (5% time and frequency masks), sandwich with TODM's quarter batch split and KL distillation.
 
 :func:`recipe_trainer_class` adds the Mini LibriSpeech recipe's SortaGrad sampling and Eden schedule to a trainer.
 """
