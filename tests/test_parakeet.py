@@ -39,7 +39,7 @@ VOCAB = 11  # 10 tokens + the blank (Parakeet's pad_token_id = vocab_size - 1)
 
 
 def tiny_parakeet(seed=0, *, num_hidden_layers=3, subsampling_factor=4, attention_bias=True, convolution_bias=True,
-                  scale_input=True, attn_implementation="sdpa") -> ParakeetForCTC:
+                  scale_input=True, attn_implementation="sdpa", vocab_size=VOCAB) -> ParakeetForCTC:
     """A random ParakeetForCTC whose every parameter and BatchNorm statistic is nonzero and away from its init (so a
     weight copied to the wrong place, or a bias left out, changes the logits)."""
     torch.manual_seed(seed)
@@ -48,7 +48,7 @@ def tiny_parakeet(seed=0, *, num_hidden_layers=3, subsampling_factor=4, attentio
         conv_kernel_size=5, subsampling_conv_channels=8, num_mel_bins=16, subsampling_factor=subsampling_factor,
         attention_bias=attention_bias, convolution_bias=convolution_bias, scale_input=scale_input,
     )
-    config = ParakeetCTCConfig(vocab_size=VOCAB, pad_token_id=VOCAB - 1, encoder_config=encoder.to_dict())
+    config = ParakeetCTCConfig(vocab_size=vocab_size, pad_token_id=vocab_size - 1, encoder_config=encoder.to_dict())
     config._attn_implementation = attn_implementation
     model = ParakeetForCTC(config)
     with torch.no_grad():
@@ -61,9 +61,11 @@ def tiny_parakeet(seed=0, *, num_hidden_layers=3, subsampling_factor=4, attentio
     return model.eval()
 
 
-def tiny_parakeet_processor(num_mel_bins=16) -> ParakeetProcessor:
-    """Parakeet's own processor: its feature extractor and a character tokenizer whose pad token is the blank."""
-    vocab = {"<unk>": 0, "▁": 1, **{c: i + 2 for i, c in enumerate("abcdefgh")}, "<pad>": VOCAB - 1}
+def tiny_parakeet_processor(characters="abcdefgh", num_mel_bins=16) -> ParakeetProcessor:
+    """Parakeet's own processor: its feature extractor and a character tokenizer whose pad token (the last id) is the
+    blank."""
+    vocab = {"<unk>": 0, "▁": 1, **{c: i + 2 for i, c in enumerate(characters)}}
+    vocab["<pad>"] = len(vocab)
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
@@ -354,3 +356,4 @@ def test_the_supernet_over_plain_block_plans_needs_no_parakeet_specific_plan():
     state = block.reduced_state_dict(plan)
     assert state["self_attn.bias_u"].shape == (2, 8) and state["self_attn.relative_k_proj.weight"].shape == (16, 32)
     torch.testing.assert_close(state["self_attn.bias_v"], block.self_attn.bias_v.detach()[[0, 2]])
+
