@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from hf_supernet import LayerWidthSpec, SupernetConformerForCTC, batch_norm_recalibrated, recalibrate_batch_norm
+from hf_supernet import (
+    LayerWidthSpec,
+    SubnetSpec,
+    SupernetConformerForCTC,
+    batch_norm_recalibrated,
+    recalibrate_batch_norm,
+)
 from hf_supernet.batch_norm import batch_norm_layers
 
 from .conftest import padded_batch
@@ -110,3 +116,42 @@ def test_supernet_recalibrated_as_a_subnet_equals_the_extracted_subnet_recalibra
     layers = batch_norm_layers(supernet)
     assert torch.equal(layers[2].running_mean, saved[2])  # layer 3 is dropped by the subnet: left as it was
     assert not torch.equal(layers[0].running_mean, saved[0])
+
+
+def test_search_scores_each_subnet_with_its_own_batch_norm_statistics():
+    """search_subnets recalibrates every candidate when the model has BatchNorm (on by default) and records the data;
+    a selected subnet extracted with the same calibration data reproduces the recorded loss, and the supernet's own
+    statistics are unchanged by the search."""
+    import numpy as np
+
+    from hf_supernet.data import DataCollatorCTCWithPadding
+    from hf_supernet.search import collate_batches, evaluate_subnet, search_subnets
+
+    from .test_parakeet import tiny_parakeet_processor
+
+    supernet = SupernetConformerForCTC.from_parakeet(tiny_parakeet(6), layer_drop_choices=[0, 1])
+    processor = tiny_parakeet_processor()
+    rng = np.random.default_rng(0)
+    rows = [
+        {"input_features": rng.normal(size=(int(n), 16)).astype(np.float32), "labels": [2, 3, 4][: 1 + i % 3]}
+        for i, n in enumerate(rng.integers(20, 60, size=10))
+    ]
+    collator = DataCollatorCTCWithPadding(processor)
+    saved = [layer.running_var.clone() for layer in batch_norm_layers(supernet)]
+    options = dict(data_collator=collator, budgets=[0.6], population=4, generations=1, proxy_examples=6, batch_size=3,
+                   progress=False, write_config=False, measure_latency=False, eval_name="noise", eval_split="dev")
+    selected, _ = search_subnets(supernet, rows, **options)
+    assert all(torch.equal(a, b.running_var) for a, b in zip(saved, batch_norm_layers(supernet)))
+    entry = selected[0]
+    assert entry["batch_norm_calibration"] == {"dataset": "noise", "split": "dev", "num_utterances": 6}
+    spec = SubnetSpec.from_dict(entry["spec"])
+    calibration = collate_batches(rows, collator, 3, 6)
+    # The recorded loss is the subnet's with statistics re-estimated on that data (and the stock subnet extracted
+    # with it computes the same logits: see the test above).
+    with batch_norm_recalibrated(supernet, calibration, subnet=spec):
+        recomputed = evaluate_subnet(supernet, spec, collate_batches(rows, collator, 3))
+    assert recomputed["loss"] == pytest.approx(entry["metrics"]["loss"], abs=1e-5)
+
+    unrecorded, _ = search_subnets(supernet, rows, calibrate_batch_norm=False, **options)
+    assert "batch_norm_calibration" not in unrecorded[0]
+    assert unrecorded[0]["metrics"]["loss"] != pytest.approx(entry["metrics"]["loss"], abs=1e-4)

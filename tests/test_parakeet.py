@@ -357,3 +357,46 @@ def test_the_supernet_over_plain_block_plans_needs_no_parakeet_specific_plan():
     assert state["self_attn.bias_u"].shape == (2, 8) and state["self_attn.relative_k_proj.weight"].shape == (16, 32)
     torch.testing.assert_close(state["self_attn.bias_v"], block.self_attn.bias_v.detach()[[0, 2]])
 
+
+
+def test_published_subnets_are_stock_parakeet_with_recalibrated_batch_norm(tmp_path):
+    """search (BatchNorm recalibrated per subnet) -> publish: each folder is a stock ParakeetForCTC with Parakeet's
+    processor, its card says plain transformers loads it, and its logits are the searched subnet's (the statistics
+    re-estimated on the data the search used; publishing without that data is refused)."""
+    from hf_supernet import SubnetSpec, batch_norm_recalibrated
+    from hf_supernet.data import DataCollatorCTCWithPadding
+    from hf_supernet.publishing import publish_subnets
+    from hf_supernet.search import collate_batches, search_subnets
+
+    supernet = SupernetConformerForCTC.from_parakeet(tiny_parakeet(9), layer_drop_choices=[0, 1])
+    processor = tiny_parakeet_processor()
+    rng = np.random.default_rng(1)
+    rows = [
+        {"input_features": rng.normal(size=(int(n), 16)).astype(np.float32), "labels": [2, 5, 3][: 1 + i % 3]}
+        for i, n in enumerate(rng.integers(20, 60, size=8))
+    ]
+    collator = DataCollatorCTCWithPadding(processor)
+    search_subnets(supernet, rows, data_collator=collator, tokenizer=processor.tokenizer, budgets=[0.6, 1.0],
+                   population=4, generations=1, proxy_examples=4, batch_size=4, progress=False,
+                   measure_latency=False, eval_name="noise", eval_split="dev")
+    folder = tmp_path / "supernet"
+    supernet.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    with pytest.raises(ValueError, match="BatchNorm statistics re-estimated.*calibration_data"):
+        publish_subnets(folder, "me/parakeet", push=False, local_dir=tmp_path / "refused")
+    calibration = collate_batches(rows, collator, 4, 4)
+    published = publish_subnets(folder, "me/parakeet", push=False, local_dir=tmp_path / "out",
+                                calibration_data=calibration)
+    assert [p.model_class for p in published] == ["ParakeetForCTC", "ParakeetForCTC"]
+    assert all(p.loads_with_stock_transformers for p in published)
+    features, mask = padded_batch([45, 30], seed=3)
+    for entry, subnet in zip(supernet.config.selected_subnets, published):
+        card = (subnet.folder / "README.md").read_text()
+        assert "`ParakeetForCTC`, a class of stock `transformers`" in card and "import hf_supernet" not in card
+        assert type(AutoProcessor.from_pretrained(subnet.folder)) is ParakeetProcessor
+        stock = AutoModelForCTC.from_pretrained(subnet.folder)
+        spec = SubnetSpec.from_dict(entry["spec"])
+        with batch_norm_recalibrated(supernet, calibration, subnet=spec):
+            expected = masked_logits(supernet, spec, features, mask)
+        with torch.no_grad():
+            torch.testing.assert_close(stock(features, attention_mask=mask).logits, expected, atol=1e-4, rtol=0)

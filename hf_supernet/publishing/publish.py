@@ -194,11 +194,12 @@ def write_subnet_folder(
     pareto_plot: Path | None,
     template_path: str | None,
     overwrite: bool = False,
+    calibration_data=None,
 ) -> PublishedSubnet:
-    """Extract ``entry``'s subnet and write weights (safetensors), config, processor, model card (README.md) and
-    the Pareto plot into ``folder``, atomically. An existing ``folder`` holding other files is refused (its files
-    are kept) unless ``overwrite``."""
-    model = supernet.extract_subnet(SubnetSpec.from_dict(entry["spec"])).eval()
+    """Extract ``entry``'s subnet (its BatchNorm statistics re-estimated on ``calibration_data`` if given) and write
+    weights (safetensors), config, processor, model card (README.md) and the Pareto plot into ``folder``,
+    atomically. An existing ``folder`` holding other files is refused (its files are kept) unless ``overwrite``."""
+    model = supernet.extract_subnet(SubnetSpec.from_dict(entry["spec"]), calibration_data=calibration_data).eval()
     card = subnet_card(
         entry,
         repo_id=repo_id,
@@ -283,6 +284,7 @@ def publish_subnets(
     template_path: str | os.PathLike | None = None,
     commit_message: str = "Upload subnet with hf_supernet",
     overwrite_local_dir: bool = False,
+    calibration_data=None,
 ) -> list[PublishedSubnet]:
     """Publish selected subnets of a supernet, each as a complete, self-contained model repo.
 
@@ -311,6 +313,10 @@ def publish_subnets(
             defaults to ``supernet_path`` when that is a Hub repo id rather than a folder.
         pareto_plot: image of the search to put in each repo; default ``supernet_path/pareto.png`` if it exists.
         template_path: a Jinja card template replacing hf_supernet's ``model_cards/subnet_card.md``.
+        calibration_data: for a supernet with BatchNorm (Parakeet architecture), the batches each subnet's BatchNorm
+            statistics are re-estimated on before it is written: the data the search calibrated on (each entry's
+            ``batch_norm_calibration`` says which), so that the published subnet reproduces its card's metrics. An
+            entry searched with calibration is refused without it.
 
     Returns:
         One :class:`PublishedSubnet` per subnet. Raises :class:`~hf_supernet.publishing.HubAccessError` before
@@ -341,6 +347,14 @@ def publish_subnets(
     repo_ids = {e["name"]: repo_id_for(repo_prefix, _check_folder_name(e["name"]), namespace) for e in entries}
     supernet_name = Path(supernet_path).name if is_local else str(supernet_path)
     per_entry = {e["name"]: entry_metadata(e, metadata) for e in entries}  # every label checked before any write
+    uncalibrated = [e["name"] for e in entries if e.get("batch_norm_calibration") and calibration_data is None]
+    if uncalibrated:
+        raise ValueError(
+            f"The metrics of {uncalibrated} were measured with BatchNorm statistics re-estimated for each subnet "
+            f"(search recorded the data: {entries[0].get('batch_norm_calibration')}); without them the published "
+            "subnets would not reproduce their cards. Pass calibration_data= (the same batches: "
+            "hf_supernet.search.collate_batches of that data)."
+        )
     for entry in entries:
         logger.info(f"{entry['name']}: metrics measured on {describe_measured_on(entry.get('measured_on'))}")
 
@@ -361,6 +375,7 @@ def publish_subnets(
                 pareto_plot=Path(pareto_plot) if pareto_plot is not None else None,
                 template_path=template_path,
                 overwrite=overwrite_local_dir,
+                calibration_data=calibration_data,
             )
             for entry in entries
         ]
