@@ -143,7 +143,7 @@ def test_search_scores_each_subnet_with_its_own_batch_norm_statistics():
     selected, _ = search_subnets(supernet, rows, **options)
     assert all(torch.equal(a, b.running_var) for a, b in zip(saved, batch_norm_layers(supernet)))
     entry = selected[0]
-    assert entry["batch_norm_calibration"] == {"dataset": "noise", "split": "dev", "num_utterances": 6}
+    assert entry["batch_norm_calibration"] == {"dataset": "noise", "split": "dev", "num_utterances": 6, "batch_size": 3}
     spec = SubnetSpec.from_dict(entry["spec"])
     calibration = collate_batches(rows, collator, 3, 6)
     # The recorded loss is the subnet's with statistics re-estimated on that data (and the stock subnet extracted

@@ -359,36 +359,54 @@ def test_the_supernet_over_plain_block_plans_needs_no_parakeet_specific_plan():
 
 
 
+
+def fsdd_manifest(folder, counts: dict[str, int]):
+    """A manifest folder (``{split}.jsonl``) of a few bundled spoken-digit recordings per split (every 50th)."""
+    import json
+
+    from hf_supernet.data import bundled_data_path
+
+    fsdd = bundled_data_path("fsdd")
+    folder.mkdir()
+    source_split = {"train": "train"}
+    for split, count in counts.items():
+        lines = (fsdd / f"{source_split.get(split, 'test')}.jsonl").read_text().splitlines()[::50][:count]
+        rows = [json.loads(line) for line in lines]
+        text = "\n".join(json.dumps({**row, "file": str(fsdd / row["file"])}) for row in rows)
+        (folder / f"{split}.jsonl").write_text(text + "\n")
+    return folder
+
+
+DIGIT_CHARACTERS = "efghinorstuvwxz"
+
+
 def test_published_subnets_are_stock_parakeet_with_recalibrated_batch_norm(tmp_path):
     """search (BatchNorm recalibrated per subnet) -> publish: each folder is a stock ParakeetForCTC with Parakeet's
-    processor, its card says plain transformers loads it, and its logits are the searched subnet's (the statistics
-    re-estimated on the data the search used; publishing without that data is refused)."""
-    from hf_supernet import SubnetSpec, batch_norm_recalibrated
-    from hf_supernet.data import DataCollatorCTCWithPadding
+    processor, its card says plain transformers loads it, and its logits are the searched subnet's with the
+    statistics re-estimated on the batches the search used (rebuilt from its record)."""
+    from hf_supernet import SubnetSpec, batch_norm_recalibrated, load_speech_dataset
+    from hf_supernet.data import DataCollatorCTCWithPadding, prepare_dataset
     from hf_supernet.publishing import publish_subnets
     from hf_supernet.search import collate_batches, search_subnets
 
-    supernet = SupernetConformerForCTC.from_parakeet(tiny_parakeet(9), layer_drop_choices=[0, 1])
-    processor = tiny_parakeet_processor()
-    rng = np.random.default_rng(1)
-    rows = [
-        {"input_features": rng.normal(size=(int(n), 16)).astype(np.float32), "labels": [2, 5, 3][: 1 + i % 3]}
-        for i, n in enumerate(rng.integers(20, 60, size=8))
-    ]
+    processor = tiny_parakeet_processor(DIGIT_CHARACTERS)
+    supernet = SupernetConformerForCTC.from_parakeet(
+        tiny_parakeet(9, vocab_size=len(processor.tokenizer)), layer_drop_choices=[0, 1]
+    )
+    manifest = fsdd_manifest(tmp_path / "data", {"dev": 6})
+    data = prepare_dataset(load_speech_dataset(str(manifest), "dev"), processor)
     collator = DataCollatorCTCWithPadding(processor)
-    search_subnets(supernet, rows, data_collator=collator, tokenizer=processor.tokenizer, budgets=[0.6, 1.0],
-                   population=4, generations=1, proxy_examples=4, batch_size=4, progress=False,
-                   measure_latency=False, eval_name="noise", eval_split="dev")
+    options = dict(data_collator=collator, tokenizer=processor.tokenizer, budgets=[0.6, 1.0], population=4,
+                   generations=1, proxy_examples=4, batch_size=4, progress=False, measure_latency=False)
+    search_subnets(supernet, data, eval_name=str(manifest), eval_split="dev", **options)
+    assert supernet.config.selected_subnets[0]["batch_norm_calibration"]["dataset"] == str(manifest)
     folder = tmp_path / "supernet"
     supernet.save_pretrained(folder)
     processor.save_pretrained(folder)
-    with pytest.raises(ValueError, match="BatchNorm statistics re-estimated.*calibration_data"):
-        publish_subnets(folder, "me/parakeet", push=False, local_dir=tmp_path / "refused")
-    calibration = collate_batches(rows, collator, 4, 4)
-    published = publish_subnets(folder, "me/parakeet", push=False, local_dir=tmp_path / "out",
-                                calibration_data=calibration)
+    published = publish_subnets(folder, "me/parakeet", push=False, local_dir=tmp_path / "out")
     assert [p.model_class for p in published] == ["ParakeetForCTC", "ParakeetForCTC"]
     assert all(p.loads_with_stock_transformers for p in published)
+    calibration = collate_batches(data, collator, 4, 4)
     features, mask = padded_batch([45, 30], seed=3)
     for entry, subnet in zip(supernet.config.selected_subnets, published):
         card = (subnet.folder / "README.md").read_text()
@@ -400,3 +418,11 @@ def test_published_subnets_are_stock_parakeet_with_recalibrated_batch_norm(tmp_p
             expected = masked_logits(supernet, spec, features, mask)
         with torch.no_grad():
             torch.testing.assert_close(stock(features, attention_mask=mask).logits, expected, atol=1e-4, rtol=0)
+
+    # Statistics re-estimated on a dataset object the record cannot name: publishing needs the batches given.
+    search_subnets(supernet, data, calibration_dataset=data.select(range(2, 6)), **options)
+    supernet.save_pretrained(folder)
+    with pytest.raises(ValueError, match="names no dataset and split.*calibration_data="):
+        publish_subnets(folder, "me/parakeet", push=False, local_dir=tmp_path / "refused")
+    given = collate_batches(data.select(range(2, 6)), collator, 4)
+    assert publish_subnets(folder, "me/parakeet", push=False, local_dir=tmp_path / "given", calibration_data=given)

@@ -10,9 +10,8 @@ import torch
 from transformers import AutoProcessor, ParakeetForCTC, ParakeetProcessor
 
 from hf_supernet import SupernetConformerForCTC
-from hf_supernet.data import bundled_data_path
 
-from .test_parakeet import tiny_parakeet, tiny_parakeet_processor
+from .test_parakeet import DIGIT_CHARACTERS, fsdd_manifest, tiny_parakeet, tiny_parakeet_processor
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
 
@@ -66,14 +65,8 @@ def test_bad_config_overrides_say_what_is_wrong(train_script, overrides, message
 def test_train_script_fine_tunes_a_parakeet_checkpoint_with_its_processor(train_script, tmp_path):
     """`scripts/train.py --init_from_parakeet PATH`: the supernet starts from the checkpoint, trains on its processor's
     features and labels, and is saved with that processor; its subnets are stock ParakeetForCTC models."""
-    fsdd = bundled_data_path("fsdd")
-    data = tmp_path / "data"
-    data.mkdir()
-    for split, count in (("train", 12), ("test", 4)):
-        rows = [json.loads(line) for line in (fsdd / f"{split}.jsonl").read_text().splitlines()[::50][:count]]
-        lines = [json.dumps({**row, "file": str(fsdd / row["file"])}) for row in rows]
-        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
-    processor = tiny_parakeet_processor("efghinorstuvwxz")
+    data = fsdd_manifest(tmp_path / "data", {"train": 12, "test": 4})
+    processor = tiny_parakeet_processor(DIGIT_CHARACTERS)
     source = tiny_parakeet(8, vocab_size=len(processor.tokenizer))
     checkpoint = tmp_path / "parakeet"
     source.save_pretrained(checkpoint)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -227,6 +228,30 @@ def write_subnet_folder(
     )
 
 
+def _calibration_from_records(entries: list[dict], processor) -> dict[str, list]:
+    """The BatchNorm calibration batches of each entry the search calibrated, rebuilt from its record (one load per
+    distinct record)."""
+    from ..search import calibration_batches_from_record
+
+    rebuilt, out = {}, {}
+    for entry in entries:
+        record = entry.get("batch_norm_calibration")
+        if not record:
+            continue
+        key = json.dumps(record, sort_keys=True)
+        if key not in rebuilt:
+            try:
+                rebuilt[key] = calibration_batches_from_record(record, processor)
+            except (ValueError, OSError) as error:
+                raise ValueError(
+                    f"The metrics of {entry['name']!r} were measured with BatchNorm statistics re-estimated for the "
+                    f"subnet on {record}, which could not be rebuilt ({error}); without them the published subnet "
+                    "would not reproduce its card. Pass calibration_data= (the same batches)."
+                ) from error
+        out[entry["name"]] = rebuilt[key]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ loading the supernet
 
 
@@ -314,9 +339,10 @@ def publish_subnets(
         pareto_plot: image of the search to put in each repo; default ``supernet_path/pareto.png`` if it exists.
         template_path: a Jinja card template replacing hf_supernet's ``model_cards/subnet_card.md``.
         calibration_data: for a supernet with BatchNorm (Parakeet architecture), the batches each subnet's BatchNorm
-            statistics are re-estimated on before it is written: the data the search calibrated on (each entry's
-            ``batch_norm_calibration`` says which), so that the published subnet reproduces its card's metrics. An
-            entry searched with calibration is refused without it.
+            statistics are re-estimated on before it is written, so that the published subnet reproduces its card's
+            metrics: the batches the search calibrated on. Default: rebuilt from each entry's
+            ``batch_norm_calibration`` record (:func:`~hf_supernet.search.calibration_batches_from_record`); an
+            entry whose record names no loadable dataset is refused.
 
     Returns:
         One :class:`PublishedSubnet` per subnet. Raises :class:`~hf_supernet.publishing.HubAccessError` before
@@ -347,14 +373,9 @@ def publish_subnets(
     repo_ids = {e["name"]: repo_id_for(repo_prefix, _check_folder_name(e["name"]), namespace) for e in entries}
     supernet_name = Path(supernet_path).name if is_local else str(supernet_path)
     per_entry = {e["name"]: entry_metadata(e, metadata) for e in entries}  # every label checked before any write
-    uncalibrated = [e["name"] for e in entries if e.get("batch_norm_calibration") and calibration_data is None]
-    if uncalibrated:
-        raise ValueError(
-            f"The metrics of {uncalibrated} were measured with BatchNorm statistics re-estimated for each subnet "
-            f"(search recorded the data: {entries[0].get('batch_norm_calibration')}); without them the published "
-            "subnets would not reproduce their cards. Pass calibration_data= (the same batches: "
-            "hf_supernet.search.collate_batches of that data)."
-        )
+    calibration = {e["name"]: calibration_data for e in entries}
+    if calibration_data is None:
+        calibration.update(_calibration_from_records(entries, processor))
     for entry in entries:
         logger.info(f"{entry['name']}: metrics measured on {describe_measured_on(entry.get('measured_on'))}")
 
@@ -375,7 +396,7 @@ def publish_subnets(
                 pareto_plot=Path(pareto_plot) if pareto_plot is not None else None,
                 template_path=template_path,
                 overwrite=overwrite_local_dir,
-                calibration_data=calibration_data,
+                calibration_data=calibration[entry["name"]],
             )
             for entry in entries
         ]

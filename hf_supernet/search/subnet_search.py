@@ -68,8 +68,9 @@ def search_subnets(
     :mod:`hf_supernet.batch_norm`) on the first ``calibration_examples`` (default: ``proxy_examples``) utterances of
     ``calibration_dataset`` (default: ``eval_dataset``; the statistics use the audio, not the labels); the supernet's
     own statistics are back afterwards. Each selected entry then records them as ``"batch_norm_calibration"``
-    (``dataset``, ``split``, ``num_utterances``): the subnet reproduces its metrics only when extracted with the same
-    calibration data (``extract_subnet(spec, calibration_data=...)``).
+    (``dataset``, ``split``, ``num_utterances``, ``batch_size``): the subnet reproduces its metrics only when extracted
+    with the same calibration batches (``extract_subnet(spec, calibration_data=...)``;
+    :func:`calibration_batches_from_record` rebuilds them from a dataset name, as publishing does).
     """
     if metric not in ("loss", "wer"):
         raise ValueError(f"metric must be 'loss' or 'wer', got {metric!r}.")
@@ -118,6 +119,7 @@ def search_subnets(
             split = getattr(calibration_dataset, "split", None)
             calibrated_on = {"dataset": None, "split": None if split is None else str(split)}
         calibrated_on["num_utterances"] = sum(len(batch[model.main_input_name]) for batch in calibration)
+        calibrated_on["batch_size"] = batch_size  # the statistics average per-batch ones: the batching matters
     selected = []
     for budget, candidate in zip(budgets, best):
         if candidate is None:
@@ -188,3 +190,21 @@ def plot_pareto(scored: Sequence[Candidate], selected: Sequence[dict], path, cos
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def calibration_batches_from_record(record: dict, processor, data_collator=None) -> list[dict]:
+    """The batches a search re-estimated BatchNorm statistics on, rebuilt from an entry's ``batch_norm_calibration``
+    record: the first ``num_utterances`` utterances of ``load_speech_dataset(dataset, split)`` prepared with
+    ``processor``, collated ``batch_size`` at a time (by ``DataCollatorCTCWithPadding(processor)`` unless
+    ``data_collator`` is given: it must be the search's)."""
+    from ..data import DataCollatorCTCWithPadding, load_speech_dataset, prepare_dataset
+
+    if not record.get("dataset") or not record.get("split"):
+        raise ValueError(
+            f"The BatchNorm calibration record {record} names no dataset and split to load (the search was given a "
+            "calibration_dataset object); pass the same batches as calibration_data= yourself."
+        )
+    data = prepare_dataset(load_speech_dataset(record["dataset"], record["split"]), processor)
+    collator = data_collator if data_collator is not None else DataCollatorCTCWithPadding(processor)
+    return collate_batches(data, collator, record["batch_size"], record["num_utterances"])
+
