@@ -232,6 +232,33 @@ def test_uniform_width_space_is_a_depth_and_one_width():
         SupernetConformerConfig(num_hidden_layers=2, layer_ffn_dims=[64, 32], ffn_width_per_layer=False)
 
 
+def test_folded_parakeet_paths_extract_to_stock_and_orthosoftmax_subnets_are_refused_with_the_reason():
+    """Unfolding repeats whole blocks, which stock Parakeet expresses (copies, in order); OrthoSoftmax's learned masks
+    leave layers of different shapes, which it cannot (the masked supernet still runs them)."""
+    plain = SupernetConformerForCTC.from_parakeet(tiny_parakeet(10), layer_drop_choices=[0], ffn_width_choices=[1.0])
+    folded = SupernetConformerForCTC.fold(plain, 2).eval()
+    features, mask = padded_batch([44, 26], seed=5)
+    for spec in folded.subnet_space:
+        stock = folded.extract_subnet(spec)
+        assert type(stock) is ParakeetForCTC
+        with torch.no_grad():
+            got = stock(features, attention_mask=mask).logits
+        torch.testing.assert_close(got, masked_logits(folded, spec, features, mask), atol=1e-4, rtol=0)
+
+    from .test_masks_orthosoftmax import set_scores
+
+    source = tiny_parakeet(11)
+    orthosoftmax = SupernetConformerForCTC.from_parakeet(source, "orthosoftmax")
+    with torch.no_grad():  # the full budget is the source model
+        expected = source(features, attention_mask=mask).logits
+    torch.testing.assert_close(
+        masked_logits(orthosoftmax, orthosoftmax.subnet_space.largest(), features, mask), expected, atol=1e-4, rtol=0
+    )
+    set_scores(orthosoftmax.mask, seed=1, frozen=True)
+    with pytest.raises(NotStockParakeetError, match="feed-forward widths differ"):
+        orthosoftmax.extract_subnet(orthosoftmax.subnet_space.smallest())
+
+
 def test_bare_encoder_extracts_to_a_stock_parakeet_encoder():
     torch.manual_seed(0)
     config = SUPERNET.config
