@@ -13,7 +13,6 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     AutoModelForCTC,
     AutoProcessor,
@@ -23,10 +22,10 @@ from transformers import (
     ParakeetFeatureExtractor,
     ParakeetForCTC,
     ParakeetProcessor,
-    ParakeetTokenizer,
 )
 
 from hf_supernet import LayerWidthSpec, OmniSparsitySpec, SupernetConformerConfig, SupernetConformerForCTC
+from hf_supernet.data import build_parakeet_processor
 from hf_supernet.masks.base import BlockPlan
 from hf_supernet.models.supernet_conformer import SupernetConformerModel
 from hf_supernet.models.supernet_conformer.parakeet import NotStockParakeetError
@@ -64,15 +63,7 @@ def tiny_parakeet(seed=0, *, num_hidden_layers=3, subsampling_factor=4, attentio
 def tiny_parakeet_processor(characters="abcdefgh", num_mel_bins=16) -> ParakeetProcessor:
     """Parakeet's own processor: its feature extractor and a character tokenizer whose pad token (the last id) is the
     blank."""
-    vocab = {"<unk>": 0, "▁": 1, **{c: i + 2 for i, c in enumerate(characters)}}
-    vocab["<pad>"] = len(vocab)
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    return ParakeetProcessor(
-        ParakeetFeatureExtractor(feature_size=num_mel_bins),
-        ParakeetTokenizer(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>"),
-    )
+    return build_parakeet_processor([characters], feature_size=num_mel_bins)
 
 
 def masked_logits(model, spec, features, mask):
@@ -257,6 +248,19 @@ def test_folded_parakeet_paths_extract_to_stock_and_orthosoftmax_subnets_are_ref
     set_scores(orthosoftmax.mask, seed=1, frozen=True)
     with pytest.raises(NotStockParakeetError, match="feed-forward widths differ"):
         orthosoftmax.extract_subnet(orthosoftmax.subnet_space.smallest())
+
+
+def test_build_parakeet_processor_is_a_character_tokenizer_with_the_blank_last():
+    processor = build_parakeet_processor(["zero one", "two"], feature_size=16)
+    tokenizer = processor.tokenizer
+    assert tokenizer.pad_token_id == len(tokenizer) - 1 and tokenizer.convert_ids_to_tokens(0) == "<unk>"
+    ids = tokenizer("one two", add_special_tokens=False)["input_ids"]
+    assert len(ids) == len("▁one▁two") and tokenizer.decode(ids, group_tokens=False) == "one two"
+    # CTC decoding: repeats merged, blanks dropped.
+    blank = tokenizer.pad_token_id
+    assert tokenizer.decode([ids[0], ids[1], ids[1], blank, ids[1], ids[2]]) == "oon"
+    with pytest.raises(ValueError, match="no characters"):
+        build_parakeet_processor([" "])
 
 
 def test_bare_encoder_extracts_to_a_stock_parakeet_encoder():
