@@ -457,3 +457,26 @@ def test_published_subnets_are_stock_parakeet_with_recalibrated_batch_norm(tmp_p
         publish_subnets(folder, "me/parakeet", push=False, local_dir=tmp_path / "refused")
     given = collate_batches(data.select(range(2, 6)), collator, 4)
     assert publish_subnets(folder, "me/parakeet", push=False, local_dir=tmp_path / "given", calibration_data=given)
+
+
+@pytest.mark.slow
+def test_finetune_parakeet_script_trains_searches_and_saves_stock_subnets(tmp_path):
+    """scripts/finetune_parakeet.py --smoke: a Parakeet trained from scratch, made elastic and fine-tuned, searched;
+    every saved subnet is a stock ParakeetForCTC with Parakeet's processor; then the same command from the saved
+    checkpoint (--parakeet PATH)."""
+    from .test_bad_input import load_script
+
+    script = load_script("finetune_parakeet")
+    out = tmp_path / "run"
+    rows = script.main(["--smoke", "--output_dir", str(out)])
+    assert [r["name"] for r in rows] == ["largest", "smallest", "params_50pct", "params_75pct"]
+    assert {r["class"] for r in rows} == {"ParakeetForCTC"}
+    assert all(0 <= r["wer"] and 0 <= r["wer_shared_batch_norm"] for r in rows)
+    supernet = SupernetConformerForCTC.from_pretrained(out / "supernet").eval()
+    assert supernet.config.architecture == "parakeet" and supernet.config.selected_subnets
+    smallest = AutoModelForCTC.from_pretrained(out / "subnets" / "smallest")
+    assert type(smallest) is ParakeetForCTC and type(AutoProcessor.from_pretrained(out / "subnets" / "smallest")) is ParakeetProcessor
+    assert smallest.num_parameters() < AutoModelForCTC.from_pretrained(out / "subnets" / "largest").num_parameters()
+
+    again = script.main(["--smoke", "--parakeet", str(out / "parakeet"), "--output_dir", str(tmp_path / "again")])
+    assert [r["name"] for r in again] == [r["name"] for r in rows]
