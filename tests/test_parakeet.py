@@ -32,7 +32,7 @@ from hf_supernet.models.supernet_conformer.parakeet import NotStockParakeetError
 
 from hf_supernet.models.supernet_conformer.costs import conformer_flops
 
-from .conftest import padded_batch
+from .conftest import BLOCK_HF_SUPERNET, padded_batch
 
 VOCAB = 11  # 10 tokens + the blank (Parakeet's pad_token_id = vocab_size - 1)
 
@@ -118,16 +118,16 @@ def subnet_and_batch(draw):
         model = OMNI
         levels = model.config.omni_sparsity_levels
         spec = OmniSparsitySpec(tuple(draw(st.sampled_from(levels)) for _ in range(model.config.num_hidden_layers)))
-    lengths = draw(st.lists(st.integers(min_value=9, max_value=64), min_size=1, max_size=3))
-    return model, spec, lengths, draw(st.integers(0, 2**16))
+    # 1-3 utterances of 9-64 feature frames, zero-padded.
+    batch = padded_batch(draw(st.lists(st.integers(9, 64), min_size=1, max_size=3)), seed=draw(st.integers(0, 2**16)))
+    return model, spec, batch
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(subnet_and_batch())
 def test_subnets_extract_to_stock_parakeet_equal_to_the_masked_supernet(case):
-    model, spec, lengths, seed = case
+    model, spec, (features, mask) = case
     assert spec in model.subnet_space
-    features, mask = padded_batch(lengths, seed=seed)
     stock = model.extract_subnet(spec)
     assert type(stock) is ParakeetForCTC and not stock.training
     assert stock.config.encoder_config.num_hidden_layers == len(model.mask.block_plans(spec))
@@ -303,16 +303,8 @@ def test_parakeet_supernet_saves_and_reloads(tmp_path):
 
 
 # A fresh Python where `import hf_supernet` fails, as on a machine that never installed it.
-BLOCKED_LOADER = textwrap.dedent(
+BLOCKED_LOADER = BLOCK_HF_SUPERNET + textwrap.dedent(
     """
-    import sys
-
-    class BlockHfSupernet:
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_supernet" or name.startswith("hf_supernet."):
-                raise ImportError(f"{name} is blocked in this test")
-
-    sys.meta_path.insert(0, BlockHfSupernet())
     import numpy as np
     import torch
     from safetensors.torch import save_file

@@ -193,34 +193,39 @@ class SupernetConformerSelfAttention(nn.Module):
         self,
         x,
         *,
-        positions: tuple[torch.Tensor, torch.Tensor],
+        positions,
         key_mask: torch.Tensor | None,
         heads: tuple[int, ...] | None = None,
         scale: torch.Tensor | None = None,
         weight_masks: dict[str, torch.Tensor] | None = None,
         dropout_scale: float = 1.0,
     ) -> torch.Tensor:
-        masks = weight_masks or {}
-        cut = self.linear_selections(heads)
+        """``positions``: what :meth:`_attend` reads positions from; ``key_mask``: which frames are real,
+        (batch, frames), or ``None`` when none is padding."""
         batch, time, _ = x.shape
-        num_heads = kept_count(heads, self.num_heads)
         x = self.layer_norm(x)
-
-        def project(name: str) -> torch.Tensor:
-            out = subnet_linear(getattr(self, name), x, cut[name], masks.get(f"{name}.weight"))
-            return out.view(batch, time, num_heads, self.head_dim).transpose(1, 2)
-
-        q, k, v = project("q_proj"), project("k_proj"), project("v_proj")
-        cos, sin = positions
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout * dropout_scale if self.training else 0.0
-        )
+        q, k, v = (self._project(name, x, heads, weight_masks) for name in ("q_proj", "k_proj", "v_proj"))
+        dropout = self.dropout * dropout_scale if self.training else 0.0
+        out = self._attend(q, k, v, positions, key_mask, heads, weight_masks, dropout)
         if scale is not None:
             out = out * _select(scale, 0, heads)[None, :, None, None]
         out = out.transpose(1, 2).reshape(batch, time, -1)
-        return subnet_linear(self.out_proj, out, cut["out_proj"], masks.get("out_proj.weight"))
+        return subnet_linear(self.out_proj, out, self.linear_selections(heads)["out_proj"],
+                             (weight_masks or {}).get("out_proj.weight"))
+
+    def _project(self, name: str, inputs: torch.Tensor, heads, weight_masks) -> torch.Tensor:
+        """Projection ``name`` of ``inputs`` (batch, frames, hidden) for the kept ``heads``: (batch, heads, frames,
+        head_dim)."""
+        cut = self.linear_selections(heads)[name]
+        out = subnet_linear(getattr(self, name), inputs, cut, (weight_masks or {}).get(f"{name}.weight"))
+        return out.view(inputs.shape[0], inputs.shape[1], kept_count(heads, self.num_heads), self.head_dim).transpose(1, 2)
+
+    def _attend(self, q, k, v, positions, key_mask, heads, weight_masks, dropout: float) -> torch.Tensor:
+        """Attention of the projected heads with rotary positions (``positions`` = the ``(cos, sin)`` tables)."""
+        cos, sin = positions
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
 
     def linear_selections(self, heads: tuple[int, ...] | None) -> dict[str, LinearSelection]:
         """What each projection runs when ``heads`` are kept (rows / columns in groups of ``head_dim``)."""
@@ -245,31 +250,10 @@ class SupernetRelPositionSelfAttention(SupernetConformerSelfAttention):
         self.bias_u = nn.Parameter(torch.zeros(num_heads, self.head_dim))
         self.bias_v = nn.Parameter(torch.zeros(num_heads, self.head_dim))
 
-    def forward(
-        self,
-        x,
-        *,
-        positions: torch.Tensor,
-        key_mask: torch.Tensor | None,
-        heads: tuple[int, ...] | None = None,
-        scale: torch.Tensor | None = None,
-        weight_masks: dict[str, torch.Tensor] | None = None,
-        dropout_scale: float = 1.0,
-    ) -> torch.Tensor:
-        """``positions``: the relative position embeddings, (1, 2 * frames - 1, hidden_size); ``key_mask``: which
-        frames are real, (batch, frames), or ``None`` when none is padding."""
-        masks = weight_masks or {}
-        cut = self.linear_selections(heads)
-        batch, time, _ = x.shape
-        num_heads = kept_count(heads, self.num_heads)
-        x = self.layer_norm(x)
-
-        def project(name: str, inputs: torch.Tensor) -> torch.Tensor:
-            out = subnet_linear(getattr(self, name), inputs, cut[name], masks.get(f"{name}.weight"))
-            return out.view(inputs.shape[0], inputs.shape[1], num_heads, self.head_dim).transpose(1, 2)
-
-        q, k, v = project("q_proj", x), project("k_proj", x), project("v_proj", x)
-        relative_k = project("relative_k_proj", positions)
+    def _attend(self, q, k, v, positions, key_mask, heads, weight_masks, dropout: float) -> torch.Tensor:
+        """``positions``: the relative position embeddings, (1, 2 * frames - 1, hidden_size)."""
+        time = q.shape[2]
+        relative_k = self._project("relative_k_proj", positions, heads, weight_masks)
         bias_u = _select(self.bias_u, 0, heads)[None, :, None, :]
         bias_v = _select(self.bias_v, 0, heads)[None, :, None, :]
         # Terms (b) and (d) of Transformer-XL's score, shifted from relative to absolute key positions; they enter
@@ -279,14 +263,9 @@ class SupernetRelPositionSelfAttention(SupernetConformerSelfAttention):
         if key_mask is not None:
             pairs = key_mask[:, None, :, None] & key_mask[:, None, None, :]
             position_scores = position_scores.masked_fill(~pairs, torch.finfo(position_scores.dtype).min)
-        out = F.scaled_dot_product_attention(
-            q + bias_u, k, v, attn_mask=position_scores, scale=self.scaling,
-            dropout_p=self.dropout * dropout_scale if self.training else 0.0,
+        return F.scaled_dot_product_attention(
+            q + bias_u, k, v, attn_mask=position_scores, scale=self.scaling, dropout_p=dropout
         )
-        if scale is not None:
-            out = out * _select(scale, 0, heads)[None, :, None, None]
-        out = out.transpose(1, 2).reshape(batch, time, -1)
-        return subnet_linear(self.out_proj, out, cut["out_proj"], masks.get("out_proj.weight"))
 
     def linear_selections(self, heads: tuple[int, ...] | None) -> dict[str, LinearSelection]:
         cuts = super().linear_selections(heads)
