@@ -472,3 +472,14 @@ def test_finetune_parakeet_script_trains_searches_and_saves_stock_subnets(tmp_pa
 
     again = script.main(["--smoke", "--parakeet", str(out / "parakeet"), "--output_dir", str(tmp_path / "again")])
     assert [r["name"] for r in again] == [r["name"] for r in rows]
+
+
+def test_latency_parts_are_the_stock_modules_of_the_exported_subnet():
+    spec = LayerWidthSpec((16, 16))
+    parts = SUPERNET.latency_parts(SUPERNET.subnet_config(spec), seconds=1.0)
+    assert [key.split(":")[0] for key, _ in parts] == ["parakeet_front_head", "parakeet_block", "parakeet_block"]
+    assert parts[1][0] == parts[2][0] and "16" in parts[1][0]  # equal blocks are timed once
+    whole = SUPERNET.latency_parts(SUPERNET.config, seconds=1.0)
+    assert len(whole) == 1 + 3 and whole[1][0] != parts[1][0]
+    for _key, make_runner in parts:
+        make_runner()()  # each part runs
