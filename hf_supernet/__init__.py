@@ -46,6 +46,7 @@ for _config, _model, _ctc in (
 
 # The rest of the public API: submodule -> the names it defines, imported on first use.
 _import_structure = {
+    "batch_norm": ["batch_norm_recalibrated", "recalibrate_batch_norm"],
     "costs": ["SubnetCosts", "costs_of", "stored_params"],
     "data": ["build_processor", "load_speech_dataset", "train_tokenizer"],
     "extraction": ["extract_subnet"],

@@ -3,19 +3,41 @@
 Each family cuts its own weights (``model.extract_dense_subnet(spec)``: the Conformer in
 :mod:`hf_supernet.models.supernet_conformer.extraction`, the foldable models on their class); a peft-adapted
 supernet extracts to a ``PeftModel`` around that dense subnet, carrying the adapters cut like the weights
-(:func:`hf_supernet.adapters.lora.extract_lora_subnet`).
+(:func:`hf_supernet.adapters.lora.extract_lora_subnet`). A subnet with BatchNorm layers gets its own statistics when
+calibration data is given (:mod:`hf_supernet.batch_norm`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from transformers.utils import logging
+
 from .adapters.lora import extract_lora_subnet, has_peft_layers, unwrap_peft
+from .batch_norm import has_batch_norm, recalibrate_batch_norm
 from .subnets import SubnetSpec
 
+logger = logging.get_logger(__name__)
 
-def extract_subnet(model, spec: SubnetSpec):
+
+def extract_subnet(model, spec: SubnetSpec, *, calibration_data: Iterable | None = None,
+                   calibration_batches: int | None = None):
     """A physically smaller dense model whose outputs equal ``model``'s run as ``spec``: of the model's own class or
     a stock transformers class, as its family extracts; a ``PeftModel`` around it when ``model`` carries peft
-    adapters."""
-    if has_peft_layers(model):
-        return extract_lora_subnet(model, spec)
-    return unwrap_peft(model).extract_dense_subnet(spec)
+    adapters.
+
+    A subnet with BatchNorm layers (a Parakeet-architecture supernet's) starts with the supernet's running
+    statistics, which sandwich training shared among all subnets; with ``calibration_data`` (batches of model inputs,
+    e.g. a ``DataLoader`` over training audio) they are re-estimated for the subnet on its first
+    ``calibration_batches`` batches (all when ``None``; see :func:`~hf_supernet.recalibrate_batch_norm`). Its
+    outputs are then those of the supernet run as ``spec`` after the same recalibration."""
+    dense = extract_lora_subnet(model, spec) if has_peft_layers(model) else unwrap_peft(model).extract_dense_subnet(spec)
+    if calibration_data is not None:
+        recalibrate_batch_norm(dense, calibration_data, calibration_batches)
+    elif has_batch_norm(dense):
+        logger.warning_once(
+            "This subnet has BatchNorm layers, which hold the supernet's running statistics (shared by every subnet "
+            "in training). Pass calibration_data= to extract_subnet (or call hf_supernet.recalibrate_batch_norm) to "
+            "re-estimate them for this subnet."
+        )
+    return dense

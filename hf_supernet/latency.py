@@ -38,7 +38,7 @@ from .units import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS
 # Config fields that do not change what a forward pass computes.
 _NOT_ARCHITECTURE = {
     "subnet_spec", "selected_subnets", "transformers_version", "architectures", "_name_or_path", "adaptive_dropout",
-    "layer_drop_choices", "ffn_width_choices", "id2label", "label2id", "dtype", "torch_dtype",
+    "layer_drop_choices", "ffn_width_choices", "ffn_width_per_layer", "id2label", "label2id", "dtype", "torch_dtype",
 }
 
 

@@ -58,10 +58,12 @@ class SupernetMixin:
         finally:
             stack.pop()
 
-    def extract_subnet(self, spec: SubnetSpec):
+    def extract_subnet(self, spec: SubnetSpec, **calibration):
         """A physically smaller dense model whose outputs equal this supernet's run as ``spec`` (for a peft-adapted
-        supernet, a ``PeftModel`` around it carrying the adapter cut to the subnet)."""
-        return extract_subnet(self, spec)
+        supernet, a ``PeftModel`` around it carrying the adapter cut to the subnet). ``calibration_data=`` /
+        ``calibration_batches=`` re-estimate a subnet's BatchNorm statistics (see
+        :func:`hf_supernet.extraction.extract_subnet`)."""
+        return extract_subnet(self, spec, **calibration)
 
     def subnet_costs(self, spec: SubnetSpec | None = None, latency=False) -> SubnetCosts:
         """Analytic parameters / FLOPs per second of audio / int8 MB of ``spec`` (``None``: the whole model); with

@@ -50,6 +50,11 @@ def main(argv=None) -> int:
     parser.add_argument("--proxy_examples", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_dir", default=None, help="Where to save the supernet (default: in place).")
+    parser.add_argument(
+        "--no_batch_norm_calibration", action="store_true",
+        help="Score subnets of a supernet with BatchNorm (Parakeet) with the supernet's shared statistics instead of "
+        "re-estimating them per subnet on the first --proxy_examples utterances (the default).",
+    )
     args = parser.parse_args(argv)
 
     model = AutoModelForCTC.from_pretrained(args.supernet).eval()
@@ -59,6 +64,7 @@ def main(argv=None) -> int:
         model, data, data_collator=DataCollatorCTCWithPadding(processor), tokenizer=processor.tokenizer,
         budgets=args.budgets, metric=args.metric, population=args.population, generations=args.generations,
         proxy_examples=args.proxy_examples, seed=args.seed, eval_name=args.dataset, eval_split=args.split,
+        calibrate_batch_norm=False if args.no_batch_norm_calibration else None,
     )
     missing = [budget_name(b) for b in args.budgets if budget_name(b) not in {e["name"] for e in selected}]
     if missing:

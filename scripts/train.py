@@ -2,6 +2,7 @@
 
     python scripts/train.py --dataset fsdd --output_dir out --max_steps 1000
     python scripts/train.py config.json                    # or config.yaml: every argument below as a key
+    python scripts/train.py --init_from_parakeet PARAKEET_DIR --dataset fsdd --output_dir out   # fine-tune a Parakeet
     accelerate launch --config_file scripts/accelerate_configs/cpu_ddp_2proc.yaml scripts/train.py --dataset fsdd ...
 
 Arguments: the model fields of `SupernetConformerConfig` that size the network (`ModelArguments`; any other config
@@ -10,6 +11,12 @@ field through `--config_overrides '{"mask_type": "orthosoftmax", "orthosoftmax_s
 processor are saved to `output_dir`; `--resume_from_checkpoint CHECKPOINT_DIR` (or `last`: the newest complete
 checkpoint of `output_dir`) continues an interrupted run exactly. An
 `output_dir` that already holds a trained model or checkpoints is refused unless `--overwrite_output_dir` is given.
+
+`--init_from_parakeet PATH` (a `ParakeetForCTC` folder or Hub id with its processor) makes that checkpoint elastic
+(`SupernetConformerForCTC.from_parakeet`): the architecture and weights are the checkpoint's (the sizing flags are not
+used; `--mask_type`, `--dropout` and `--config_overrides` set the subnet space and training fields), and its
+processor (Parakeet's feature extractor and tokenizer) makes the features and labels and is saved with the model (no
+tokenizer is trained). Its subnets extract to stock `ParakeetForCTC`s.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from hf_supernet.data import (
     train_tokenizer,
 )
 from hf_supernet.metrics import make_compute_metrics, preprocess_logits_for_metrics
+from hf_supernet.models.supernet_conformer.parakeet import load_parakeet_processor
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
 
 logger = logging.getLogger("train")
@@ -56,6 +64,13 @@ class ModelArguments:
         default=2560, metadata={"help": "omni_sparsity: length of the cubic ramp of the largest trainable sparsity."}
     )
     dropout: float = field(default=0.1, metadata={"help": "All dropout rates."})
+    init_from_parakeet: str | None = field(
+        default=None,
+        metadata={
+            "help": "A ParakeetForCTC folder or Hub id (with its processor) to start from: the supernet is that model "
+            "made elastic (its architecture; the sizing flags are not used), trained on its processor's features."
+        },
+    )
     config_overrides: str | None = field(
         default=None,
         metadata={
@@ -65,9 +80,9 @@ class ModelArguments:
     )
 
 
-def config_from_arguments(model_args: ModelArguments, tokenizer) -> SupernetConformerConfig:
-    """The supernet config: the sizing fields, one dropout rate for all, then ``config_overrides`` (checked against
-    the config's fields, so a typo fails here instead of being stored as an unused attribute)."""
+def config_overrides(model_args: ModelArguments) -> dict:
+    """``--config_overrides`` as a dict, checked against the config's fields (so a typo fails here instead of being
+    stored as an unused attribute)."""
     overrides = model_args.config_overrides or {}
     if isinstance(overrides, str):
         try:
@@ -80,12 +95,46 @@ def config_from_arguments(model_args: ModelArguments, tokenizer) -> SupernetConf
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"--config_overrides: {unknown} are not SupernetConformerConfig fields; valid: {sorted(known)}.")
-    dropout = model_args.dropout
-    values = {k: v for k, v in vars(model_args).items() if k not in ("dropout", "config_overrides")}
-    values.update(hidden_dropout=dropout, activation_dropout=dropout, attention_dropout=dropout, final_dropout=dropout)
+    return overrides
+
+
+def _dropout_fields(dropout: float) -> dict:
+    return dict(hidden_dropout=dropout, activation_dropout=dropout, attention_dropout=dropout, final_dropout=dropout)
+
+
+# ModelArguments that size a network from scratch (a Parakeet checkpoint has its own sizes).
+_SIZING = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "conv_kernel_size",
+           "subsampling_conv_channels", "subsampling_factor")
+
+
+def config_from_arguments(model_args: ModelArguments, tokenizer) -> SupernetConformerConfig:
+    """The supernet config: the sizing fields, one dropout rate for all, then ``config_overrides``."""
+    values = {k: v for k, v in vars(model_args).items() if k not in ("dropout", "config_overrides", "init_from_parakeet")}
+    values.update(_dropout_fields(model_args.dropout))
     values.update(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    values.update(overrides)
+    values.update(config_overrides(model_args))
     return SupernetConformerConfig(**values)
+
+
+def supernet_from_parakeet(model_args: ModelArguments) -> SupernetConformerForCTC:
+    """``--init_from_parakeet``: that ParakeetForCTC made elastic, with the mask type, one dropout rate for all, the
+    mask types' flags and ``config_overrides`` (the sizing flags are the checkpoint's)."""
+    skipped = (*_SIZING, "dropout", "config_overrides", "init_from_parakeet", "mask_type")
+    fields = {k: v for k, v in vars(model_args).items() if k not in skipped}
+    fields.update(_dropout_fields(model_args.dropout))
+    fields.update(config_overrides(model_args))
+    return SupernetConformerForCTC.from_parakeet(model_args.init_from_parakeet, model_args.mask_type, **fields)
+
+
+def parakeet_processor(path: str):
+    """The processor saved with the Parakeet checkpoint at ``path`` (a clear error if there is none)."""
+    processor = load_parakeet_processor(path)
+    if processor is None:
+        raise ValueError(
+            f"--init_from_parakeet {path} holds no processor (Parakeet's feature extractor and tokenizer), which makes "
+            "the features and labels the checkpoint was trained on. Save it there: processor.save_pretrained(PATH)."
+        )
+    return processor
 
 
 def save_final_model(trainer) -> None:
@@ -154,14 +203,19 @@ def main(argv=None):
     # The main process decodes first; the others then read datasets' cache instead of decoding again.
     with training_args.main_process_first(desc="load and prepare data"):
         raw = {s: load_speech_dataset(data_args.dataset, s, max_duration=data_args.max_duration, num_proc=data_args.preprocessing_num_workers) for s in splits}
-        tokenizer = train_tokenizer(raw[data_args.train_split]["text"], vocab_size=data_args.vocab_size, model_type=data_args.tokenizer_type)
-        processor = build_processor(tokenizer)
+        if model_args.init_from_parakeet:
+            processor = parakeet_processor(model_args.init_from_parakeet)
+        else:
+            tokenizer = train_tokenizer(raw[data_args.train_split]["text"], vocab_size=data_args.vocab_size, model_type=data_args.tokenizer_type)
+            processor = build_processor(tokenizer)
         prepared = {s: prepare_dataset(d, processor, num_proc=data_args.preprocessing_num_workers) for s, d in raw.items()}
 
-    config = config_from_arguments(model_args, tokenizer)
     # Seeded right before the weights are drawn: data preparation may consume random numbers on some processes only.
     set_seed(training_args.seed)
-    model = SupernetConformerForCTC(config)
+    if model_args.init_from_parakeet:
+        model = supernet_from_parakeet(model_args)
+    else:
+        model = SupernetConformerForCTC(config_from_arguments(model_args, processor.tokenizer))
     train = filter_ctc_feasible(prepared[data_args.train_split], model._get_feat_extract_output_lengths)
     masking = data_args.mask_time_prob > 0 or data_args.mask_feature_prob > 0
     spec_augment = {"mask_time_prob": data_args.mask_time_prob, "mask_feature_prob": data_args.mask_feature_prob}

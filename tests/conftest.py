@@ -8,6 +8,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_SUPERNET_CACHE", tempfile.mkdtemp(prefix="hf_supernet_test_cache_"))
 
 import socket  # noqa: E402
+import textwrap  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -33,6 +34,22 @@ def tiny_conformer_config(**overrides) -> SupernetConformerConfig:
     )
     values.update(overrides)
     return SupernetConformerConfig(**values)
+
+
+# The first lines of a script run in a fresh Python where `import hf_supernet` fails, as on a machine that never
+# installed it (tests of what loads without hf_supernet append their body).
+BLOCK_HF_SUPERNET = textwrap.dedent(
+    """
+    import sys
+
+    class BlockHfSupernet:
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_supernet" or name.startswith("hf_supernet."):
+                raise ImportError(f"{name} is blocked in this test")
+
+    sys.meta_path.insert(0, BlockHfSupernet())
+    """
+)
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from hf_supernet.publishing.export import (
     save_deployable,
 )
 
-from .conftest import padded_batch
+from .conftest import BLOCK_HF_SUPERNET, padded_batch
 from .test_dense_conformer import MODELS
 from .test_foldable import foldable, waveforms
 from .test_masks_orthosoftmax import set_scores
@@ -36,16 +36,8 @@ DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 
 
 # Run in a fresh Python where `import hf_supernet` fails, as on a machine that never installed it.
-BLOCKED_LOADER = textwrap.dedent(
+BLOCKED_LOADER = BLOCK_HF_SUPERNET + textwrap.dedent(
     """
-    import sys
-
-    class BlockHfSupernet:
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_supernet" or name.startswith("hf_supernet."):
-                raise ImportError(f"{name} is blocked in this test")
-
-    sys.meta_path.insert(0, BlockHfSupernet())
     import numpy as np
     import torch
     from safetensors.torch import save_file

@@ -6,6 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import AutoProcessor, ParakeetForCTC, ParakeetProcessor
+
+from hf_supernet import SupernetConformerForCTC
+
+from .test_parakeet import DIGIT_CHARACTERS, fsdd_manifest, tiny_parakeet, tiny_parakeet_processor
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train.py"
 
@@ -54,3 +60,30 @@ def test_bad_config_overrides_say_what_is_wrong(train_script, overrides, message
     model_args, _, _, _ = train_script.parse_args(["--output_dir", "x", "--config_overrides", overrides])
     with pytest.raises(ValueError, match=message):
         train_script.config_from_arguments(model_args, FakeTokenizer())
+
+
+def test_train_script_fine_tunes_a_parakeet_checkpoint_with_its_processor(train_script, tmp_path):
+    """`scripts/train.py --init_from_parakeet PATH`: the supernet starts from the checkpoint, trains on its processor's
+    features and labels, and is saved with that processor; its subnets are stock ParakeetForCTC models."""
+    data = fsdd_manifest(tmp_path / "data", {"train": 12, "test": 4})
+    processor = tiny_parakeet_processor(DIGIT_CHARACTERS)
+    source = tiny_parakeet(8, vocab_size=len(processor.tokenizer))
+    checkpoint = tmp_path / "parakeet"
+    source.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+
+    out = tmp_path / "out"
+    trainer = train_script.main([
+        "--init_from_parakeet", str(checkpoint), "--dataset", str(data), "--output_dir", str(out),
+        "--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
+        "--report_to", "none", "--save_strategy", "no", "--num_random_subnets", "1",
+        "--config_overrides", '{"layer_drop_choices": [0, 1]}',
+    ])
+    model = trainer.model
+    assert model.config.architecture == "parakeet" and model.config.layer_drop_choices == [0, 1]
+    assert trainer.state.global_step == 2
+    assert type(AutoProcessor.from_pretrained(out)) is ParakeetProcessor
+    saved = SupernetConformerForCTC.from_pretrained(out)
+    assert type(saved.extract_subnet(saved.subnet_space.smallest())) is ParakeetForCTC
+    # It trained: the weights moved away from the checkpoint's.
+    assert not torch.equal(saved.lm_head.weight, source.ctc_head.weight.squeeze(-1))

@@ -24,6 +24,7 @@ _import_structure = {
         "SupernetCTCTokenizer",
         "SupernetFeatureExtractor",
         "SupernetSpeechProcessor",
+        "build_parakeet_processor",
         "build_processor",
         "train_tokenizer",
     ],

@@ -66,13 +66,13 @@ def single_torch_thread() -> Iterator[None]:
 
 
 def _processor_fingerprint(processor: SupernetSpeechProcessor) -> str:
-    """Content hash of the processor, stable across runs (pickled tokenizers carry temp paths and warning state)."""
+    """Content hash of the processor, stable across runs (pickled tokenizers carry temp paths and warning state):
+    our SentencePiece tokenizer's model, or a fast tokenizer's (e.g. Parakeet's) serialized ``tokenizers`` model."""
+    tokenizer = processor.tokenizer
+    sp_model = getattr(tokenizer, "sp_model", None)
+    vocabulary = sp_model.serialized_model_proto() if sp_model is not None else tokenizer.backend_tokenizer.to_str()
     return Hasher.hash(
-        (
-            processor.feature_extractor.to_json_string(),
-            processor.tokenizer.sp_model.serialized_model_proto(),
-            processor.tokenizer.do_normalize,
-        )
+        (processor.feature_extractor.to_json_string(), vocabulary, getattr(tokenizer, "do_normalize", None))
     )
 
 

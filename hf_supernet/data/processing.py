@@ -34,6 +34,7 @@ __all__ = [
     "SupernetCTCTokenizer",
     "SupernetFeatureExtractor",
     "SupernetSpeechProcessor",
+    "build_parakeet_processor",
     "build_processor",
     "train_tokenizer",
 ]
@@ -428,3 +429,25 @@ def build_processor(
     elif feature_kwargs:
         raise ValueError("Pass either a feature_extractor or keyword arguments to build one, not both.")
     return SupernetSpeechProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+
+
+def build_parakeet_processor(texts: Iterable[str], feature_size: int = 80):
+    """A transformers ``ParakeetProcessor`` for training a ``ParakeetForCTC`` from scratch: Parakeet's feature
+    extractor (``feature_size`` mel bins) and a character ``ParakeetTokenizer`` over the characters of ``texts``
+    (``"▁"`` between words, as SentencePiece; ``<unk>`` at id 0, ``<pad>`` = the CTC blank as the last id, as
+    Parakeet's checkpoints). It needs no hf_supernet to load: stock subnets ship with it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import ParakeetProcessor, ParakeetTokenizer
+
+    characters = sorted({c for text in texts for c in text if not c.isspace()} - {SPIECE_UNDERLINE})
+    if not characters:
+        raise ValueError("build_parakeet_processor got no characters: pass the training transcripts.")
+    vocab = {UNK_TOKEN: 0, SPIECE_UNDERLINE: 1, **{c: i + 2 for i, c in enumerate(characters)}}
+    vocab[PAD_TOKEN] = len(vocab)
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK_TOKEN))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    return ParakeetProcessor(
+        ParakeetFeatureExtractor(feature_size=feature_size),
+        ParakeetTokenizer(tokenizer_object=tokenizer, unk_token=UNK_TOKEN, pad_token=PAD_TOKEN),
+    )

@@ -34,6 +34,7 @@ LAYER_WIDTH_FIELD_RULES = {
     "layer_drop_choices": Rule(list, items=int, optional=True),
     "ffn_width_choices": Rule(list, items=float, optional=True),
     "layer_width_shrinking_steps": Rule(list, items=int, optional=True),
+    "ffn_width_per_layer": Rule(bool),
 }
 
 
@@ -52,11 +53,16 @@ class LayerWidthConfigMixin:
             `layer_width`: Once-for-All's progressive shrinking, as the optimizer steps `[s1, s2]` where smaller
             subnets open to training: before `s1` only the largest subnet trains, until `s2` every subnet keeps all
             its layers (elastic width), then the whole space trains. `None`: the whole space from the start (TODM).
+        ffn_width_per_layer (`bool`, *optional*, defaults to `True`):
+            `layer_width`: each kept layer picks its own feed-forward width (TODM). `False`: every layer of a subnet
+            has the same width (a subnet is a depth and one width), as a stock `ParakeetForCTC` needs
+            (`SupernetConformerForCTC.from_parakeet` defaults to it); every layer must then have the same full width.
     """
 
     layer_drop_choices: list[int] | None = None
     ffn_width_choices: list[float] | None = None
     layer_width_shrinking_steps: list[int] | None = None
+    ffn_width_per_layer: bool = True
 
     def __post_init__(self, **kwargs):
         check_fields(self, LAYER_WIDTH_FIELD_RULES)
@@ -79,6 +85,11 @@ class LayerWidthConfigMixin:
             )
         if not self.ffn_width_choices or not all(0 < f <= 1 for f in self.ffn_width_choices):
             raise ValueError(f"ffn_width_choices must be fractions in (0, 1], got {self.ffn_width_choices}.")
+        if not self.ffn_width_per_layer and len({self.ffn_dims_of_layer(i) for i in range(self.num_hidden_layers)}) > 1:
+            raise ValueError(
+                "ffn_width_per_layer=False gives every layer of a subnet one feed-forward width, but this model's "
+                f"layers differ in full width (layer_ffn_dims={self.layer_ffn_dims}); set ffn_width_per_layer=True."
+            )
         stages = self.layer_width_shrinking_steps
         if stages is not None and (
             len(stages) != 2 or not all(isinstance(s, int) and s >= 0 for s in stages) or stages[0] > stages[1]
@@ -181,7 +192,52 @@ class LayerWidthSpace(SubnetSpace):
                 yield LayerWidthSpec(dims)
 
     def __repr__(self) -> str:
-        return f"LayerWidthSpace(depths={self.depths}, width_choices={self.width_choices})"
+        return f"{type(self).__name__}(depths={self.depths}, width_choices={self.width_choices})"
+
+
+class UniformLayerWidthSpace(LayerWidthSpace):
+    """``ffn_width_per_layer=False``: a subnet is a depth and one feed-forward width shared by all its layers (every
+    layer has the same width choices)."""
+
+    @property
+    def widths(self) -> list[int]:
+        return self.width_choices[0]
+
+    def sample(self, generator: torch.Generator | None = None) -> LayerWidthSpec:
+        depth = self.depths[randint(len(self.depths), generator)]
+        return LayerWidthSpec((self.widths[randint(len(self.widths), generator)],) * depth)
+
+    # Genome: gene 0 picks the depth, gene 1 the width.
+    def gene_choices(self) -> list[int]:
+        return [len(self.depths), len(self.widths)]
+
+    def to_genes(self, spec: LayerWidthSpec) -> tuple[int, ...]:
+        return (self.depths.index(spec.num_layers), self.widths.index(spec.ffn_dims[0]))
+
+    def from_genes(self, genes: tuple[int, ...]) -> LayerWidthSpec:
+        return LayerWidthSpec((self.widths[genes[1]],) * self.depths[genes[0]])
+
+    def neighbors_up(self, spec: LayerWidthSpec) -> list[LayerWidthSpec]:
+        """Subnets one step bigger: every layer one width choice wider, or the next depth at the same width."""
+        depth, width = spec.num_layers, spec.ffn_dims[0]
+        out = []
+        if width != self.widths[-1]:
+            out.append(LayerWidthSpec((self.widths[self.widths.index(width) + 1],) * depth))
+        deeper = [d for d in self.depths if d > depth]
+        if deeper:
+            out.append(LayerWidthSpec((width,) * deeper[0]))
+        return out
+
+    def __contains__(self, spec: object) -> bool:
+        return super().__contains__(spec) and len(set(spec.ffn_dims)) == 1
+
+    def __len__(self) -> int:
+        return len(self.depths) * len(self.widths)
+
+    def __iter__(self) -> Iterator[LayerWidthSpec]:
+        for depth in self.depths:
+            for width in self.widths:
+                yield LayerWidthSpec((width,) * depth)
 
 
 class LayerWidthMask(MaskMethod):
@@ -189,7 +245,7 @@ class LayerWidthMask(MaskMethod):
     spec_class = LayerWidthSpec
 
     def space(self) -> LayerWidthSpace:
-        return LayerWidthSpace(self.config)
+        return (LayerWidthSpace if self.config.ffn_width_per_layer else UniformLayerWidthSpace)(self.config)
 
     def training_subnets(self, subnets, generator, step):
         """Progressive shrinking (Once-for-All) when ``layer_width_shrinking_steps`` is set: the largest subnet alone

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -194,11 +195,12 @@ def write_subnet_folder(
     pareto_plot: Path | None,
     template_path: str | None,
     overwrite: bool = False,
+    calibration_data=None,
 ) -> PublishedSubnet:
-    """Extract ``entry``'s subnet and write weights (safetensors), config, processor, model card (README.md) and
-    the Pareto plot into ``folder``, atomically. An existing ``folder`` holding other files is refused (its files
-    are kept) unless ``overwrite``."""
-    model = supernet.extract_subnet(SubnetSpec.from_dict(entry["spec"])).eval()
+    """Extract ``entry``'s subnet (its BatchNorm statistics re-estimated on ``calibration_data`` if given) and write
+    weights (safetensors), config, processor, model card (README.md) and the Pareto plot into ``folder``,
+    atomically. An existing ``folder`` holding other files is refused (its files are kept) unless ``overwrite``."""
+    model = supernet.extract_subnet(SubnetSpec.from_dict(entry["spec"]), calibration_data=calibration_data).eval()
     card = subnet_card(
         entry,
         repo_id=repo_id,
@@ -224,6 +226,30 @@ def write_subnet_folder(
         entry["name"], repo_id, folder, info.model_class, info.loads_with_stock_transformers,
         measured_on=describe_measured_on(entry.get("measured_on")),
     )
+
+
+def _calibration_from_records(entries: list[dict], processor) -> dict[str, list]:
+    """The BatchNorm calibration batches of each entry the search calibrated, rebuilt from its record (one load per
+    distinct record)."""
+    from ..search import calibration_batches_from_record
+
+    rebuilt, out = {}, {}
+    for entry in entries:
+        record = entry.get("batch_norm_calibration")
+        if not record:
+            continue
+        key = json.dumps(record, sort_keys=True)
+        if key not in rebuilt:
+            try:
+                rebuilt[key] = calibration_batches_from_record(record, processor)
+            except (ValueError, OSError) as error:
+                raise ValueError(
+                    f"The metrics of {entry['name']!r} were measured with BatchNorm statistics re-estimated for the "
+                    f"subnet on {record}, which could not be rebuilt ({error}); without them the published subnet "
+                    "would not reproduce its card. Pass calibration_data= (the same batches)."
+                ) from error
+        out[entry["name"]] = rebuilt[key]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ loading the supernet
@@ -283,6 +309,7 @@ def publish_subnets(
     template_path: str | os.PathLike | None = None,
     commit_message: str = "Upload subnet with hf_supernet",
     overwrite_local_dir: bool = False,
+    calibration_data=None,
 ) -> list[PublishedSubnet]:
     """Publish selected subnets of a supernet, each as a complete, self-contained model repo.
 
@@ -311,6 +338,11 @@ def publish_subnets(
             defaults to ``supernet_path`` when that is a Hub repo id rather than a folder.
         pareto_plot: image of the search to put in each repo; default ``supernet_path/pareto.png`` if it exists.
         template_path: a Jinja card template replacing hf_supernet's ``model_cards/subnet_card.md``.
+        calibration_data: for a supernet with BatchNorm (Parakeet architecture), the batches each subnet's BatchNorm
+            statistics are re-estimated on before it is written, so that the published subnet reproduces its card's
+            metrics: the batches the search calibrated on. Default: rebuilt from each entry's
+            ``batch_norm_calibration`` record (:func:`~hf_supernet.search.calibration_batches_from_record`); an
+            entry whose record names no loadable dataset is refused.
 
     Returns:
         One :class:`PublishedSubnet` per subnet. Raises :class:`~hf_supernet.publishing.HubAccessError` before
@@ -341,6 +373,9 @@ def publish_subnets(
     repo_ids = {e["name"]: repo_id_for(repo_prefix, _check_folder_name(e["name"]), namespace) for e in entries}
     supernet_name = Path(supernet_path).name if is_local else str(supernet_path)
     per_entry = {e["name"]: entry_metadata(e, metadata) for e in entries}  # every label checked before any write
+    calibration = {e["name"]: calibration_data for e in entries}
+    if calibration_data is None:
+        calibration.update(_calibration_from_records(entries, processor))
     for entry in entries:
         logger.info(f"{entry['name']}: metrics measured on {describe_measured_on(entry.get('measured_on'))}")
 
@@ -361,6 +396,7 @@ def publish_subnets(
                 pareto_plot=Path(pareto_plot) if pareto_plot is not None else None,
                 template_path=template_path,
                 overwrite=overwrite_local_dir,
+                calibration_data=calibration[entry["name"]],
             )
             for entry in entries
         ]

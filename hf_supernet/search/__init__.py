@@ -4,11 +4,18 @@ subnets in :mod:`hf_supernet.budgets`."""
 from ..budgets import normalize_budget
 from .evaluation import collate_batches, evaluate_subnet
 from .evolution import Candidate, evolutionary_search, pareto_front
-from .subnet_search import budget_name, merge_selected, plot_pareto, search_subnets
+from .subnet_search import (
+    budget_name,
+    calibration_batches_from_record,
+    merge_selected,
+    plot_pareto,
+    search_subnets,
+)
 
 __all__ = [
     "Candidate",
     "budget_name",
+    "calibration_batches_from_record",
     "collate_batches",
     "evaluate_subnet",
     "evolutionary_search",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 from transformers.utils import logging
 
+from ..batch_norm import batch_norm_recalibrated, has_batch_norm
 from ..budgets import normalize_budget
 from ..latency import measure_rtf
 from ..subnets import SubnetSpec
@@ -41,6 +43,9 @@ def search_subnets(
     measure_latency: bool = True,
     eval_name: str | None = None,
     eval_split: str | None = None,
+    calibrate_batch_norm: bool | None = None,
+    calibration_dataset=None,
+    calibration_examples: int | None = None,
 ) -> tuple[list[dict], list[Candidate]]:
     """Evolutionary search for the best subnet under each budget.
 
@@ -57,6 +62,15 @@ def search_subnets(
     measured latency too. With ``write_config`` the entries are merged into ``model.config.selected_subnets`` (see
     :func:`merge_selected`: an entry replaces the previous one of its name, every other previous entry is kept) so
     that ``from_pretrained(..., subnet_budget=...)`` returns them after ``save_pretrained``.
+
+    BatchNorm (``calibrate_batch_norm``, default: on when the model has BatchNorm layers, e.g. a Parakeet-architecture
+    supernet): every subnet is scored with its BatchNorm statistics re-estimated for it (Once-for-All; see
+    :mod:`hf_supernet.batch_norm`) on the first ``calibration_examples`` (default: ``proxy_examples``) utterances of
+    ``calibration_dataset`` (default: ``eval_dataset``; the statistics use the audio, not the labels); the supernet's
+    own statistics are back afterwards. Each selected entry then records them as ``"batch_norm_calibration"``
+    (``dataset``, ``split``, ``num_utterances``, ``batch_size``): the subnet reproduces its metrics only when extracted
+    with the same calibration batches (``extract_subnet(spec, calibration_data=...)``;
+    :func:`calibration_batches_from_record` rebuilds them from a dataset name, as publishing does).
     """
     if metric not in ("loss", "wer"):
         raise ValueError(f"metric must be 'loss' or 'wer', got {metric!r}.")
@@ -65,9 +79,22 @@ def search_subnets(
     full_costs = model.subnet_costs()
     limits = [normalize_budget(b, full_costs) for b in budgets]
     proxy = collate_batches(eval_dataset, data_collator, batch_size, proxy_examples)
+    calibrate = has_batch_norm(model) if calibrate_batch_norm is None else calibrate_batch_norm
+    calibration_source = eval_dataset if calibration_dataset is None else calibration_dataset
+    calibration_count = proxy_examples if calibration_examples is None else calibration_examples
+    calibration = (
+        collate_batches(calibration_source, data_collator, batch_size, calibration_count) if calibrate else None
+    )
+
+    def as_subnet(spec: SubnetSpec):
+        """The supernet with ``spec``'s own BatchNorm statistics while scoring it (when calibrating)."""
+        if calibration is None:
+            return contextlib.nullcontext()
+        return batch_norm_recalibrated(model, calibration, subnet=spec)
 
     def score(spec: SubnetSpec) -> float:
-        return evaluate_subnet(model, spec, proxy, tokenizer if metric == "wer" else None)[metric]
+        with as_subnet(spec):
+            return evaluate_subnet(model, spec, proxy, tokenizer if metric == "wer" else None)[metric]
 
     needs_latency = any("latency" in limit for limit in limits)
 
@@ -84,22 +111,37 @@ def search_subnets(
         "split": None if split is None else str(split),
         "num_utterances": len(eval_dataset),
     }
+    calibrated_on = None
+    if calibration is not None:  # where the statistics came from, as measured_on says where the metrics did
+        if calibration_dataset is None:
+            calibrated_on = {"dataset": eval_name, "split": measured_on["split"]}
+        else:
+            split = getattr(calibration_dataset, "split", None)
+            calibrated_on = {"dataset": None, "split": None if split is None else str(split)}
+        calibrated_on["num_utterances"] = sum(len(batch[model.main_input_name]) for batch in calibration)
+        calibrated_on["batch_size"] = batch_size  # the statistics average per-batch ones: the batching matters
     selected = []
     for budget, candidate in zip(budgets, best):
         if candidate is None:
             continue
+        with as_subnet(candidate.spec):
+            metrics = evaluate_subnet(model, candidate.spec, full, tokenizer)
         selected.append(
             {
                 "name": budget_name(budget),
                 "budget": budget,
                 "spec": candidate.spec.to_dict(),
                 "costs": model.subnet_costs(candidate.spec, latency=measure_latency).to_dict(),
-                "metrics": evaluate_subnet(model, candidate.spec, full, tokenizer),
+                "metrics": metrics,
                 "measured_on": dict(measured_on),
             }
         )
+        if calibrated_on is not None:
+            selected[-1]["batch_norm_calibration"] = dict(calibrated_on)
         if measure_latency:
-            selected[-1]["metrics"]["rtf"] = measure_rtf(model.extract_subnet(candidate.spec))
+            selected[-1]["metrics"]["rtf"] = measure_rtf(
+                model.extract_subnet(candidate.spec, calibration_data=calibration)
+            )
     if write_config:
         unserved = [budget_name(b) for b, candidate in zip(budgets, best) if candidate is None]
         model.config.selected_subnets = merge_selected(model.config.selected_subnets, selected, unserved)
@@ -148,3 +190,21 @@ def plot_pareto(scored: Sequence[Candidate], selected: Sequence[dict], path, cos
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def calibration_batches_from_record(record: dict, processor, data_collator=None) -> list[dict]:
+    """The batches a search re-estimated BatchNorm statistics on, rebuilt from an entry's ``batch_norm_calibration``
+    record: the first ``num_utterances`` utterances of ``load_speech_dataset(dataset, split)`` prepared with
+    ``processor``, collated ``batch_size`` at a time (by ``DataCollatorCTCWithPadding(processor)`` unless
+    ``data_collator`` is given: it must be the search's)."""
+    from ..data import DataCollatorCTCWithPadding, load_speech_dataset, prepare_dataset
+
+    if not record.get("dataset") or not record.get("split"):
+        raise ValueError(
+            f"The BatchNorm calibration record {record} names no dataset and split to load (the search was given a "
+            "calibration_dataset object); pass the same batches as calibration_data= yourself."
+        )
+    data = prepare_dataset(load_speech_dataset(record["dataset"], record["split"]), processor)
+    collator = data_collator if data_collator is not None else DataCollatorCTCWithPadding(processor)
+    return collate_batches(data, collator, record["batch_size"], record["num_utterances"])
+

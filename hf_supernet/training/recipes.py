@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,18 +63,28 @@ class SpeechData:
         return self.processor.tokenizer
 
 
-def load_digits(source: str = "fsdd", seed: int = 0, smoke: bool = False, spec_augment: bool = True) -> SpeechData:
+def load_digits(
+    source: str = "fsdd",
+    seed: int = 0,
+    smoke: bool = False,
+    spec_augment: bool = True,
+    make_processor: Callable[[list[str]], Any] | None = None,
+) -> SpeechData:
     """FSDD from ``source`` split into train/dev/test, a character tokenizer trained on train, features computed.
 
-    ``smoke`` keeps every 20th train and 10th test utterance (a pipeline check in seconds)."""
+    ``smoke`` keeps every 20th train and 10th test utterance (a pipeline check in seconds). ``make_processor`` builds
+    the processor from the training transcripts instead (e.g. :func:`~hf_supernet.data.build_parakeet_processor`, or
+    a function returning a pretrained checkpoint's own processor)."""
     splits = load_speech_dataset(source)
     train, test = splits["train"], splits["test"]
     if smoke:
         train, test = train.select(range(0, len(train), 20)), test.select(range(0, len(test), 10))
     held_out = train.train_test_split(test_size=0.1, seed=seed)
     train, dev = held_out["train"], held_out["test"]
-    tokenizer = train_tokenizer(train["text"], model_type="char")
-    processor = build_processor(tokenizer)
+    if make_processor is None:
+        processor = build_processor(train_tokenizer(train["text"], model_type="char"))
+    else:
+        processor = make_processor(train["text"])
     train, dev, test = (prepare_dataset(d, processor) for d in (train, dev, test))
     collator = DataCollatorCTCWithPadding(processor, spec_augment=SPEC_AUGMENT if spec_augment and not smoke else None)
     return SpeechData(train, dev, test, processor, collator)
@@ -150,6 +161,26 @@ def small_conformer_config(tokenizer, smoke: bool = False, **overrides) -> Super
     }
     values.update(overrides)
     return SupernetConformerConfig(**values)
+
+
+def small_parakeet_config(tokenizer, num_mel_bins: int = 80, smoke: bool = False):
+    """The recipe's Conformer size (4 x 144, FFN 576, kernel 15; a toy 2 x 32 one with ``smoke``) as a transformers
+    ``ParakeetCTCConfig``, for training a ``ParakeetForCTC`` from scratch. Its front end subsamples 4x, not
+    Parakeet's usual 8x: an isolated digit lasts ~0.4 s, too few 80 ms frames for its letters."""
+    from transformers import ParakeetCTCConfig, ParakeetEncoderConfig
+
+    size = (
+        {"hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 64, "subsampling_conv_channels": 16}
+        if smoke
+        else {"hidden_size": 144, "num_hidden_layers": 4, "intermediate_size": 576, "subsampling_conv_channels": 96}
+    )
+    encoder = ParakeetEncoderConfig(
+        num_attention_heads=4, conv_kernel_size=15, subsampling_factor=4, num_mel_bins=num_mel_bins, layerdrop=0.0,
+        **size,
+    )
+    return ParakeetCTCConfig(
+        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, encoder_config=encoder.to_dict()
+    )
 
 
 def feasible_train_split(data: SpeechData, model):

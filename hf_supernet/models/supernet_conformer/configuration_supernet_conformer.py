@@ -98,6 +98,28 @@ class SupernetConformerConfig(
         adaptive_dropout (`bool`, *optional*, defaults to `False`):
             Scale the dropout of a reduced module by the share of it a subnet keeps (TODM). Set by
             `SupernetTrainingArguments(adaptive_dropout=True)`; has no effect in eval mode.
+        architecture (`str`, *optional*, defaults to `"conformer"`):
+            The blocks the supernet is built of. `"conformer"`: rotary self-attention, LayerNorm in the convolution
+            module (see the module docstring of `modeling_supernet_conformer`). `"parakeet"`: exactly transformers'
+            `ParakeetForCTC` (NVIDIA's FastConformer-CTC): its subsampling front end (`ParakeetEncoderSubsamplingConv2D`,
+            inputs scaled by `sqrt(hidden_size)` when `scale_input`), Transformer-XL relative positional
+            self-attention with the u/v biases, BatchNorm and `hidden_act` in the convolution module, LayerNorms
+            with torch's default epsilon (`layer_norm_eps` must stay 1e-5). [`SupernetConformerForCTC.from_parakeet`] builds one from a
+            `ParakeetForCTC`, and its subnets extract to stock `ParakeetForCTC`s (see
+            `hf_supernet.models.supernet_conformer.parakeet`); BatchNorm statistics are re-estimated per subnet with
+            [`~hf_supernet.recalibrate_batch_norm`]. `rope_theta` is not used by it.
+        attention_bias (`bool`, *optional*, defaults to `True`):
+            `"parakeet"` only: whether the attention projections and feed-forward layers have biases (Parakeet's
+            `attention_bias`).
+        convolution_bias (`bool`, *optional*, defaults to `True`):
+            `"parakeet"` only: whether the convolution module's convolutions have biases.
+        scale_input (`bool`, *optional*, defaults to `False`):
+            `"parakeet"` only: multiply the front end's output by `sqrt(hidden_size)` (Parakeet's `scale_input`).
+        dropout_positions (`float`, *optional*, defaults to 0.0):
+            `"parakeet"` only: dropout on the relative position embeddings.
+        max_position_embeddings (`int`, *optional*, defaults to 5000):
+            `"parakeet"` only: carried to the exported `ParakeetEncoderConfig` (positions are computed for any
+            length).
 
     Example:
 
@@ -140,6 +162,12 @@ class SupernetConformerConfig(
     subnet_spec: dict | None = None
     ctc_head_per_depth: bool = False
     adaptive_dropout: bool = False
+    architecture: str = "conformer"
+    attention_bias: bool = True
+    convolution_bias: bool = True
+    scale_input: bool = False
+    dropout_positions: float = 0.0
+    max_position_embeddings: int = 5000
 
     def __post_init__(self, **kwargs):
         self._validate_fields()
@@ -178,13 +206,41 @@ class SupernetConformerConfig(
         if self.num_hidden_layers < 1:
             raise ValueError(f"num_hidden_layers must be >= 1, got {self.num_hidden_layers}.")
         head_dim, rest = divmod(self.hidden_size, self.num_attention_heads)
-        if rest or head_dim % 2:
+        if self.architecture == "parakeet":
+            self._validate_parakeet_fields(rest)
+        elif rest or head_dim % 2:
             raise ValueError(
                 f"hidden_size={self.hidden_size} must split into num_attention_heads={self.num_attention_heads} "
                 "heads of even size (rotary position embedding rotates pairs of channels)."
             )
+        else:
+            parakeet_only = {k: v for k, v in _PARAKEET_ONLY_DEFAULTS.items() if getattr(self, k) != v}
+            if parakeet_only:
+                raise ValueError(
+                    f"{sorted(parakeet_only)} are options of architecture='parakeet' (Parakeet's blocks); the "
+                    f"'conformer' blocks have biases everywhere and no input scaling. Leave them at their defaults "
+                    f"{ {k: _PARAKEET_ONLY_DEFAULTS[k] for k in parakeet_only} } or set architecture='parakeet'."
+                )
         if self.conv_kernel_size % 2 == 0:
             raise ValueError(f"conv_kernel_size must be odd to keep frames aligned, got {self.conv_kernel_size}.")
+
+    def _validate_parakeet_fields(self, heads_remainder: int) -> None:
+        if self.layer_norm_eps != 1e-5:
+            raise ValueError(
+                f"layer_norm_eps={self.layer_norm_eps} with architecture='parakeet': Parakeet's LayerNorms use torch's "
+                "default epsilon; leave layer_norm_eps at 1e-5."
+            )
+        if heads_remainder:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} must split into num_attention_heads={self.num_attention_heads} "
+                "equal heads."
+            )
+        if self.num_mel_bins % self.subsampling_factor:
+            raise ValueError(
+                f"num_mel_bins={self.num_mel_bins} must be a multiple of subsampling_factor={self.subsampling_factor} "
+                "with architecture='parakeet': Parakeet's front end sizes its projection for num_mel_bins // "
+                "subsampling_factor mel bins."
+            )
 
     def _validate_per_layer_fields(self) -> None:
         for name in ("layer_ffn_dims", "layer_attention_heads", "layer_conv_modules"):
@@ -208,6 +264,27 @@ class SupernetConformerConfig(
                 f"layer_attention_heads must be between 0 and num_attention_heads={self.num_attention_heads}, got "
                 f"{self.layer_attention_heads}."
             )
+
+    def parakeet_encoder_config(self, **overrides):
+        """The ``transformers.ParakeetEncoderConfig`` of this architecture (``architecture="parakeet"``; every layer
+        as wide as ``intermediate_size``, with ``num_attention_heads`` heads): what Parakeet's own modules in the
+        supernet are built from, and the encoder of an exported stock ``ParakeetForCTC``. ``hidden_dropout`` is
+        Parakeet's ``dropout`` (after the front end); ``layerdrop`` is 0 (the supernet drops layers by its mask)."""
+        from transformers import ParakeetEncoderConfig
+
+        values = dict(
+            hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads, intermediate_size=self.intermediate_size,
+            hidden_act=self.hidden_act, attention_bias=self.attention_bias, convolution_bias=self.convolution_bias,
+            conv_kernel_size=self.conv_kernel_size, subsampling_factor=self.subsampling_factor,
+            subsampling_conv_channels=self.subsampling_conv_channels, num_mel_bins=self.num_mel_bins,
+            dropout=self.hidden_dropout, dropout_positions=self.dropout_positions, layerdrop=0.0,
+            activation_dropout=self.activation_dropout, attention_dropout=self.attention_dropout,
+            max_position_embeddings=self.max_position_embeddings, scale_input=self.scale_input,
+            initializer_range=self.initializer_range,
+        )
+        values.update(overrides)
+        return ParakeetEncoderConfig(**values)
 
     def ffn_dims_of_layer(self, layer: int) -> tuple[int, int]:
         """Hidden widths of feed-forward modules 1 and 2 of physical layer ``layer`` (0 = no such module)."""
@@ -261,4 +338,13 @@ _FIELD_RULES = {
     "subnet_spec": Rule(dict, optional=True),
     "ctc_head_per_depth": FLAG,
     "adaptive_dropout": FLAG,
+    "architecture": Rule(str, choices=("conformer", "parakeet")),
+    "attention_bias": FLAG,
+    "convolution_bias": FLAG,
+    "scale_input": FLAG,
+    "dropout_positions": PROBABILITY,
+    "max_position_embeddings": SIZE,
 }
+
+# The Parakeet-only fields and the value the "conformer" blocks imply for each.
+_PARAKEET_ONLY_DEFAULTS = {"attention_bias": True, "convolution_bias": True, "scale_input": False, "dropout_positions": 0.0}

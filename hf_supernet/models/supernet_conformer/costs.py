@@ -58,20 +58,23 @@ def conformer_block_params(config, shape: BlockShape) -> int:
     """Nonzero parameters of one block of ``shape`` (weights a mask zeroes are not counted)."""
     d, k = config.hidden_size, config.conv_kernel_size
     inner = shape.heads * (d // config.num_attention_heads)
-    layer_norm = 2 * d
+    layer_norm = 2 * d  # a BatchNorm (architecture="parakeet") has as many parameters (its statistics are buffers)
+    linear_bias, conv_bias = int(config.attention_bias), int(config.convolution_bias)
     params = layer_norm  # the final LayerNorm: all that is left of a block whose units are all gone
     for i, w in enumerate(shape.ffn_dims):
         if w:
             unit = f"ffn{i + 1}"
-            params += layer_norm + w + d
+            params += layer_norm + (w + d) * linear_bias
             params += round(d * w * shape.density(f"{unit}.intermediate_dense.weight"))
             params += round(w * d * shape.density(f"{unit}.output_dense.weight"))
     if inner:
-        params += layer_norm + 3 * inner + d
+        params += layer_norm + (3 * inner + d) * linear_bias
         for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
             params += round(d * inner * shape.density(f"self_attn.{proj}.weight"))
+        if config.architecture == "parakeet":  # relative_k_proj (no bias), bias_u, bias_v
+            params += round(d * inner * shape.density("self_attn.relative_k_proj.weight")) + 2 * inner
     if shape.conv:
-        params += 2 * layer_norm + 2 * d + d + d
+        params += 2 * layer_norm + (2 * d + d + d) * conv_bias
         params += round(d * 2 * d * shape.density("conv_module.pointwise_in.weight"))
         params += round(d * k * shape.density("conv_module.depthwise_conv.weight"))
         params += round(d * d * shape.density("conv_module.pointwise_out.weight"))
@@ -135,6 +138,10 @@ def conformer_block_flops(config, shape: BlockShape, t: int) -> float:
     if inner:
         flops += sum(2 * t * d * inner * shape.density(f"self_attn.{p}.weight") for p in ("q_proj", "k_proj", "v_proj", "out_proj"))
         flops += 2 * 2 * t * t * inner  # scores and weighted values
+        if config.architecture == "parakeet":  # relative keys of the 2t - 1 relative positions, their scores
+            positions = 2 * t - 1
+            flops += 2 * positions * d * inner * shape.density("self_attn.relative_k_proj.weight")
+            flops += 2 * t * positions * inner
     if shape.conv:
         flops += 2 * t * d * 2 * d * shape.density("conv_module.pointwise_in.weight")
         flops += 2 * t * d * k * shape.density("conv_module.depthwise_conv.weight")

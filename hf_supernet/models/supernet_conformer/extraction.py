@@ -18,6 +18,7 @@ from .costs import conformer_block_shape
 _SPACE_RESET = {
     "layer_drop_choices": [0],
     "ffn_width_choices": [1.0],
+    "ffn_width_per_layer": True,
     "selected_subnets": None,
     # An unfolded path is extracted with its blocks' weights repeated: every logical layer is stored.
     "num_physical_layers": None,
@@ -58,7 +59,12 @@ def subnet_config(config, plans: list[BlockPlan], spec: SubnetSpec):
 @torch.no_grad()
 def extract_dense_subnet(model, spec: SubnetSpec):
     """A physically smaller dense copy of ``model`` (a supernet Conformer without adapters) running as ``spec``;
-    its logits equal the masked supernet's."""
+    its logits equal the masked supernet's. A Parakeet-architecture supernet's subnet is a stock transformers
+    ``ParakeetForCTC`` instead (see :mod:`.parakeet`)."""
+    if model.config.architecture == "parakeet":
+        from .parakeet import extract_stock_parakeet
+
+        return extract_stock_parakeet(model, spec)
     model.subnet_space.validate(spec)
     plans = model.mask.block_plans(spec)
     dense = type(model)(subnet_config(model.config, plans, spec))

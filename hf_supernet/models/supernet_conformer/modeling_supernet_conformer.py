@@ -10,6 +10,13 @@ what makes attention fast on CPU and lets heads be sliced without a positional p
 The convolution module normalises with LayerNorm rather than BatchNorm: a supernet's subnets see different
 activation statistics, and LayerNorm needs no per-subnet running statistics (no recalibration after training)
 and is exactly invariant to padding.
+
+``config.architecture="parakeet"`` builds the same supernet from transformers' Parakeet (FastConformer) blocks
+instead, so that a pretrained ``ParakeetForCTC`` can be made elastic and its subnets exported as stock
+``ParakeetForCTC``\\ s: Parakeet's own front end and relative position encoding (transformers' modules, imported),
+Transformer-XL relative positional attention with the u/v biases (:class:`SupernetRelPositionSelfAttention`,
+head-sliceable), BatchNorm in the convolution module. Its BatchNorm statistics are shared by every subnet; see
+:func:`hf_supernet.recalibrate_batch_norm`.
 """
 
 from __future__ import annotations
@@ -26,6 +33,11 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.models.parakeet.modeling_parakeet import (
+    ParakeetEncoderAttention,
+    ParakeetEncoderRelPositionalEncoding,
+    ParakeetEncoderSubsamplingConv2D,
+)
 from transformers.utils import ModelOutput
 
 from ...costs import SubnetCosts
@@ -37,8 +49,14 @@ from ...slicing import select_channels as _select
 from ...subnets import SubnetSpec
 from ...supernet import SupernetMixin
 from ...units import FEATURE_FRAMES_PER_SECOND
-from ..conformer.modeling_conformer import ConformerSubsampling, apply_rotary, rotary_cos_sin
-from . import costs, extraction
+from ..conformer.modeling_conformer import (
+    ConformerSubsampling,
+    apply_rotary,
+    frame_mask,
+    rotary_cos_sin,
+    subsampled_lengths,
+)
+from . import costs, extraction, parakeet
 from .costs import strided_conv_length
 from .configuration_supernet_conformer import SupernetConformerConfig
 
@@ -76,6 +94,16 @@ class SupernetConformerSubsampling(ConformerSubsampling):
     NeMo's "dw_striding" in Parakeet): every subnet shares it whole."""
 
 
+class SupernetParakeetSubsampling(ParakeetEncoderSubsamplingConv2D):
+    """``architecture="parakeet"``: transformers' Parakeet front end itself (same modules, names and computation: it
+    does not mask the input features, only each convolution's output), with the supernet's ``(features, lengths) ->
+    (hidden, lengths)`` interface."""
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = super().forward(features, frame_mask(lengths, features.shape[1]))
+        return hidden, subsampled_lengths(lengths, self.num_layers)
+
+
 def _reduced_module_state(
     module: nn.Module, masks: dict[str, torch.Tensor], selections: dict[str, LinearSelection]
 ) -> dict:
@@ -99,10 +127,10 @@ class SupernetConformerFeedForward(nn.Module):
     def __init__(self, config: SupernetConformerConfig, ffn_dim: int):
         super().__init__()
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.intermediate_dense = nn.Linear(config.hidden_size, ffn_dim)
+        self.intermediate_dense = nn.Linear(config.hidden_size, ffn_dim, bias=config.attention_bias)
         self.activation = ACT2FN[config.hidden_act]
         self.activation_dropout = config.activation_dropout
-        self.output_dense = nn.Linear(ffn_dim, config.hidden_size)
+        self.output_dense = nn.Linear(ffn_dim, config.hidden_size, bias=config.attention_bias)
 
     def forward(
         self,
@@ -144,43 +172,49 @@ class SupernetConformerSelfAttention(nn.Module):
         self.dropout = config.attention_dropout
         inner = num_heads * self.head_dim
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.q_proj = nn.Linear(config.hidden_size, inner)
-        self.k_proj = nn.Linear(config.hidden_size, inner)
-        self.v_proj = nn.Linear(config.hidden_size, inner)
-        self.out_proj = nn.Linear(inner, config.hidden_size)
+        bias = config.attention_bias
+        self.q_proj = nn.Linear(config.hidden_size, inner, bias=bias)
+        self.k_proj = nn.Linear(config.hidden_size, inner, bias=bias)
+        self.v_proj = nn.Linear(config.hidden_size, inner, bias=bias)
+        self.out_proj = nn.Linear(inner, config.hidden_size, bias=bias)
 
     def forward(
         self,
         x,
         *,
-        cos,
-        sin,
+        positions,
         key_mask: torch.Tensor | None,
         heads: tuple[int, ...] | None = None,
         scale: torch.Tensor | None = None,
         weight_masks: dict[str, torch.Tensor] | None = None,
         dropout_scale: float = 1.0,
     ) -> torch.Tensor:
-        masks = weight_masks or {}
-        cut = self.linear_selections(heads)
+        """``positions``: what :meth:`_attend` reads positions from; ``key_mask``: which frames are real,
+        (batch, frames), or ``None`` when none is padding."""
         batch, time, _ = x.shape
-        num_heads = kept_count(heads, self.num_heads)
         x = self.layer_norm(x)
-
-        def project(name: str) -> torch.Tensor:
-            out = subnet_linear(getattr(self, name), x, cut[name], masks.get(f"{name}.weight"))
-            return out.view(batch, time, num_heads, self.head_dim).transpose(1, 2)
-
-        q, k, v = project("q_proj"), project("k_proj"), project("v_proj")
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout * dropout_scale if self.training else 0.0
-        )
+        q, k, v = (self._project(name, x, heads, weight_masks) for name in ("q_proj", "k_proj", "v_proj"))
+        dropout = self.dropout * dropout_scale if self.training else 0.0
+        out = self._attend(q, k, v, positions, key_mask, heads, weight_masks, dropout)
         if scale is not None:
             out = out * _select(scale, 0, heads)[None, :, None, None]
         out = out.transpose(1, 2).reshape(batch, time, -1)
-        return subnet_linear(self.out_proj, out, cut["out_proj"], masks.get("out_proj.weight"))
+        return subnet_linear(self.out_proj, out, self.linear_selections(heads)["out_proj"],
+                             (weight_masks or {}).get("out_proj.weight"))
+
+    def _project(self, name: str, inputs: torch.Tensor, heads, weight_masks) -> torch.Tensor:
+        """Projection ``name`` of ``inputs`` (batch, frames, hidden) for the kept ``heads``: (batch, heads, frames,
+        head_dim)."""
+        cut = self.linear_selections(heads)[name]
+        out = subnet_linear(getattr(self, name), inputs, cut, (weight_masks or {}).get(f"{name}.weight"))
+        return out.view(inputs.shape[0], inputs.shape[1], kept_count(heads, self.num_heads), self.head_dim).transpose(1, 2)
+
+    def _attend(self, q, k, v, positions, key_mask, heads, weight_masks, dropout: float) -> torch.Tensor:
+        """Attention of the projected heads with rotary positions (``positions`` = the ``(cos, sin)`` tables)."""
+        cos, sin = positions
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
 
     def linear_selections(self, heads: tuple[int, ...] | None) -> dict[str, LinearSelection]:
         """What each projection runs when ``heads`` are kept (rows / columns in groups of ``head_dim``)."""
@@ -191,19 +225,69 @@ class SupernetConformerSelfAttention(nn.Module):
         return _reduced_module_state(self, weight_masks, self.linear_selections(heads))
 
 
+class SupernetRelPositionSelfAttention(SupernetConformerSelfAttention):
+    """``architecture="parakeet"``: Parakeet's pre-norm multi-head self-attention with Transformer-XL relative
+    positions (a projection ``relative_k_proj`` of the relative position embeddings, a content bias ``bias_u`` and a
+    position bias ``bias_v`` per head; Dai et al. 2019, section 3.3), computed as transformers'
+    ``ParakeetEncoderAttention`` computes it, whose relative shift it calls. Any subset of heads can run: the
+    q/k/v/relative_k rows, u/v bias rows and out_proj columns of the others are skipped."""
+
+    def __init__(self, config: SupernetConformerConfig, num_heads: int):
+        super().__init__(config, num_heads)
+        self.scaling = self.head_dim**-0.5
+        self.relative_k_proj = nn.Linear(config.hidden_size, num_heads * self.head_dim, bias=False)
+        self.bias_u = nn.Parameter(torch.zeros(num_heads, self.head_dim))
+        self.bias_v = nn.Parameter(torch.zeros(num_heads, self.head_dim))
+
+    def _attend(self, q, k, v, positions, key_mask, heads, weight_masks, dropout: float) -> torch.Tensor:
+        """``positions``: the relative position embeddings, (1, 2 * frames - 1, hidden_size)."""
+        time = q.shape[2]
+        relative_k = self._project("relative_k_proj", positions, heads, weight_masks)
+        bias_u = _select(self.bias_u, 0, heads)[None, :, None, :]
+        bias_v = _select(self.bias_v, 0, heads)[None, :, None, :]
+        # Terms (b) and (d) of Transformer-XL's score, shifted from relative to absolute key positions; they enter
+        # the attention as an additive mask, as in ParakeetEncoderAttention (padded query rows and key columns masked).
+        position_scores = (q + bias_v) @ relative_k.transpose(-1, -2)
+        position_scores = ParakeetEncoderAttention._rel_shift(self, position_scores)[..., :time] * self.scaling
+        if key_mask is not None:
+            pairs = key_mask[:, None, :, None] & key_mask[:, None, None, :]
+            position_scores = position_scores.masked_fill(~pairs, torch.finfo(position_scores.dtype).min)
+        return F.scaled_dot_product_attention(
+            q + bias_u, k, v, attn_mask=position_scores, scale=self.scaling, dropout_p=dropout
+        )
+
+    def linear_selections(self, heads: tuple[int, ...] | None) -> dict[str, LinearSelection]:
+        cuts = super().linear_selections(heads)
+        cuts["relative_k_proj"] = cuts["q_proj"]
+        return cuts
+
+    def reduced_state_dict(self, heads: tuple[int, ...] | None, weight_masks: dict[str, torch.Tensor]) -> dict:
+        state = super().reduced_state_dict(heads, weight_masks)
+        for name in ("bias_u", "bias_v"):
+            state[name] = _select(getattr(self, name).detach(), 0, heads).clone()
+        return state
+
+
 class SupernetConformerConvModule(nn.Module):
-    """Pre-norm convolution module: pointwise + GLU, depthwise conv, LayerNorm, SiLU, pointwise."""
+    """Pre-norm convolution module: pointwise + GLU, depthwise conv, LayerNorm, SiLU, pointwise
+    (``architecture="parakeet"``: BatchNorm and ``hidden_act`` instead of LayerNorm and SiLU, as Parakeet)."""
 
     def __init__(self, config: SupernetConformerConfig):
         super().__init__()
         hidden = config.hidden_size
+        bias = config.convolution_bias
         self.layer_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.pointwise_in = nn.Linear(hidden, 2 * hidden)
+        self.pointwise_in = nn.Linear(hidden, 2 * hidden, bias=bias)
         self.depthwise_conv = nn.Conv1d(
-            hidden, hidden, config.conv_kernel_size, padding=config.conv_kernel_size // 2, groups=hidden
+            hidden, hidden, config.conv_kernel_size, padding=config.conv_kernel_size // 2, groups=hidden, bias=bias
         )
-        self.depthwise_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
-        self.pointwise_out = nn.Linear(hidden, hidden)
+        if config.architecture == "parakeet":
+            self.depthwise_norm = nn.BatchNorm1d(hidden)
+            self.activation = ACT2FN[config.hidden_act]
+        else:
+            self.depthwise_norm = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
+            self.activation = F.silu
+        self.pointwise_out = nn.Linear(hidden, hidden, bias=bias)
 
     def forward(
         self,
@@ -224,8 +308,12 @@ class SupernetConformerConvModule(nn.Module):
                 "from hf_supernet.adapters.supernet_lora_config)."
             )
         w_dw = masked_weight(conv.weight, masks.get("depthwise_conv.weight"))
-        x = F.conv1d(x.transpose(1, 2), w_dw, conv.bias, padding=conv.padding, groups=conv.groups).transpose(1, 2)
-        x = subnet_linear(self.pointwise_out, F.silu(self.depthwise_norm(x)), weight_mask=masks.get("pointwise_out.weight"))
+        x = F.conv1d(x.transpose(1, 2), w_dw, conv.bias, padding=conv.padding, groups=conv.groups)  # (batch, ch, time)
+        if isinstance(self.depthwise_norm, nn.BatchNorm1d):
+            x = self.depthwise_norm(x).transpose(1, 2)
+        else:
+            x = self.depthwise_norm(x.transpose(1, 2))
+        x = subnet_linear(self.pointwise_out, self.activation(x), weight_mask=masks.get("pointwise_out.weight"))
         return x if scale is None else x * scale
 
     @staticmethod
@@ -248,7 +336,8 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
         ffn1_dim, ffn2_dim = config.ffn_dims_of_layer(layer_idx)
         num_heads = config.heads_of_layer(layer_idx)
         self.ffn1 = SupernetConformerFeedForward(config, ffn1_dim) if ffn1_dim else None
-        self.self_attn = SupernetConformerSelfAttention(config, num_heads) if num_heads else None
+        attention = SupernetRelPositionSelfAttention if config.architecture == "parakeet" else SupernetConformerSelfAttention
+        self.self_attn = attention(config, num_heads) if num_heads else None
         self.conv_module = SupernetConformerConvModule(config) if config.has_conv_module(layer_idx) else None
         self.ffn2 = SupernetConformerFeedForward(config, ffn2_dim) if ffn2_dim else None
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -265,7 +354,9 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
             "ffn2": self.ffn2 is not None and kept_count(plan.ffn_keep(2), 1) > 0,
         }
 
-    def forward(self, x, cos, sin, mask, plan: BlockPlan, dropout_scale: float = 1.0) -> torch.Tensor:
+    def forward(self, x, positions, mask, plan: BlockPlan, dropout_scale: float = 1.0) -> torch.Tensor:
+        """``positions``: the rotary ``(cos, sin)`` tables, or Parakeet's relative position embeddings; ``mask``:
+        which frames are real, (batch, frames), or ``None`` when none is padding."""
         # dropout_scale (adaptive dropout) applies to the units the plan names; the others keep their rate.
         unit_scale = {unit: dropout_scale if unit in plan.dropout_scaled_units else 1.0 for unit in self.UNITS}
         scales = plan.unit_scales or {}
@@ -280,7 +371,7 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
         if runs["self_attn"]:
             s = unit_scale["self_attn"]
             out = self.self_attn(
-                x, cos=cos, sin=sin, key_mask=mask, heads=plan.attention_heads, scale=scales.get("self_attn"),
+                x, positions=positions, key_mask=mask, heads=plan.attention_heads, scale=scales.get("self_attn"),
                 weight_masks=plan.weight_masks_of("self_attn"), dropout_scale=s,
             )
             x = x + F.dropout(out, self.dropout * s, self.training)
@@ -347,6 +438,11 @@ class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
             init.kaiming_normal_(module.weight)
             if module.bias is not None:
                 init.zeros_(module.bias)
+        elif isinstance(module, SupernetRelPositionSelfAttention):  # as ParakeetPreTrainedModel
+            init.normal_(module.bias_u, mean=0.0, std=self.config.initializer_range)
+            init.normal_(module.bias_v, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, ParakeetEncoderRelPositionalEncoding):  # a non-persistent buffer, computed
+            init.copy_(module.inv_freq, module.compute_default_relative_positional_parameters(module.config))
 
     def get_input_embeddings(self) -> None:
         """None: the model reads log-mel features, not token ids. (peft asks when saving an adapter that targets
@@ -362,6 +458,8 @@ class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
 
     def subnet_config(self, spec: SubnetSpec) -> SupernetConformerConfig:
         """The config of the dense model ``extract_subnet(spec)`` returns, without copying any weight."""
+        if self.config.architecture == "parakeet":
+            return parakeet.subnet_config(self, spec)
         self.subnet_space.validate(spec)
         return extraction.subnet_config(self.config, self.mask.block_plans(spec), spec)
 
@@ -389,7 +487,13 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
 
     def __init__(self, config: SupernetConformerConfig):
         super().__init__(config)
-        self.subsampling = SupernetConformerSubsampling(config)
+        self.encode_positions = None
+        if config.architecture == "parakeet":
+            self.subsampling = SupernetParakeetSubsampling(config.parakeet_encoder_config())
+            self.input_scale = math.sqrt(config.hidden_size) if config.scale_input else 1.0
+            self.encode_positions = ParakeetEncoderRelPositionalEncoding(config.parakeet_encoder_config())
+        else:
+            self.subsampling = SupernetConformerSubsampling(config)
         self.dropout = nn.Dropout(config.hidden_dropout)
         # The stored blocks; subnets index them through their plans (folding runs some of them several times).
         self.layers = nn.ModuleList(SupernetConformerBlock(config, i) for i in range(config.num_physical_layers))
@@ -425,21 +529,20 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
             lengths = attention_mask.sum(-1).long()
 
         x, lengths = self.subsampling(input_features, lengths)
+        if self.encode_positions is not None:
+            x = x * self.input_scale  # Parakeet's scale_input
+        positions = self._positions(x)
         x = self.dropout(x)
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lengths[:, None]
         # An unpadded batch needs no mask: lets SDPA take its fastest path.
         key_mask = None if bool(mask.all()) else mask
-        cos, sin = rotary_cos_sin(
-            x.shape[1], self.config.hidden_size // self.config.num_attention_heads, self.config.rope_theta,
-            x.device, x.dtype,
-        )
 
         spec = subnet if subnet is not None else self.active_subnet
         plans = self.mask.block_plans(spec) if spec is not None else self.mask.full_plans()
         hidden_states = (x,) if output_hidden_states else None
         for plan in plans:
             scale = plan.dropout_scale if (self.config.adaptive_dropout and self.training) else 1.0
-            x = self.layers[plan.layer_index](x, cos, sin, key_mask, plan, scale)
+            x = self.layers[plan.layer_index](x, positions, key_mask, plan, scale)
             if output_hidden_states:
                 hidden_states += (x,)
 
@@ -447,6 +550,16 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
             last_hidden_state=x, hidden_states=hidden_states, output_attention_mask=mask
         )
         return output if return_dict else output.to_tuple()
+
+    def _positions(self, x: torch.Tensor):
+        """What self-attention reads positions from, for the front end's output ``x``: the rotary ``(cos, sin)``
+        tables, or (``architecture="parakeet"``) the relative position embeddings, (1, 2 * frames - 1,
+        hidden_size)."""
+        if self.encode_positions is None:
+            head_dim = self.config.hidden_size // self.config.num_attention_heads
+            return rotary_cos_sin(x.shape[1], head_dim, self.config.rope_theta, x.device, x.dtype)
+        positions = self.encode_positions(x[:1])
+        return F.dropout(positions, self.config.dropout_positions, self.training)
 
     def _check_input_features(self, input_features: torch.Tensor) -> None:
         if input_features.dim() != 3 or input_features.shape[-1] != self.config.num_mel_bins:
@@ -524,6 +637,34 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         folded.load_state_dict(state)
         return folded
 
+    @classmethod
+    def from_parakeet(cls, model_or_path, mask_type: str = "layer_width", *, return_processor: bool = False,
+                      load_kwargs: dict | None = None, **subnet_space_fields):
+        """A supernet (``architecture="parakeet"``) made from a transformers ``ParakeetForCTC``, whose largest subnet
+        computes the source's logits (<= 1e-4), and whose subnets extract to stock ``ParakeetForCTC``\\ s.
+
+        Args:
+            model_or_path: a ``ParakeetForCTC``, or a folder / Hub id of one (loaded with ``AutoModelForCTC``, with
+                ``load_kwargs``).
+            mask_type: how subnets are carved (``"layer_width"``, ``"omni_sparsity"``, ``"orthosoftmax"``,
+                ``"folding"``).
+            return_processor: also return the processor (Parakeet's feature extractor and tokenizer) saved with
+                the checkpoint at ``model_or_path`` (``None`` if there is none, or for a model object): train on
+                features and labels it makes, and save it next to the supernet and every exported subnet.
+            subnet_space_fields: the mask type's fields (e.g. ``layer_drop_choices``, ``ffn_width_choices``,
+                ``ffn_width_per_layer``) and training-only fields (dropout rates, ``ctc_head_per_depth``);
+                the architecture comes from the checkpoint. Parakeet's own ``layerdrop`` is not used (the mask
+                drops layers).
+
+        Returns:
+            The supernet, in the source's train/eval mode, on its device and dtype; with ``return_processor``,
+            ``(supernet, processor)``.
+        """
+        return parakeet.from_parakeet(
+            cls, model_or_path, mask_type, return_processor=return_processor, load_kwargs=load_kwargs,
+            **subnet_space_fields,
+        )
+
     def ctc_head(self, subnet=None) -> nn.Linear:
         """The output layer ``subnet`` (default: the active one, else the whole model) reads its logits from."""
         subnet = subnet if subnet is not None else self.active_subnet
@@ -574,6 +715,8 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         """The parts whose latencies add up to a dense model of ``config`` on ``seconds`` of audio (front end + head,
         then each block), each as ``(key, make_runner)``: equal keys time the same computation, so a latency table
         times each distinct part once (see :mod:`hf_supernet.latency`)."""
+        if self.config.architecture == "parakeet":
+            return parakeet.latency_parts(self, config, seconds)
         frames = int(seconds * FEATURE_FRAMES_PER_SECOND)
         t = self._get_feat_extract_output_lengths(frames)
         d = config.hidden_size
@@ -589,7 +732,7 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
                 block = SupernetConformerBlock(config, layer).eval()
                 cos, sin = rotary_cos_sin(t, d // config.num_attention_heads, config.rope_theta, "cpu", torch.float32)
                 x, plan = torch.randn(1, t, d), BlockPlan(layer_index=layer)
-                return lambda: block(x, cos, sin, None, plan)
+                return lambda: block(x, (cos, sin), None, plan)
 
             return make
 
