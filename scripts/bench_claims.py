@@ -69,7 +69,7 @@ from transformers import Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
-from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
+from hf_supernet import ConformerForCTC, SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.atomic import atomic_file
 from hf_supernet.data import (
     ConnectedDigits,
@@ -453,7 +453,7 @@ def setup_arm(args, arm: str, seed: int, data) -> dict:
         # The architecture OrthoSoftmax learned for this budget, trained alone from a fresh initialisation.
         name = arm[len("ortho-twin-"):]
         architecture = trained.extract_subnet(OrthoSoftmaxSpec(float(name[1:]))).config
-        model = SupernetConformerForCTC(architecture)
+        model = ConformerForCTC(architecture)  # the plain dense model of that architecture, freshly initialised
         return {"model": model, "args": training_arguments(args, output_dir, seed, False, {}), "supernet": False,
                 "scored": {name: None}, "params": {name: model.num_parameters()}}
     shrinking = {}

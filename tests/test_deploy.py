@@ -1,11 +1,7 @@
 """Deploying a subnet: remote code that loads without hf_supernet, torch.export / ONNX round trips, int8."""
 
 import json
-import os
 import runpy
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +21,7 @@ from hf_supernet.publishing.export import (
     save_deployable,
 )
 
-from .conftest import padded_batch
+from .conftest import flip_a_weight_bit, old_style_subnet, padded_batch, run_without_hf_supernet
 from .test_dense_conformer import MODELS
 from .test_foldable import foldable, waveforms
 from .test_masks_orthosoftmax import set_scores
@@ -35,29 +31,14 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "oh"]
 
 
-# Run in a fresh Python where `import hf_supernet` fails, as on a machine that never installed it.
-BLOCKED_LOADER = textwrap.dedent(
-    """
-    import sys
-
-    class BlockHfSupernet:
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_supernet" or name.startswith("hf_supernet."):
-                raise ImportError(f"{name} is blocked in this test")
-
-    sys.meta_path.insert(0, BlockHfSupernet())
+# Loads a saved folder as remote code and runs it (under conftest.run_without_hf_supernet: no hf_supernet).
+REMOTE_LOADER = """
     import numpy as np
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCTC, AutoProcessor, pipeline
 
     folder, out = sys.argv[1], sys.argv[2]
-    try:
-        import hf_supernet  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("hf_supernet was importable")
     model = AutoModelForCTC.from_pretrained(folder, trust_remote_code=True).eval()
     processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
     rng = np.random.default_rng(0)
@@ -73,27 +54,20 @@ BLOCKED_LOADER = textwrap.dedent(
     tensors = {"logits": logits, "features": batch["input_features"], "mask": batch["attention_mask"]}
     save_file({k: v.contiguous() for k, v in tensors.items()}, out)
     print(type(model).__module__, type(model).__name__, type(processor).__name__)
-    """
-)
+"""
 
 
 def test_saved_subnet_and_processor_load_as_remote_code_without_hf_supernet(tmp_path):
     model = MODELS["orthosoftmax"]
     set_scores(model.mask, seed=1, frozen=True)
-    subnet = model.extract_subnet(model.subnet_space.smallest())  # a SupernetConformerForCTC subnet
+    subnet = model.extract_subnet(model.subnet_space.smallest())  # already the plain dense ConformerForCTC
     processor = build_processor(train_tokenizer(DIGITS, model_type="char"), feature_size=16)
     folder = tmp_path / "subnet"
     dense = save_deployable(subnet, folder, processor)
-    assert type(dense) is ConformerForCTC
+    assert dense is subnet and type(dense) is ConformerForCTC
     names = {p.name for p in folder.iterdir()}
-    assert {"modeling_conformer.py", "configuration_conformer.py", "processing.py", "text.py"} <= names
-    script = tmp_path / "load.py"
-    script.write_text(BLOCKED_LOADER)
-    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", PYTHONPATH="")
-    result = subprocess.run(
-        [sys.executable, str(script), str(folder), str(tmp_path / "out.safetensors")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
+    assert {"modeling_conformer.py", "configuration_conformer.py", "checksums.py", "processing.py", "text.py"} <= names
+    result = run_without_hf_supernet(REMOTE_LOADER, [folder, tmp_path / "out.safetensors"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     # The classes came from the folder's own files (transformers' dynamic modules), not from hf_supernet.
     assert "transformers_modules" in result.stdout and "ConformerForCTC SupernetSpeechProcessor" in result.stdout
@@ -108,12 +82,19 @@ def test_saved_subnet_and_processor_load_as_remote_code_without_hf_supernet(tmp_
     # In this process (hf_supernet imported) the folder loads without trust_remote_code, as the registered classes.
     assert type(AutoModelForCTC.from_pretrained(folder)) is ConformerForCTC
     assert type(AutoProcessor.from_pretrained(folder)) is type(processor)
+    # The remote code checks the weights against their recorded SHA-256 too: a flipped bit is an error there.
+    flip_a_weight_bit(folder / "model.safetensors")
+    result = run_without_hf_supernet(
+        "from transformers import AutoModelForCTC\nAutoModelForCTC.from_pretrained(sys.argv[1], trust_remote_code=True)\n",
+        [folder], tmp_path,
+    )
+    assert result.returncode != 0 and "does not match the SHA-256" in result.stderr
 
 
 def test_load_deployable_converts_an_old_subnet_folder(tmp_path):
     model = MODELS["layer_width"]
     spec = model.subnet_space.smallest()
-    model.extract_subnet(spec).save_pretrained(tmp_path)
+    old_style_subnet(model.extract_subnet(spec)).save_pretrained(tmp_path)  # a subnet folder of earlier versions
     dense = load_deployable(tmp_path)
     assert type(dense) is ConformerForCTC and not dense.training
     features = torch.randn(1, 40, 16)

@@ -21,6 +21,7 @@ from transformers import (
 
 import hf_supernet
 from hf_supernet import (
+    ConformerForCTC,
     FoldableHubertConfig,
     FoldableHubertForCTC,
     FoldableHubertModel,
@@ -352,8 +353,12 @@ def test_folding_conformer_stores_few_blocks_and_extracts_every_path():
     outputs = {}
     for spec in model.subnet_space:
         dense, folded = assert_extraction_matches(model, spec, features, mask)
-        assert type(dense) is SupernetConformerForCTC
-        assert len(dense.conformer.layers) == spec.num_layers and dense.config.num_physical_layers == spec.num_layers
+        # Unfolded into the plain dense model: every logical layer stored, a repeated block's weights copied.
+        assert type(dense) is ConformerForCTC
+        assert len(dense.conformer.layers) == spec.num_layers == dense.config.num_hidden_layers
+        for logical, physical in enumerate(spec.path):
+            for (name, a), b in zip(dense.conformer.layers[logical].state_dict().items(), model.conformer.layers[physical].state_dict().values()):
+                assert torch.equal(a, b), name
         assert dense.num_parameters() == model.subnet_costs(spec).params
         outputs[spec] = folded.logits
     assert stored_params(model, model.subnet_space.largest()) == model.num_parameters()

@@ -46,6 +46,7 @@ from ...slicing import FULL, LinearSelection
 from ...subnets import SubnetSpec
 from ...units import REFERENCE_SECONDS
 from ...supernet import _HUB_KWARGS, SupernetMixin
+from ..conformer.checksums import ChecksummedModelMixin
 from .configuration_foldable import (
     FOLDING_CONFIG_FIELDS,
     FoldableHubertConfig,
@@ -146,7 +147,7 @@ class FoldableCTCOutput(CausalLMOutput):
     output_attention_mask: torch.BoolTensor | None = None
 
 
-class FoldableMixin(SupernetMixin):
+class FoldableMixin(SupernetMixin, ChecksummedModelMixin):
     """The subnet API on top of a transformers wav2vec2-family model (a subnet = an unfolding path).
 
     Subclasses name the transformers class they extend as ``stock_class`` (what a path is extracted to) and its

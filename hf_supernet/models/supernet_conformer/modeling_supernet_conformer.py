@@ -36,7 +36,15 @@ from ...slicing import select_channels as _select
 from ...subnets import SubnetSpec
 from ...supernet import SupernetMixin
 from ...units import FEATURE_FRAMES_PER_SECOND
-from ..conformer.modeling_conformer import ConformerSubsampling, apply_rotary, rotary_cos_sin
+from ..conformer import ConformerConfig, ConformerForCTC, ConformerModel
+from ..conformer.checksums import ChecksummedModelMixin
+from ..conformer.modeling_conformer import (
+    ConformerBlock,
+    ConformerSubsampling,
+    apply_rotary,
+    frame_mask,
+    rotary_cos_sin,
+)
 from . import costs, extraction
 from .costs import strided_conv_length
 from .configuration_supernet_conformer import SupernetConformerConfig
@@ -341,7 +349,10 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
         return {f"{unit}.{k}": v for unit, state in parts.items() for k, v in state.items()}
 
 
-class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
+class SupernetConformerPreTrainedModel(SupernetMixin, ChecksummedModelMixin, PreTrainedModel):
+    """(``save_pretrained`` also records the SHA-256 of the weights, which ``from_pretrained`` checks: a bit flip is
+    an error; see :mod:`hf_supernet.integrity`.)"""
+
     config_class = SupernetConformerConfig
     config: SupernetConformerConfig
     base_model_prefix = "conformer"
@@ -366,12 +377,13 @@ class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
 
     # ------------------------------------------------------------------ the family's part of the subnet API
     @torch.no_grad()
-    def extract_dense_subnet(self, spec: SubnetSpec) -> SupernetConformerPreTrainedModel:
-        """The dense Conformer ``spec`` runs: this class with a smaller config (no adapters; see
+    def extract_dense_subnet(self, spec: SubnetSpec) -> ConformerForCTC | ConformerModel:
+        """The plain dense Conformer ``spec`` runs: a ``ConformerForCTC`` (``ConformerModel`` for the bare encoder)
+        of the subnet's architecture, without adapters (see
         :meth:`~hf_supernet.supernet.SupernetMixin.extract_subnet`)."""
         return extraction.extract_dense_subnet(self, spec)
 
-    def subnet_config(self, spec: SubnetSpec) -> SupernetConformerConfig:
+    def subnet_config(self, spec: SubnetSpec) -> ConformerConfig:
         """The config of the dense model ``extract_subnet(spec)`` returns, without copying any weight."""
         self.subnet_space.validate(spec)
         return extraction.subnet_config(self.config, self.mask.block_plans(spec), spec)
@@ -581,34 +593,42 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-    def latency_parts(self, config: SupernetConformerConfig, seconds: float) -> list[tuple[str, Callable]]:
-        """The parts whose latencies add up to a dense model of ``config`` on ``seconds`` of audio (front end + head,
-        then each block), each as ``(key, make_runner)``: equal keys time the same computation, so a latency table
-        times each distinct part once (see :mod:`hf_supernet.latency`)."""
+    def latency_parts(self, config, seconds: float) -> list[tuple[str, Callable]]:
+        """The parts whose latencies add up to the dense model of ``config`` (a ``ConformerConfig``, or this
+        supernet's config for the whole model) on ``seconds`` of audio (front end + head, then each block), each as
+        ``(key, make_runner)``: equal keys time the same computation, so a latency table times each distinct part
+        once (see :mod:`hf_supernet.latency`). The parts are the plain dense model's own modules, which is what an
+        extracted subnet runs."""
+        if not isinstance(config, ConformerConfig):
+            config = extraction.subnet_config(config, self.mask.full_plans(), None)
+        if config._attn_implementation is None:  # a config no model was built from: the dense model's default
+            config._attn_implementation = "sdpa"
         frames = int(seconds * FEATURE_FRAMES_PER_SECOND)
         t = self._get_feat_extract_output_lengths(frames)
         d = config.hidden_size
         front_key = (config.num_mel_bins, config.subsampling_factor, config.subsampling_conv_channels, d, config.vocab_size, frames)
 
         def front_and_head():
-            subsampling, head = SupernetConformerSubsampling(config).eval(), nn.Linear(d, config.vocab_size)
+            subsampling, head = ConformerSubsampling(config).eval(), nn.Linear(d, config.vocab_size)
             features, lengths = torch.randn(1, frames, config.num_mel_bins), torch.tensor([frames])
             return lambda: head(subsampling(features, lengths)[0])
 
         def block_runner(layer: int):
             def make():
-                block = SupernetConformerBlock(config, layer).eval()
-                cos, sin = rotary_cos_sin(t, d // config.num_attention_heads, config.rope_theta, "cpu", torch.float32)
-                x, plan = torch.randn(1, t, d), BlockPlan(layer_index=layer)
-                return lambda: block(x, cos, sin, None, plan)
+                block = ConformerBlock(config, layer).eval()
+                cos, sin = rotary_cos_sin(t, config.head_dim, config.rope_theta, "cpu", torch.float32)
+                x, frames_mask = torch.randn(1, t, d), frame_mask(torch.tensor([t]), t)
+                key_mask = torch.zeros(1, 1, 1, t)
+                return lambda: block(x, cos, sin, key_mask, frames_mask)
 
             return make
 
-        parts = [(f"conformer_front_head:{front_key}", front_and_head)]
+        parts = [(f"dense_conformer_front_head:{front_key}", front_and_head)]
         for i in range(config.num_hidden_layers):
-            shape = (d, d // config.num_attention_heads, config.heads_of_layer(i), config.ffn_dims_of_layer(i),
-                     config.has_conv_module(i), config.conv_kernel_size, config.hidden_act, t)
-            parts.append((f"conformer_block:{shape}", block_runner(i)))
+            shape = (d, config.head_dim, config.heads_of_layer(i), config.ffn_dims_of_layer(i),
+                     config.has_conv_module(i), config.conv_kernel_size, config.hidden_act,
+                     config._attn_implementation, t)
+            parts.append((f"dense_conformer_block:{shape}", block_runner(i)))
         return parts
 
     def ctc_loss(self, logits: torch.Tensor, output_lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
