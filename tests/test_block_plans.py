@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hf_supernet import SupernetConformerForCTC
+from hf_supernet.costs import ParamCounts
 from hf_supernet.models.supernet_conformer.costs import conformer_flops
 from hf_supernet.masks import BlockPlan
 
@@ -77,6 +78,7 @@ def test_any_plan_extracts_exactly(plan_list, lengths, monkeypatch):
     # Costs count the weights a mask zeroes out as gone (vectors such as biases, initialised to 0, always count).
     nonzero = sum(int(p.count_nonzero()) if p.dim() > 1 else p.numel() for p in dense.parameters())
     assert costs.params == nonzero
+    assert costs.int8_mb == pytest.approx(ParamCounts.of_module(dense).int8_mb, rel=1e-12)
     if not any(p.weight_masks for p in plan_list):
         assert costs.params == dense.num_parameters()
     # Without masks the dense model's architecture (its config alone) costs the same FLOPs as the supernet running

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from transformers import AutoConfig, AutoModelForCTC
 
 from hf_supernet import SupernetConformerForCTC, SupernetConformerModel
+from hf_supernet.costs import ParamCounts
 from hf_supernet.models.conformer import ConformerConfig, ConformerForCTC, ConformerModel
 from hf_supernet.models.supernet_conformer import dense_conformer_from_subnet
 
@@ -64,8 +65,9 @@ def test_dense_model_of_any_subnet_matches_the_masked_supernet(case):
     assert torch.equal(out.output_attention_mask, masked.output_attention_mask)
     # Every frame, padded ones included: the dense model masks padding exactly as the supernet does.
     torch.testing.assert_close(out.logits, masked.logits, atol=1e-4, rtol=0)
-    nonzero = sum(int(p.count_nonzero()) if p.dim() > 1 else p.numel() for p in dense.parameters())
-    assert nonzero == model.subnet_costs(spec).params  # the cost model counts what the dense model holds
+    # The cost model counts what the dense model holds: nonzero parameters, and the int8 size from them.
+    costs, counts = model.subnet_costs(spec), ParamCounts.of_module(dense)
+    assert counts.params == costs.params and counts.int8_mb == pytest.approx(costs.int8_mb, rel=1e-12)
     assert dense.config.subnet_spec == spec.to_dict()
 
 

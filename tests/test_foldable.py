@@ -33,6 +33,7 @@ from hf_supernet import (
     SupernetConformerForCTC,
     stored_params,
 )
+from hf_supernet.costs import ParamCounts
 from hf_supernet.models.foldable import evenly_spaced_layers
 from hf_supernet.models.foldable.modeling_foldable import transformer_ctc_flops
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
@@ -123,6 +124,8 @@ def test_every_path_extracts_to_a_stock_model_with_equal_logits(family, stable):
             for (name, a), b in zip(dense.base_model.encoder.layers[logical].state_dict().items(), model.stored_layers[physical].state_dict().values()):
                 assert torch.equal(a, b), name
         assert dense.num_parameters() == model.subnet_costs(spec).params
+        # int8 size of the extracted stock model (its linears in int8, the feature encoder's convolutions in fp32).
+        assert model.subnet_costs(spec).int8_mb == pytest.approx(ParamCounts.of_module(dense).int8_mb, rel=1e-12)
         logits_per_path[spec] = folded.logits
     space = model.subnet_space
     # Unfolding really changes the computation: the seed and the deepest path disagree.
@@ -213,6 +216,7 @@ def test_bare_model_runs_paths_and_extracts_to_the_stock_encoder():
     assert len(out.hidden_states) == spec.num_layers + 1  # one per logical layer run, plus the input
     head = model.subnet_costs(spec).params
     assert head == dense.num_parameters()
+    assert model.subnet_costs(spec).int8_mb == pytest.approx(ParamCounts.of_module(dense).int8_mb, rel=1e-12)
 
 
 def test_hidden_states_and_tuple_outputs_follow_the_path():
