@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCTC, AutoProcessor, pipeline
 
+from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.data import build_processor, bundled_data_path, load_audio, train_tokenizer
 from hf_supernet.models.conformer import ConformerConfig, ConformerForCTC
 from hf_supernet.models.supernet_conformer import dense_conformer_from_subnet
@@ -21,7 +22,7 @@ from hf_supernet.publishing.export import (
     save_deployable,
 )
 
-from .conftest import flip_a_weight_bit, old_style_subnet, padded_batch, run_without_hf_supernet
+from .conftest import flip_a_weight_bit, old_style_subnet, padded_batch, run_without_hf_supernet, tiny_conformer_config
 from .test_dense_conformer import MODELS
 from .test_foldable import foldable, waveforms
 from .test_masks_orthosoftmax import set_scores
@@ -234,10 +235,26 @@ def test_onnx_int8_stores_every_linear_weight_in_int8_and_stays_close_to_fp32(tr
 
 
 
+def test_cost_model_int8_size_is_within_10_percent_of_the_onnx_int8_file(tmp_path):
+    """At the quickstart's size (the smallest subnet of a 4 x 144 supernet), the cost model's int8_mb (linear weights
+    in one byte, a scale and a zero point per output channel, the rest fp32) is the int8 ONNX file's size up to the
+    graph's own bytes; one byte per parameter was 15% short. (benchmarks/results/deploy.md: every quickstart subnet.)"""
+    torch.manual_seed(0)
+    supernet = SupernetConformerForCTC(SupernetConformerConfig(
+        vocab_size=30, hidden_size=144, num_hidden_layers=4, intermediate_size=576, subsampling_conv_channels=96,
+        conv_kernel_size=15,
+    ))
+    spec = supernet.subnet_space.smallest()
+    costs = supernet.subnet_costs(spec)
+    size = export_model(supernet.extract_subnet(spec), tmp_path / "int8.onnx", "onnx", int8=True).stat().st_size / 1e6
+    assert 0.9 <= costs.int8_mb / size <= 1.0  # the graph's nodes are not counted: the estimate is a little short
+    assert costs.params / 1e6 < 0.9 * size
+
+
 # ------------------------------------------------------------------------------------------------ pipeline
 @pytest.fixture(scope="module")
-def fsdd_minute():
-    """About 60 s of bundled FSDD test clips, concatenated, and their transcripts."""
+def fsdd_clips():
+    """About 60 s of bundled FSDD test clips and their transcripts."""
     root = bundled_data_path("fsdd")
     clips, texts = [], []
     with open(root / "test.jsonl") as manifest:
@@ -247,7 +264,28 @@ def fsdd_minute():
             texts.append(row["text"])
             if sum(map(len, clips)) >= 60 * 16000:
                 break
+    return clips, texts
+
+
+@pytest.fixture(scope="module")
+def fsdd_minute(fsdd_clips):
+    """The clips concatenated, and their transcripts."""
+    clips, texts = fsdd_clips
     return np.concatenate(clips), texts
+
+
+def recording_pipeline(folder):
+    """The ASR pipeline of ``folder``, and the list of the token ids it decodes (every logit frame it keeps, in
+    order; one entry per call)."""
+    asr = pipeline("automatic-speech-recognition", model=str(folder))
+    decoded, decode = [], asr.tokenizer.decode
+
+    def recording_decode(ids, **kwargs):
+        decoded.append(np.asarray(ids))
+        return decode(ids, **kwargs)
+
+    asr.tokenizer.decode = recording_decode
+    return asr, decoded
 
 
 def test_asr_pipeline_transcribes_with_and_without_chunking(fsdd_minute, tmp_path):
@@ -258,17 +296,8 @@ def test_asr_pipeline_transcribes_with_and_without_chunking(fsdd_minute, tmp_pat
     config = ConformerConfig(num_hidden_layers=2, hidden_size=64, intermediate_size=128, subsampling_conv_channels=16,
                              vocab_size=len(tokenizer))
     save_deployable(ConformerForCTC(config), tmp_path, processor)
-    asr = pipeline("automatic-speech-recognition", model=str(tmp_path))
+    asr, decoded = recording_pipeline(tmp_path)
     assert asr.type == "ctc" and asr.model.config.inputs_to_logits_ratio == 640
-
-    decoded = []  # the token ids the pipeline decodes: every logit frame it keeps, in order
-    decode = asr.tokenizer.decode
-
-    def recording_decode(ids, **kwargs):
-        decoded.append(np.asarray(ids))
-        return decode(ids, **kwargs)
-
-    asr.tokenizer.decode = recording_decode
     whole = asr(audio)["text"]
     # Unchunked, the pipeline's transcript is the model's greedy CTC transcript of the whole recording.
     with torch.no_grad():
@@ -281,3 +310,39 @@ def test_asr_pipeline_transcribes_with_and_without_chunking(fsdd_minute, tmp_pat
     assert abs(len(decoded[1]) - len(decoded[0])) <= chunks
     assert abs(len(decoded[0]) - len(audio) / 640) <= 1
     assert isinstance(chunked, str) and chunked
+
+
+def test_chunked_pipeline_gives_the_unchunked_transcript_where_every_chunk_sees_what_the_whole_sees(fsdd_clips, tmp_path):
+    """`chunk_length_s` reproduces the unchunked transcript where each chunk's logits, on the frames the pipeline
+    keeps of it, are the whole recording's: a model whose receptive field fits in the 2 s stride (an extracted subnet
+    without self-attention: self-attention sees the whole input, so chunks change its context), on audio whose
+    per-utterance feature normalisation finds the same statistics in every 10 s chunk as in the whole (a 2 s period of
+    silence, three digits, silence, repeated 29 times: every chunk holds 5 periods). Tolerance: none, but for one
+    frame. Unchunked, the pipeline also decodes the logits of the feature extractor's trailing padding frame (the
+    centred STFT gives one frame more than the valid ones; the model marks it invalid in `output_attention_mask`),
+    which chunking drops."""
+    clips, texts = fsdd_clips
+    period = np.zeros(2 * 16000, dtype=np.float32)
+    speech = np.concatenate(clips[:3])[: len(period) - 3200]
+    period[1600 : 1600 + len(speech)] = speech
+    audio = np.tile(period, 29)  # 58 s: chunks start every 6 s, the last one ends with the audio
+    tokenizer = train_tokenizer(texts, model_type="char")
+    processor = build_processor(tokenizer)
+    torch.manual_seed(1)
+    supernet = SupernetConformerForCTC(
+        tiny_conformer_config(num_mel_bins=80, num_hidden_layers=2, layer_attention_heads=[0, 0], vocab_size=len(tokenizer))
+    )
+    save_deployable(supernet.extract_subnet(supernet.subnet_space.largest()), tmp_path, processor)
+    asr, decoded = recording_pipeline(tmp_path)
+    assert type(asr.model) is ConformerForCTC
+
+    whole = asr(audio)["text"]
+    chunked = asr(audio, chunk_length_s=10, stride_length_s=2)["text"]
+    whole_ids, chunked_ids = decoded
+    assert len(set(chunked_ids.tolist())) > 3  # a transcript worth comparing (not all blanks)
+    np.testing.assert_array_equal(chunked_ids, whole_ids[:-1])
+    assert chunked == asr.tokenizer.decode(whole_ids[:-1])
+    assert whole.startswith(chunked) and len(whole) <= len(chunked) + 1  # the padding frame's token, if any
+    with torch.no_grad():  # the frame chunking drops is the padding frame
+        out = asr.model(**processor(audio=audio, sampling_rate=16000))
+    assert out.logits.shape[1] == len(whole_ids) and out.output_attention_mask[0].tolist() == [True] * len(chunked_ids) + [False]
