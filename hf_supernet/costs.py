@@ -10,8 +10,9 @@ The int8 size is that of the usual CPU deployment, dynamic int8 with per-output-
 Runtime's ``quantize_dynamic(per_channel=True)`` on MatMul/Gemm, what
 :func:`hf_supernet.publishing.export.export_model` ``(..., int8=True)`` writes): each weight of a linear layer in one
 byte, plus a 4-byte scale and a 1-byte zero point per output channel; every other parameter (biases, norms,
-convolutions) stays fp32, 4 bytes (:class:`ParamCounts`). The graph itself (its nodes, a few kB per block) is not
-counted: ``benchmarks/results/deploy.md`` compares the estimate with the files.
+convolutions) stays fp32, 4 bytes; and the graph itself, about 3.2 kB per quantized linear layer (its quantize,
+integer matmul and rescale nodes, their names and shapes) plus 9 kB (:class:`ParamCounts`). ``scripts/bench_int8_size.py``
+compares the estimate with the files (``benchmarks/results/int8_size.md``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .latency import LatencyTable, default_latency_table
 COST_NAMES = {
     "params": "parameters",
     "flops": "FLOPs per second of audio",
-    "int8_mb": "MB of the dynamic int8 model (linear weights in one byte, other parameters in fp32)",
+    "int8_mb": "MB of the dynamic int8 model file (linear weights in one byte, other parameters in fp32)",
     "latency": "real-time factor on this CPU (compute seconds per second of audio, batch of one)",
 }
 
@@ -47,16 +48,25 @@ class SubnetCosts:
         return dataclasses.asdict(self)
 
 
+# Bytes of an int8 ONNX graph besides its tensors (node, value and tensor names, shapes): per quantized linear layer,
+# and for the rest of the graph. Measured on the files torch 2.13's ONNX exporter and onnxruntime's quantize_dynamic
+# write for Conformers of 2 to 13 blocks (scripts/bench_int8_size.py checks the whole estimate against them).
+INT8_GRAPH_BYTES_PER_LINEAR = 3_200
+INT8_GRAPH_BYTES = 9_000
+
+
 @dataclasses.dataclass(frozen=True)
 class ParamCounts:
     """Parameters split the way a dynamic int8 model stores them: the (nonzero) weights of linear layers, one byte
     each; the output channels of those layers, each with a 4-byte scale and a 1-byte zero point; every other
     parameter (biases, norms, convolutions, embeddings: nonzero entries of tensors of 2 or more dimensions, all of
-    vectors), fp32. Families count them analytically; :meth:`of_module` counts a built model, which tests compare."""
+    vectors), fp32; and the number of linear layers, each with its nodes in the graph. Families count them
+    analytically; :meth:`of_module` counts a built model, which tests compare."""
 
     linear_weights: int = 0
     linear_outputs: int = 0
     other: int = 0
+    linear_layers: int = 0
 
     def __add__(self, other: ParamCounts) -> ParamCounts:
         return ParamCounts(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
@@ -70,7 +80,10 @@ class ParamCounts:
 
     @property
     def int8_mb(self) -> float:
-        return (self.linear_weights + 4 * self.other + 5 * self.linear_outputs) / 1e6
+        """Size of the dynamic int8 model file of a whole model of these counts, in MB (10^6 bytes)."""
+        tensors = self.linear_weights + 5 * self.linear_outputs + 4 * self.other
+        graph = INT8_GRAPH_BYTES_PER_LINEAR * self.linear_layers + INT8_GRAPH_BYTES
+        return (tensors + graph) / 1e6
 
     @classmethod
     def of_module(cls, module, nonzero: bool = True) -> ParamCounts:
@@ -84,7 +97,7 @@ class ParamCounts:
         for sub in module.modules():
             if isinstance(sub, torch.nn.Linear):
                 linear_weights.add(id(sub.weight))
-                counts += cls(linear_weights=size(sub.weight), linear_outputs=sub.out_features)
+                counts += cls(linear_weights=size(sub.weight), linear_outputs=sub.out_features, linear_layers=1)
         for p in module.parameters():
             if id(p) not in linear_weights:
                 counts += cls(other=size(p))

@@ -247,3 +247,14 @@ def test_bench_deploy_smoke_writes_sizes_latency_and_error_rates(tmp_path):
     assert written["utterances"] == 4
     markdown = (tmp_path / "deploy.md").read_text()
     assert "| smallest |" in markdown and "## Goals" in markdown
+
+
+def test_bench_int8_size_quick_writes_the_estimate_next_to_the_file(tmp_path):
+    result = load_script("bench_int8_size").main(["--quick", "--results_dir", str(tmp_path)])
+    written = json.loads((tmp_path / "int8_size.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    (row,) = written["subnets"]
+    assert row["name"].startswith("toy") and row["onnx_int8_mb"] > 0
+    assert row["cost_model_over_file"] == pytest.approx(row["int8_mb_cost_model"] / row["onnx_int8_mb"])
+    assert row["within_goal"] == (abs(row["cost_model_over_file"] - 1) <= 0.1)
+    assert "| cost model / file |" in (tmp_path / "int8_size.md").read_text()

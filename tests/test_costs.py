@@ -4,7 +4,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from hf_supernet import SupernetConformerForCTC
-from hf_supernet.costs import ParamCounts
+from hf_supernet.costs import INT8_GRAPH_BYTES, INT8_GRAPH_BYTES_PER_LINEAR, ParamCounts
 from hf_supernet.models.supernet_conformer.costs import conformer_flops, dense_conformer_costs
 from hf_supernet.units import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS
 
@@ -43,15 +43,16 @@ def test_encoder_costs_exclude_the_head(tiny_model):
 
 
 def test_int8_size_counts_linear_weights_in_one_byte_and_the_rest_in_fp32():
+    graph = INT8_GRAPH_BYTES  # the graph's own bytes, and per linear layer
     linear = torch.nn.Linear(10, 3)  # 30 weights, 3 output channels (scale + zero point each), 3 biases
-    assert ParamCounts.of_module(linear) == ParamCounts(linear_weights=30, linear_outputs=3, other=3)
-    assert ParamCounts.of_module(linear).int8_mb == (30 + 5 * 3 + 4 * 3) / 1e6
+    assert ParamCounts.of_module(linear) == ParamCounts(linear_weights=30, linear_outputs=3, other=3, linear_layers=1)
+    assert ParamCounts.of_module(linear).int8_mb == (30 + 5 * 3 + 4 * 3 + INT8_GRAPH_BYTES_PER_LINEAR + graph) / 1e6
     with torch.no_grad():
         linear.weight[0].zero_()  # pruned weights are not stored (the params convention); vectors always are
         linear.bias.zero_()
-    assert ParamCounts.of_module(linear) == ParamCounts(linear_weights=20, linear_outputs=3, other=3)
+    assert ParamCounts.of_module(linear) == ParamCounts(linear_weights=20, linear_outputs=3, other=3, linear_layers=1)
     conv = torch.nn.Conv1d(4, 4, 3, groups=4)  # convolutions stay fp32
-    assert ParamCounts.of_module(conv).int8_mb == 4 * (12 + 4) / 1e6
+    assert ParamCounts.of_module(conv).int8_mb == (4 * (12 + 4) + graph) / 1e6
 
 
 def test_a_dense_configs_costs_are_its_supernets_costs_of_that_subnet(tiny_model):

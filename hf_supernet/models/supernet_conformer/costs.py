@@ -56,7 +56,7 @@ def conformer_block_shape(config, plan: BlockPlan) -> BlockShape:
 
 def _linear(d_in: int, d_out: int, density: float = 1.0) -> ParamCounts:
     """A linear layer ``d_in -> d_out`` with bias, whose weight keeps ``density`` of its entries."""
-    return ParamCounts(linear_weights=round(d_in * d_out * density), linear_outputs=d_out, other=d_out)
+    return ParamCounts(linear_weights=round(d_in * d_out * density), linear_outputs=d_out, other=d_out, linear_layers=1)
 
 
 def conformer_block_counts(config, shape: BlockShape) -> ParamCounts:
