@@ -65,7 +65,7 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 import transformers
-from transformers import Trainer, set_seed
+from transformers import AutoModelForCTC, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
@@ -415,7 +415,7 @@ def setup_arm(args, arm: str, seed: int, data) -> dict:
                 f"The {arm} arm starts from the trained {DEPENDS_ON[arm]} of seed {seed}, but {source} is missing: run "
                 f"`--arms {DEPENDS_ON[arm]} --seeds {seed}` first."
             )
-        trained = SupernetConformerForCTC.from_pretrained(source)
+        trained = AutoModelForCTC.from_pretrained(source)  # a supernet, or a twin's plain dense ConformerForCTC
     if arm == "unfold":
         model = SupernetConformerForCTC.fold(trained, FOLDED_BLOCKS)
         space = model.subnet_space

@@ -506,18 +506,20 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         return self.conformer.mask
 
     @classmethod
-    def fold(cls, model: SupernetConformerForCTC, num_physical_layers: int, *, seed_layers: list[int] | None = None,
-             **config_overrides) -> SupernetConformerForCTC:
+    def fold(cls, model: SupernetConformerForCTC | ConformerForCTC, num_physical_layers: int, *,
+             seed_layers: list[int] | None = None, **config_overrides) -> SupernetConformerForCTC:
         """A ``mask_type="folding"`` supernet storing ``num_physical_layers`` blocks copied from a trained plain
-        Conformer ``model`` (Unfolding starts from a trained model): the front end and the CTC head are ``model``'s,
+        Conformer ``model`` (Unfolding starts from a trained model): a dense ``ConformerForCTC`` (e.g. an extracted
+        subnet trained on its own) or a supernet of one architecture. The front end and the CTC head are ``model``'s,
         stored block ``j`` is a copy of its layer ``seed_layers[j]`` (default: evenly spaced, first and last
         included), and the deepest unfolding path has ``model``'s depth. ``config_overrides`` set other config
         fields (e.g. ``unfolding_depths``)."""
         source = model.config
-        plain = source.mask_type != "folding" and source.num_physical_layers == source.num_hidden_layers
-        if not plain or source.ctc_head_per_depth or source.layer_ffn_dims or source.layer_attention_heads or (
-            source.layer_conv_modules
-        ):
+        plain = isinstance(model, ConformerForCTC) or (
+            source.mask_type != "folding" and source.num_physical_layers == source.num_hidden_layers
+            and not source.ctc_head_per_depth
+        )
+        if not plain or source.layer_ffn_dims or source.layer_attention_heads or source.layer_conv_modules:
             raise ValueError(
                 "fold() copies the layers of a plain Conformer (every layer the same shape, one CTC head, not itself "
                 "folded); extract a subnet of the same width in every layer first."
@@ -528,12 +530,13 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
             raise ValueError(
                 f"seed_layers={seed_layers} must name {num_physical_layers} layers of the model's 0..{depth - 1}."
             )
-        values = {k: v for k, v in source.to_dict().items() if k not in ("model_type", "transformers_version",
-                                                                           "architectures")}
+        # The supernet config's own fields (a dense config's provenance and feature hop are not among them).
+        not_copied = ("model_type", "transformers_version", "architectures", "feature_hop_length", "sparsity_block_shape")
+        values = {k: v for k, v in source.to_dict().items() if k not in not_copied}
         values.update(mask_type="folding", num_physical_layers=num_physical_layers, selected_subnets=None,
                       subnet_spec=None, unfolding_depths=None, unfolding_patterns=None)
         values.update(config_overrides)
-        folded = cls(type(source)(**values))
+        folded = cls(SupernetConformerConfig(**values))
         weights = model.state_dict()
         prefix = "conformer.layers."
         state = {}
