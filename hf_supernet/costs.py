@@ -11,8 +11,8 @@ Runtime's ``quantize_dynamic(per_channel=True)`` on MatMul/Gemm, what
 :func:`hf_supernet.publishing.export.export_model` ``(..., int8=True)`` writes): each weight of a linear layer in one
 byte, plus a 4-byte scale and a 1-byte zero point per output channel; every other parameter (biases, norms,
 convolutions) stays fp32, 4 bytes; and the graph itself, about 3.2 kB per quantized linear layer (its quantize,
-integer matmul and rescale nodes, their names and shapes) plus 9 kB (:class:`ParamCounts`). ``scripts/bench_int8_size.py``
-compares the estimate with the files (``benchmarks/results/int8_size.md``).
+integer matmul and rescale nodes, their names and shapes) plus 9 kB (:class:`ParamCounts`).
+``scripts/bench_int8_size.py`` compares the estimate with the files (``benchmarks/results/int8_size.md``).
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import torch
 from transformers import AutoProcessor
 
 from hf_supernet import load_speech_dataset
-from hf_supernet.atomic import atomic_file
+from hf_supernet.atomic import write_texts
 from hf_supernet.data import DataCollatorCTCWithPadding, prepare_dataset
 from hf_supernet.metrics.ctc import ctc_greedy_decode
 from hf_supernet.models.supernet_conformer.costs import dense_conformer_costs
@@ -214,11 +214,7 @@ def main(argv=None) -> dict:
         "threads": args.threads, "seconds": args.seconds, "repeats": args.repeats, "dataset": args.dataset,
         "split": args.split, "utterances": sum(len(b["labels"]) for b in batches), "note": args.note, "subnets": rows,
     }
-    results_dir = Path(args.results_dir)
-    with atomic_file(results_dir / "deploy.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-    with atomic_file(results_dir / "deploy.md") as tmp:
-        tmp.write_text(markdown(result))
+    write_texts(args.results_dir, {"deploy.json": json.dumps(result, indent=2) + "\n", "deploy.md": markdown(result)})
     return result
 
 

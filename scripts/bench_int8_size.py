@@ -25,7 +25,7 @@ import onnxruntime
 import torch
 
 from hf_supernet import LayerWidthSpec, SupernetConformerConfig, SupernetConformerForCTC
-from hf_supernet.atomic import atomic_file
+from hf_supernet.atomic import write_texts
 from hf_supernet.publishing.export import export_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,11 +116,9 @@ def main(argv=None) -> dict:
         "goal": GOAL,
         "subnets": rows,
     }
-    results_dir = Path(args.results_dir)
-    with atomic_file(results_dir / "int8_size.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-    with atomic_file(results_dir / "int8_size.md") as tmp:
-        tmp.write_text(markdown(result))
+    write_texts(
+        args.results_dir, {"int8_size.json": json.dumps(result, indent=2) + "\n", "int8_size.md": markdown(result)}
+    )
     return result
 
 

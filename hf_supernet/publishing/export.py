@@ -30,9 +30,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModelForCTC, PreTrainedModel
 
 from ..atomic import atomic_directory, atomic_file, recover
-from ..models.conformer import ConformerForCTC
-from ..models.supernet_conformer import dense_conformer_from_subnet
-from ..models.supernet_conformer import SupernetConformerConfig, SupernetConformerForCTC
+from ..models.supernet_conformer import SupernetConformerConfig, SupernetConformerForCTC, dense_conformer_from_subnet
 
 FORMATS = ("pt2", "onnx")
 _PROCESSOR_AUTO_CLASSES = {"processor": "AutoProcessor", "feature_extractor": "AutoFeatureExtractor", "tokenizer": "AutoTokenizer"}

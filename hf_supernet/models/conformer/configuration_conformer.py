@@ -132,10 +132,10 @@ class ConformerConfig(PreTrainedConfig):
         found = config_dict.get("model_type")
         if found is not None and found != cls.model_type:
             how = (
-                " It is a supernet, or a subnet saved by an earlier version of hf_supernet: with hf_supernet installed, "
-                "load it with `hf_supernet.SupernetConformerForCTC.from_pretrained(folder)` and convert it with "
-                "`hf_supernet.dense_conformer_from_subnet(model)` (or `model.extract_subnet(spec)` for a supernet), "
-                "then `save_pretrained` the result."
+                " It is a supernet, or a subnet saved by an earlier version of hf_supernet: with hf_supernet "
+                "installed, load it with `hf_supernet.SupernetConformerForCTC.from_pretrained(folder)` and convert "
+                "it with `hf_supernet.dense_conformer_from_subnet(model)` (or `model.extract_subnet(spec)` for a "
+                "supernet), then `save_pretrained` the result."
                 if found == "supernet_conformer"
                 else ""
             )

@@ -221,7 +221,8 @@ class FoldableMixin(SupernetMixin, ChecksummedModelMixin):
         """Costs of the model that runs ``plans``: ``params`` are those of the extracted stock model (a block
         counts once per logical layer that runs it; ``hf_supernet.costs.stored_params`` counts it once), FLOPs per
         second of 16 kHz audio for a ``REFERENCE_SECONDS`` utterance, and the dynamic int8 size (linear weights in one
-        byte, the rest, the convolutional feature encoder included, in fp32; see :class:`~hf_supernet.costs.ParamCounts`)."""
+        byte, the rest, the convolutional feature encoder included, in fp32; see
+        :class:`~hf_supernet.costs.ParamCounts`)."""
         blocks = [ParamCounts.of_module(block, nonzero=False) for block in self.stored_layers]
         counts = ParamCounts.of_module(self, nonzero=False)
         for block in blocks:  # the stored blocks out, then each block once per logical layer that runs it

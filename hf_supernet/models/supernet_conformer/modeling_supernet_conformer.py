@@ -531,7 +531,9 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
                 f"seed_layers={seed_layers} must name {num_physical_layers} layers of the model's 0..{depth - 1}."
             )
         # The supernet config's own fields (a dense config's provenance and feature hop are not among them).
-        not_copied = ("model_type", "transformers_version", "architectures", "feature_hop_length", "sparsity_block_shape")
+        not_copied = (
+            "model_type", "transformers_version", "architectures", "feature_hop_length", "sparsity_block_shape"
+        )
         values = {k: v for k, v in source.to_dict().items() if k not in not_copied}
         values.update(mask_type="folding", num_physical_layers=num_physical_layers, selected_subnets=None,
                       subnet_spec=None, unfolding_depths=None, unfolding_patterns=None)
