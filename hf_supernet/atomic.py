@@ -94,6 +94,14 @@ def atomic_file(target: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def write_texts(folder: str | os.PathLike, texts: dict[str, str]) -> None:
+    """Write each ``name -> text`` of ``texts`` into ``folder`` (created if missing), each file atomically (e.g. a
+    benchmark's JSON and markdown results)."""
+    for name, text in texts.items():
+        with atomic_file(Path(folder) / name) as tmp:
+            tmp.write_text(text)
+
+
 def _carry_over(old: Path, new: Path) -> None:
     """Put every entry of ``old`` that ``new`` does not have into ``new`` (hard links where possible, else copies),
     so that replacing ``old`` by ``new`` deletes nothing the writer did not write itself."""

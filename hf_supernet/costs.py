@@ -5,6 +5,14 @@ family — and, on request, its measured CPU latency (real-time factor, from the
 Counting convention (the one ``torch.utils.flop_counter`` uses, checked by a test): a multiply-accumulate is 2
 FLOPs; matrix multiplications, attention score/value products and convolutions are counted; element-wise work
 (activations, norms, softmax, rotary embedding, residual adds) is not. FLOPs are for a batch of one utterance.
+
+The int8 size is that of the usual CPU deployment, dynamic int8 with per-output-channel weight quantization (ONNX
+Runtime's ``quantize_dynamic(per_channel=True)`` on MatMul/Gemm, what
+:func:`hf_supernet.publishing.export.export_model` ``(..., int8=True)`` writes): each weight of a linear layer in one
+byte, plus a 4-byte scale and a 1-byte zero point per output channel; every other parameter (biases, norms,
+convolutions) stays fp32, 4 bytes; and the graph itself, about 3.2 kB per quantized linear layer (its quantize,
+integer matmul and rescale nodes, their names and shapes) plus 9 kB (:class:`ParamCounts`).
+``scripts/bench_int8_size.py`` compares the estimate with the files (``benchmarks/results/int8_size.md``).
 """
 
 from __future__ import annotations
@@ -12,13 +20,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
+
 from .latency import LatencyTable, default_latency_table
 
 # The costs every budget may name, and their units.
 COST_NAMES = {
     "params": "parameters",
     "flops": "FLOPs per second of audio",
-    "int8_mb": "MB at one byte per weight",
+    "int8_mb": "MB of the dynamic int8 model file (linear weights in one byte, other parameters in fp32)",
     "latency": "real-time factor on this CPU (compute seconds per second of audio, batch of one)",
 }
 
@@ -26,8 +36,8 @@ COST_NAMES = {
 @dataclasses.dataclass(frozen=True)
 class SubnetCosts:
     """Costs of one subnet. ``flops`` is FLOPs per second of audio for a ``REFERENCE_SECONDS`` utterance;
-    ``int8_mb`` stores every parameter in one byte (1 MB = 10^6 bytes); ``latency`` is the measured real-time
-    factor of the extracted subnet on this machine, or ``None`` when it was not asked for."""
+    ``int8_mb`` is the size of its dynamic int8 model (see :class:`ParamCounts`; 1 MB = 10^6 bytes); ``latency`` is
+    the measured real-time factor of the extracted subnet on this machine, or ``None`` when it was not asked for."""
 
     params: int
     flops: float
@@ -36,6 +46,62 @@ class SubnetCosts:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# Bytes of an int8 ONNX graph besides its tensors (node, value and tensor names, shapes): per quantized linear layer,
+# and for the rest of the graph. Measured on the files torch 2.13's ONNX exporter and onnxruntime's quantize_dynamic
+# write for Conformers of 2 to 13 blocks (scripts/bench_int8_size.py checks the whole estimate against them).
+INT8_GRAPH_BYTES_PER_LINEAR = 3_200
+INT8_GRAPH_BYTES = 9_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamCounts:
+    """Parameters split the way a dynamic int8 model stores them: the (nonzero) weights of linear layers, one byte
+    each; the output channels of those layers, each with a 4-byte scale and a 1-byte zero point; every other
+    parameter (biases, norms, convolutions, embeddings: nonzero entries of tensors of 2 or more dimensions, all of
+    vectors), fp32; and the number of linear layers, each with its nodes in the graph. Families count them
+    analytically; :meth:`of_module` counts a built model, which tests compare."""
+
+    linear_weights: int = 0
+    linear_outputs: int = 0
+    other: int = 0
+    linear_layers: int = 0
+
+    def __add__(self, other: ParamCounts) -> ParamCounts:
+        return ParamCounts(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+    def __sub__(self, other: ParamCounts) -> ParamCounts:
+        return ParamCounts(*(a - b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
+
+    @property
+    def params(self) -> int:
+        return self.linear_weights + self.other
+
+    @property
+    def int8_mb(self) -> float:
+        """Size of the dynamic int8 model file of a whole model of these counts, in MB (10^6 bytes)."""
+        tensors = self.linear_weights + 5 * self.linear_outputs + 4 * self.other
+        graph = INT8_GRAPH_BYTES_PER_LINEAR * self.linear_layers + INT8_GRAPH_BYTES
+        return (tensors + graph) / 1e6
+
+    @classmethod
+    def of_module(cls, module, nonzero: bool = True) -> ParamCounts:
+        """The counts of a built ``torch.nn.Module`` (every ``nn.Linear`` is a linear layer); ``nonzero=False``
+        counts every entry (cheaper: it reads no weights)."""
+
+        def size(p: torch.Tensor) -> int:
+            return int(p.count_nonzero()) if nonzero and p.dim() > 1 else p.numel()
+
+        counts, linear_weights = cls(), set()
+        for sub in module.modules():
+            if isinstance(sub, torch.nn.Linear):
+                linear_weights.add(id(sub.weight))
+                counts += cls(linear_weights=size(sub.weight), linear_outputs=sub.out_features, linear_layers=1)
+        for p in module.parameters():
+            if id(p) not in linear_weights:
+                counts += cls(other=size(p))
+        return counts
 
 
 def costs_of(model, spec, latency=False) -> SubnetCosts:

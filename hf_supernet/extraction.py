@@ -1,8 +1,11 @@
 """Supernet -> dense subnet, for every model family, adapted by peft or not.
 
-Each family cuts its own weights (``model.extract_dense_subnet(spec)``: the Conformer in
-:mod:`hf_supernet.models.supernet_conformer.extraction`, the foldable models on their class); a peft-adapted
-supernet extracts to a ``PeftModel`` around that dense subnet, carrying the adapters cut like the weights
+Each family cuts its own weights (``model.extract_dense_subnet(spec)``) into a plain model that has no subnet
+machinery left: a Conformer supernet into the dense :class:`~hf_supernet.models.conformer.ConformerForCTC`
+(:mod:`hf_supernet.models.supernet_conformer.extraction`) — or, for a Parakeet-architecture supernet, a stock
+transformers ``ParakeetForCTC`` (:mod:`hf_supernet.models.supernet_conformer.parakeet`) — and a foldable model into a
+stock transformers ``Wav2Vec2ForCTC`` / ``HubertForCTC``. A peft-adapted supernet extracts to a ``PeftModel``
+around that dense subnet, carrying the adapters cut like the weights
 (:func:`hf_supernet.adapters.lora.extract_lora_subnet`). A subnet with BatchNorm layers gets its own statistics when
 calibration data is given (:mod:`hf_supernet.batch_norm`).
 """
@@ -22,9 +25,11 @@ logger = logging.get_logger(__name__)
 
 def extract_subnet(model, spec: SubnetSpec, *, calibration_data: Iterable | None = None,
                    calibration_batches: int | None = None):
-    """A physically smaller dense model whose outputs equal ``model``'s run as ``spec``: of the model's own class or
-    a stock transformers class, as its family extracts; a ``PeftModel`` around it when ``model`` carries peft
-    adapters.
+    """A physically smaller dense model whose outputs equal ``model``'s run as ``spec``: the family's plain model
+    (``ConformerForCTC`` for a Conformer supernet, ``ConformerModel`` for its bare encoder, a stock
+    ``ParakeetForCTC`` for a Parakeet-architecture one; a stock transformers class for the foldable models), which
+    has no ``subnet_space``, ``use_subnet`` or ``subnet_costs`` (its config records ``subnet_spec``); a ``PeftModel``
+    around it when ``model`` carries peft adapters.
 
     A subnet with BatchNorm layers (a Parakeet-architecture supernet's) starts with the supernet's running
     statistics, which sandwich training shared among all subnets; with ``calibration_data`` (batches of model inputs,

@@ -37,8 +37,9 @@ from .units import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS
 
 # Config fields that do not change what a forward pass computes.
 _NOT_ARCHITECTURE = {
-    "subnet_spec", "selected_subnets", "transformers_version", "architectures", "_name_or_path", "adaptive_dropout",
-    "layer_drop_choices", "ffn_width_choices", "ffn_width_per_layer", "id2label", "label2id", "dtype", "torch_dtype",
+    "subnet_spec", "sparsity_block_shape", "selected_subnets", "transformers_version", "architectures", "_name_or_path",
+    "adaptive_dropout", "layer_drop_choices", "ffn_width_choices", "ffn_width_per_layer", "id2label", "label2id",
+    "dtype", "torch_dtype",
 }
 
 

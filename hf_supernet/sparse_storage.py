@@ -83,7 +83,13 @@ def _sparse_wins(tensor: torch.Tensor, block: tuple[int, int]) -> dict[str, torc
 
 def _block_shape_of(model, block_shape) -> tuple[int, int]:
     if block_shape is None:
-        block_shape = getattr(model.config, "omni_sparsity_block_shape", None) or DEFAULT_BLOCK_SHAPE
+        # An extracted dense subnet records the block shape its pruning used; a supernet (or an old subnet) its own.
+        config = model.config
+        block_shape = (
+            getattr(config, "sparsity_block_shape", None)
+            or getattr(config, "omni_sparsity_block_shape", None)
+            or DEFAULT_BLOCK_SHAPE
+        )
     block_shape = tuple(int(b) for b in block_shape)
     if len(block_shape) != 2 or min(block_shape) < 1:
         raise ValueError(f"block_shape must be (rows, cols) of positive ints, got {block_shape}.")
@@ -118,7 +124,7 @@ class StorageReport:
 @torch.no_grad()
 def storage_report(model, block_shape: tuple[int, int] | None = None) -> StorageReport:
     """Sizes of ``model`` stored dense and block-sparse (``block_shape`` defaults to the config's
-    ``omni_sparsity_block_shape``, else 8x1)."""
+    ``sparsity_block_shape`` (an extracted subnet) or ``omni_sparsity_block_shape`` (a supernet), else 8x1)."""
     block = _block_shape_of(model, block_shape)
     parameter_names = {name for name, _ in model.named_parameters()}
     params = nonzero = dense_bytes = sparse_bytes = int8_dense = int8_sparse = 0

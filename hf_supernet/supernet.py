@@ -15,7 +15,6 @@ family-specific is the family's own method:
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 from safetensors import SafetensorError
@@ -59,8 +58,9 @@ class SupernetMixin:
             stack.pop()
 
     def extract_subnet(self, spec: SubnetSpec, **calibration):
-        """A physically smaller dense model whose outputs equal this supernet's run as ``spec`` (for a peft-adapted
-        supernet, a ``PeftModel`` around it carrying the adapter cut to the subnet). ``calibration_data=`` /
+        """A physically smaller dense model whose outputs equal this supernet's run as ``spec``: the family's plain
+        model (e.g. ``ConformerForCTC``, or a stock ``ParakeetForCTC``), with no subnet machinery; for a peft-adapted
+        supernet, a ``PeftModel`` around it carrying the adapter cut to the subnet. ``calibration_data=`` /
         ``calibration_batches=`` re-estimate a subnet's BatchNorm statistics (see
         :func:`hf_supernet.extraction.extract_subnet`)."""
         return extract_subnet(self, spec, **calibration)
@@ -100,35 +100,18 @@ class SupernetMixin:
             )
         return spec
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """``PreTrainedModel.save_pretrained``, plus the SHA-256 of the weights files in
-        :data:`~hf_supernet.integrity.CHECKSUM_FILE`, which ``from_pretrained`` checks (a bit flip is an error)."""
-        from .integrity import forget_checksums, write_checksums
-
-        main = kwargs.get("is_main_process", args[0] if args else True)
-        if main:
-            forget_checksums(save_directory)
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        if main and os.path.isdir(save_directory):
-            write_checksums(save_directory)
-        return result
-
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, subnet_budget=None, **kwargs):
         """As ``PreTrainedModel.from_pretrained``; with ``subnet_budget`` (a float fraction of the parameters, or a
         dict such as ``{"params": 3e6}`` / ``{"flops": 2e9}`` / ``{"int8_mb": 4}`` / ``{"latency": 0.02}`` (real-time
         factor measured on this machine)) it returns the extracted dense
-        subnet chosen by :meth:`select_subnet` instead of the supernet."""
+        subnet chosen by :meth:`select_subnet` instead of the supernet: the family's plain model (a
+        ``ConformerForCTC`` for a Conformer supernet, whose ``config.subnet_spec`` names the chosen subnet)."""
         from .atomic import recover
 
         recover(pretrained_model_name_or_path)  # a folder write killed between its two renames: restore it
         cls._check_checkpoint_type(pretrained_model_name_or_path, kwargs)
-        local = os.path.join(pretrained_model_name_or_path, kwargs.get("subfolder") or "")
-        if os.path.isdir(local):
-            from .integrity import verify_checksums
-
-            verify_checksums(local)  # a damaged weights file is an error, not a different model
-        try:
+        try:  # (the family's ChecksummedModelMixin checks the weights against their recorded SHA-256 first)
             model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         except SafetensorError as err:
             raise ValueError(

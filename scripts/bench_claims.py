@@ -67,11 +67,11 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 import transformers
-from transformers import Trainer, set_seed
+from transformers import AutoModelForCTC, Trainer, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
-from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
+from hf_supernet import ConformerForCTC, SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.atomic import atomic_file
 from hf_supernet.data import (
     ConnectedDigits,
@@ -414,7 +414,7 @@ def setup_arm(args, arm: str, seed: int, data) -> dict:
                 f"The {arm} arm starts from the trained {DEPENDS_ON[arm]} of seed {seed}, but {source} is missing: run "
                 f"`--arms {DEPENDS_ON[arm]} --seeds {seed}` first."
             )
-        trained = SupernetConformerForCTC.from_pretrained(source)
+        trained = AutoModelForCTC.from_pretrained(source)  # a supernet, or a twin's plain dense ConformerForCTC
     if arm == "unfold":
         model = SupernetConformerForCTC.fold(trained, FOLDED_BLOCKS)
         space = model.subnet_space
@@ -452,7 +452,7 @@ def setup_arm(args, arm: str, seed: int, data) -> dict:
         # The architecture OrthoSoftmax learned for this budget, trained alone from a fresh initialisation.
         name = arm[len("ortho-twin-"):]
         architecture = trained.extract_subnet(OrthoSoftmaxSpec(float(name[1:]))).config
-        model = SupernetConformerForCTC(architecture)
+        model = ConformerForCTC(architecture)  # the plain dense model of that architecture, freshly initialised
         return {"model": model, "args": training_arguments(args, output_dir, seed, False, {}), "supernet": False,
                 "scored": {name: None}, "params": {name: model.num_parameters()}}
     shrinking = {}

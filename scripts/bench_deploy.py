@@ -4,8 +4,9 @@
 For each subnet folder (default: the quickstart's ``outputs/quickstart/subnets/*``), converted to the plain dense
 ``ConformerForCTC``:
 
-* **size on disk**: safetensors, ``.pt2`` (torch.export), ONNX fp32 and ONNX int8 files, next to the cost model's
-  ``int8_mb`` (one byte per parameter);
+* **size on disk**: safetensors, ``.pt2`` (torch.export), ONNX fp32 and ONNX int8 files, the ONNX int8 file next to
+  the cost model's ``int8_mb`` (linear weights in one byte plus per-channel scale and zero point, the rest fp32:
+  :class:`hf_supernet.costs.ParamCounts`) and their ratio;
 * **latency**: batch of one, ``--seconds`` of real speech (bundled test clips concatenated), every runtime timed in
   turn for ``--repeats`` rounds (the order rotating each round); reported as the median wall seconds and the
   median over rounds of each runtime's time / eager's time (ratios are what a shared machine measures best);
@@ -33,11 +34,12 @@ import numpy as np
 import torch
 from transformers import AutoProcessor
 
-from hf_supernet import SupernetConformerForCTC, load_speech_dataset
-from hf_supernet.atomic import atomic_file
+from hf_supernet import load_speech_dataset
+from hf_supernet.atomic import write_texts
 from hf_supernet.data import DataCollatorCTCWithPadding, prepare_dataset
 from hf_supernet.metrics.ctc import ctc_greedy_decode
-from hf_supernet.publishing.export import export_model, export_program, quantize_int8, quantize_onnx, to_deployable
+from hf_supernet.models.supernet_conformer.costs import dense_conformer_costs
+from hf_supernet.publishing.export import export_model, load_deployable, quantize_int8, quantize_onnx
 from hf_supernet.search.evaluation import collate_batches, error_rates
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,10 +110,9 @@ def interleaved_latency(runs: dict, features, mask, repeats: int) -> dict:
 
 
 def bench_subnet(folder: Path, speech, batches, args) -> dict:
-    subnet = SupernetConformerForCTC.from_pretrained(folder).eval()
+    dense = load_deployable(folder)  # a ConformerForCTC folder, or an older SupernetConformerForCTC subnet converted
     processor = AutoProcessor.from_pretrained(folder)
-    costs = subnet.subnet_costs()
-    dense = to_deployable(subnet)
+    costs = dense_conformer_costs(dense.config)
     with tempfile.TemporaryDirectory() as tmp:
         runs, sizes = runtimes(dense, Path(tmp), args.threads)
         inputs = processor(audio=speech, sampling_rate=16000)
@@ -139,15 +140,16 @@ def markdown(result: dict) -> str:
         "",
         "## Size on disk (MB)",
         "",
-        "| subnet | params | cost model int8_mb | safetensors | .pt2 | ONNX fp32 | ONNX int8 | int8 / cost model | int8 / fp32 |",
+        "| subnet | params | safetensors | .pt2 | ONNX fp32 | ONNX int8 | cost model int8_mb | ONNX int8 / cost model | "
+        "int8 / fp32 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["subnets"]:
         s = row["sizes"]
         lines.append(
-            f"| {row['name']} | {row['params'] / 1e6:.2f} M | {row['int8_mb_cost_model']:.2f} | {s['safetensors_mb']:.2f} | "
-            f"{s['pt2_mb']:.2f} | {s['onnx_mb']:.2f} | {s['onnx_int8_mb']:.2f} | {row['onnx_int8_over_cost_model']:.2f}x | "
-            f"{row['int8_size_ratio']:.2f}x |"
+            f"| {row['name']} | {row['params'] / 1e6:.2f} M | {s['safetensors_mb']:.2f} | {s['pt2_mb']:.2f} | "
+            f"{s['onnx_mb']:.2f} | {s['onnx_int8_mb']:.3f} | {row['int8_mb_cost_model']:.3f} | "
+            f"{row['onnx_int8_over_cost_model']:.3f}x | {row['int8_size_ratio']:.2f}x |"
         )
     names = list(result["subnets"][0]["latency"]) if result["subnets"] else []
     lines += ["", "## Latency (median s, and median ratio to eager) and WER / CER (%)", "",
@@ -212,11 +214,7 @@ def main(argv=None) -> dict:
         "threads": args.threads, "seconds": args.seconds, "repeats": args.repeats, "dataset": args.dataset,
         "split": args.split, "utterances": sum(len(b["labels"]) for b in batches), "note": args.note, "subnets": rows,
     }
-    results_dir = Path(args.results_dir)
-    with atomic_file(results_dir / "deploy.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-    with atomic_file(results_dir / "deploy.md") as tmp:
-        tmp.write_text(markdown(result))
+    write_texts(args.results_dir, {"deploy.json": json.dumps(result, indent=2) + "\n", "deploy.md": markdown(result)})
     return result
 
 

@@ -4,8 +4,8 @@
     python scripts/export.py outputs/quickstart/subnets/params_50pct --format onnx --int8 --output subnet-int8.onnx
     python scripts/export.py outputs/quickstart/subnets/params_50pct --format pt2 --output subnet.pt2
 
-SUBNET_DIR is a dense ``ConformerForCTC`` folder, an extracted ``SupernetConformerForCTC`` subnet folder (converted
-to the dense model first) or a stock transformers CTC model (e.g. a foldable path's ``Wav2Vec2ForCTC``). The graph
+SUBNET_DIR is a dense ``ConformerForCTC`` folder (what ``extract_subnet`` gives), a subnet folder saved as a
+``SupernetConformerForCTC`` by earlier versions (converted to the dense model first) or a stock transformers CTC model (e.g. a foldable path's ``Wav2Vec2ForCTC``). The graph
 takes (features or waveform, attention_mask) with dynamic batch and time and returns logits. The output is written
 atomically and an existing one is kept unless --overwrite. Needs the ``[export]`` extra.
 """

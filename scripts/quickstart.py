@@ -29,6 +29,7 @@ import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import SupernetConformerForCTC
 from hf_supernet.atomic import atomic_directory, atomic_file
 from hf_supernet.data import SpecAugmentCallback
+from hf_supernet.publishing.export import write_deployable
 from hf_supernet.search import collate_batches, evaluate_subnet, plot_pareto, search_subnets
 from hf_supernet.training import SupernetTrainer, WallClockLimitCallback
 from hf_supernet.training.recipes import digits_training_arguments, load_connected_digits, small_conformer_config
@@ -104,12 +105,12 @@ def main(argv=None) -> list[dict]:
         })
 
     # 5. extract, save, report.
-    # Each folder is written whole or not at all (files others put there are kept).
+    # Each folder is written whole or not at all (files others put there are kept). A subnet is the plain dense
+    # ConformerForCTC, saved with its code and the processor's: it loads with trust_remote_code=True anywhere.
     os.makedirs(args.output_dir, exist_ok=True)
     for row in rows:
         with atomic_directory(os.path.join(args.output_dir, "subnets", row["name"]), carry_over=True) as folder:
-            model.extract_subnet(hf_supernet.SubnetSpec.from_dict(row["spec"])).save_pretrained(folder)
-            processor.save_pretrained(folder)
+            write_deployable(model.extract_subnet(hf_supernet.SubnetSpec.from_dict(row["spec"])), folder, processor)
     with atomic_directory(os.path.join(args.output_dir, "supernet"), carry_over=True) as supernet_dir:
         model.save_pretrained(supernet_dir)
         processor.save_pretrained(supernet_dir)

@@ -1,5 +1,8 @@
 import os
+import subprocess
+import sys
 import tempfile
+import textwrap
 
 # Nothing in the test suite may reach the Hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,22 +37,6 @@ def tiny_conformer_config(**overrides) -> SupernetConformerConfig:
     )
     values.update(overrides)
     return SupernetConformerConfig(**values)
-
-
-# The first lines of a script run in a fresh Python where `import hf_supernet` fails, as on a machine that never
-# installed it (tests of what loads without hf_supernet append their body).
-BLOCK_HF_SUPERNET = textwrap.dedent(
-    """
-    import sys
-
-    class BlockHfSupernet:
-        def find_spec(self, name, path=None, target=None):
-            if name == "hf_supernet" or name.startswith("hf_supernet."):
-                raise ImportError(f"{name} is blocked in this test")
-
-    sys.meta_path.insert(0, BlockHfSupernet())
-    """
-)
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +89,56 @@ def assert_extraction_matches(model, spec, features, attention_mask):
     assert torch.equal(valid, extracted.output_attention_mask)
     torch.testing.assert_close(extracted.logits[valid], masked.logits[valid], atol=1e-4, rtol=0)
     return dense, masked
+
+
+def old_style_subnet(dense):
+    """``dense`` (a ``ConformerForCTC`` from ``extract_subnet``) as the ``SupernetConformerForCTC`` of one architecture
+    that ``extract_subnet`` returned before subnets extracted to the plain dense model: same weights and module
+    names, the supernet config with a space of one subnet (what older subnet checkpoints on disk hold)."""
+    values = {k: v for k, v in dense.config.to_dict().items() if k in SupernetConformerConfig.__annotations__}
+    values.update(mask_type="layer_width", layer_drop_choices=[0], ffn_width_choices=[1.0])
+    old = SupernetConformerForCTC(SupernetConformerConfig(**values))
+    old.load_state_dict(dense.state_dict(), strict=True)
+    return old.train(dense.training)
+
+
+# Prepended to a script run in a fresh Python: ``import hf_supernet`` fails there, as on a machine that never installed
+# it (hf_supernet may be installed in this environment; the blocker hides it).
+BLOCK_HF_SUPERNET = textwrap.dedent(
+    """
+    import sys
+
+    class BlockHfSupernet:
+        def find_spec(self, name, path=None, target=None):
+            if name == "hf_supernet" or name.startswith("hf_supernet."):
+                raise ImportError(f"{name} is blocked in this test")
+
+    sys.meta_path.insert(0, BlockHfSupernet())
+    try:
+        import hf_supernet  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("hf_supernet was importable")
+    """
+)
+
+
+def run_without_hf_supernet(script: str, args, tmp_path, cwd=None) -> subprocess.CompletedProcess:
+    """Run ``script`` (Python source) with ``args`` in a fresh Python where hf_supernet cannot be imported: offline,
+    with its own transformers remote-code cache under ``tmp_path`` (never the user's)."""
+    path = tmp_path / "without_hf_supernet.py"
+    path.write_text(BLOCK_HF_SUPERNET + textwrap.dedent(script))
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", PYTHONPATH="")
+    return subprocess.run(
+        [sys.executable, str(path), *map(str, args)],
+        cwd=cwd or tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def flip_a_weight_bit(path) -> None:
+    """Flip one bit of a tensor byte (past the safetensors header), as a bad disk or copy would."""
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    data[header + (len(data) - header) // 2] ^= 0x10
+    path.write_bytes(bytes(data))

@@ -23,7 +23,7 @@ import torch
 from hf_supernet import SupernetConformerForCTC
 from hf_supernet.data import build_processor, train_tokenizer
 
-from .conftest import padded_batch, tiny_conformer_config
+from .conftest import flip_a_weight_bit, padded_batch, tiny_conformer_config
 from .test_publishing import DIGITS, make_entry, supernet_dir  # noqa: F401  (supernet_dir: a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -314,6 +314,7 @@ def test_every_atomic_writer_killed_between_its_steps_keeps_the_previous_state(s
     """search's save of the supernet folder, a published subnet folder and the latency table, each SIGKILLed
     between its two renames (folders) or before its rename (the table): the previous state is intact or restored."""
     from hf_supernet.atomic import recover
+    from hf_supernet.publishing.export import load_deployable
 
     if writer == "search":
         target = tmp_path / "supernet"
@@ -361,9 +362,12 @@ def test_every_atomic_writer_killed_between_its_steps_keeps_the_previous_state(s
     assert hidden_leftovers(target.parent)
     if writer == "latency":
         recover(target)  # what its next save does first
-    else:
+    elif writer == "search":
         assert not target.exists()  # killed between the renames: the folder is aside ...
         SupernetConformerForCTC.from_pretrained(target)  # ... and the next load restores it
+    else:
+        assert not target.exists()  # killed between the renames: the folder is aside ...
+        load_deployable(target)  # ... and the next load of the (plain dense) subnet folder restores it
     assert (files_of(target) if target.is_dir() else target.read_bytes()) == before
     assert hidden_leftovers(target.parent) == []
 
@@ -618,14 +622,6 @@ def test_valid_configs_still_round_trip(tmp_path):
 # ------------------------------------------------------------------------------------------------ 6. integrity
 
 
-def flip_a_weight_bit(path: Path) -> None:
-    """Flip one bit of a tensor byte (past the safetensors header), as a bad disk or copy would."""
-    data = bytearray(path.read_bytes())
-    header = 8 + int.from_bytes(data[:8], "little")
-    data[header + (len(data) - header) // 2] ^= 0x10
-    path.write_bytes(bytes(data))
-
-
 def test_a_flipped_bit_in_saved_weights_is_an_error(tmp_path):
     from hf_supernet.integrity import CHECKSUM_FILE
 
@@ -666,7 +662,7 @@ def test_a_flipped_bit_in_a_sparse_checkpoint_is_an_error(tmp_path):
 
 
 def test_a_save_killed_before_its_checksum_leaves_no_stale_record(tmp_path, monkeypatch):
-    import hf_supernet.integrity as integrity
+    import hf_supernet.models.conformer.checksums as checksums  # what every hf_supernet model's save calls
     from hf_supernet.integrity import CHECKSUM_FILE
 
     tiny(0).save_pretrained(tmp_path)
@@ -674,7 +670,7 @@ def test_a_save_killed_before_its_checksum_leaves_no_stale_record(tmp_path, monk
     def killed(directory):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(integrity, "write_checksums", killed)
+    monkeypatch.setattr(checksums, "write_checksums", killed)
     with pytest.raises(KeyboardInterrupt):
         tiny(1).save_pretrained(tmp_path)  # new weights written, then killed before their checksum
     assert not (tmp_path / CHECKSUM_FILE).exists()

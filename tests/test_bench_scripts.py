@@ -239,7 +239,13 @@ def test_bench_deploy_smoke_writes_sizes_latency_and_error_rates(tmp_path):
     written = json.loads((tmp_path / "deploy.json").read_text())
     assert written == json.loads(json.dumps(result))
     (row,) = written["subnets"]
-    assert row["name"] == "smallest" and row["params"] == model.subnet_costs(model.subnet_space.smallest()).params
+    costs = model.subnet_costs(model.subnet_space.smallest())
+    assert row["name"] == "smallest" and row["params"] == costs.params
+    # The ONNX int8 file next to the cost model's estimate (this tiny model's graph outweighs its weights).
+    assert row["int8_mb_cost_model"] == pytest.approx(costs.int8_mb)
+    assert row["onnx_int8_over_cost_model"] == pytest.approx(row["sizes"]["onnx_int8_mb"] / costs.int8_mb)
+    header = next(line for line in (tmp_path / "deploy.md").read_text().splitlines() if "cost model int8_mb" in line)
+    assert "| ONNX int8 | cost model int8_mb | ONNX int8 / cost model |" in header
     assert row["sizes"]["onnx_int8_mb"] < row["sizes"]["onnx_mb"]
     assert set(row["latency"]) == set(row["scores"]) == {"eager", "torch_export", "ort_fp32", "ort_int8", "torchao_int8"}
     assert row["latency"]["eager"]["ratio_vs_eager"] == 1.0
@@ -249,3 +255,14 @@ def test_bench_deploy_smoke_writes_sizes_latency_and_error_rates(tmp_path):
     assert written["utterances"] == 4
     markdown = (tmp_path / "deploy.md").read_text()
     assert "| smallest |" in markdown and "## Goals" in markdown
+
+
+def test_bench_int8_size_quick_writes_the_estimate_next_to_the_file(tmp_path):
+    result = load_script("bench_int8_size").main(["--quick", "--results_dir", str(tmp_path)])
+    written = json.loads((tmp_path / "int8_size.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    (row,) = written["subnets"]
+    assert row["name"].startswith("toy") and row["onnx_int8_mb"] > 0
+    assert row["cost_model_over_file"] == pytest.approx(row["int8_mb_cost_model"] / row["onnx_int8_mb"])
+    assert row["within_goal"] == (abs(row["cost_model_over_file"] - 1) <= 0.1)
+    assert "| cost model / file |" in (tmp_path / "int8_size.md").read_text()

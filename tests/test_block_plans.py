@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hf_supernet import SupernetConformerForCTC
+from hf_supernet.costs import ParamCounts
 from hf_supernet.models.supernet_conformer.costs import conformer_flops
 from hf_supernet.masks import BlockPlan
 
@@ -77,14 +78,15 @@ def test_any_plan_extracts_exactly(plan_list, lengths, monkeypatch):
     # Costs count the weights a mask zeroes out as gone (vectors such as biases, initialised to 0, always count).
     nonzero = sum(int(p.count_nonzero()) if p.dim() > 1 else p.numel() for p in dense.parameters())
     assert costs.params == nonzero
+    assert costs.int8_mb == pytest.approx(ParamCounts.of_module(dense).int8_mb, rel=1e-12)
     if not any(p.weight_masks for p in plan_list):
         assert costs.params == dense.num_parameters()
-    # Without masks the dense model's own plans cost the same FLOPs as the supernet running the subnet.
+    # Without masks the dense model's architecture (its config alone) costs the same FLOPs as the supernet running
+    # the subnet.
     if not any(p.weight_masks for p in plan_list):
         frames = 100
-        assert conformer_flops(dense.config, dense.mask.full_plans(), frames) == conformer_flops(
-            CONFIG, plan_list, frames
-        )
+        dense_plans = [BlockPlan(layer_index=i) for i in range(dense.config.num_hidden_layers)]
+        assert conformer_flops(dense.config, dense_plans, frames) == conformer_flops(CONFIG, plan_list, frames)
 
 
 def test_block_with_every_unit_dropped_keeps_only_its_layer_norm(monkeypatch):
@@ -92,7 +94,8 @@ def test_block_with_every_unit_dropped_keeps_only_its_layer_norm(monkeypatch):
     spec = run_with_plans(MODEL, [BlockPlan(layer_index=0), plan], monkeypatch)
     dense = MODEL.extract_subnet(spec)
     block = dense.conformer.layers[1]
-    assert [name for name, child in block.named_children() if child is not None] == ["final_layer_norm"]
+    assert block.ffn1 is None and block.self_attn is None and block.conv_module is None and block.ffn2 is None
+    assert [name for name, _ in block.named_parameters()] == ["final_layer_norm.weight", "final_layer_norm.bias"]
     assert dense.config.layer_attention_heads == [HEADS, 0]
     assert dense.config.layer_conv_modules == [True, False]
 

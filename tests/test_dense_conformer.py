@@ -11,10 +11,11 @@ from hypothesis import strategies as st
 from transformers import AutoConfig, AutoModelForCTC
 
 from hf_supernet import SupernetConformerForCTC, SupernetConformerModel
+from hf_supernet.costs import ParamCounts
 from hf_supernet.models.conformer import ConformerConfig, ConformerForCTC, ConformerModel
 from hf_supernet.models.supernet_conformer import dense_conformer_from_subnet
 
-from .conftest import padded_batch, tiny_conformer_config
+from .conftest import old_style_subnet, padded_batch, tiny_conformer_config
 from .test_extraction import MODELS as EXTRACTION_MODELS
 from .test_masks_omni_sparsity import EQUIVALENCE_MODELS as OMNI_MODELS
 from .test_masks_orthosoftmax import MODELS as ORTHO_MODELS
@@ -57,14 +58,16 @@ def test_dense_model_of_any_subnet_matches_the_masked_supernet(case):
     features, mask = padded_batch(lengths, seed=seed)
     with torch.no_grad(), model.use_subnet(spec):
         masked = model(features, attention_mask=mask)
-    dense = dense_conformer_from_subnet(model.extract_subnet(spec))
+    dense = model.extract_subnet(spec)  # extraction gives the plain dense model, for every mask type
     assert type(dense) is ConformerForCTC and not dense.training
     with torch.no_grad():
         out = dense(features, attention_mask=mask)
     assert torch.equal(out.output_attention_mask, masked.output_attention_mask)
     # Every frame, padded ones included: the dense model masks padding exactly as the supernet does.
     torch.testing.assert_close(out.logits, masked.logits, atol=1e-4, rtol=0)
-    assert dense.num_parameters() == model.extract_subnet(spec).num_parameters()
+    # The cost model counts what the dense model holds: nonzero parameters, and the int8 size from them.
+    costs, counts = model.subnet_costs(spec), ParamCounts.of_module(dense)
+    assert counts.params == costs.params and counts.int8_mb == pytest.approx(costs.int8_mb, rel=1e-12)
     assert dense.config.subnet_spec == spec.to_dict()
 
 
@@ -73,11 +76,10 @@ def test_spec_argument_extracts_first_and_a_supernet_without_it_is_refused():
     set_scores(model.mask, seed=3, frozen=True)
     spec = model.subnet_space.smallest()
     features, mask = padded_batch([30, 12])
+    dense = model.extract_subnet(spec)
+    assert dense_conformer_from_subnet(dense) is dense  # already the plain dense model
     torch.testing.assert_close(
-        dense_conformer_from_subnet(model, spec)(features, mask).logits,
-        dense_conformer_from_subnet(model.extract_subnet(spec))(features, mask).logits,
-        rtol=0,
-        atol=0,
+        dense_conformer_from_subnet(model, spec)(features, mask).logits, dense(features, mask).logits, rtol=0, atol=0
     )
     for name in ("layer_width", "ctc_head_per_depth", "folding"):
         with pytest.raises(ValueError, match="extract"):
@@ -101,8 +103,9 @@ def test_bare_encoder_converts_to_the_dense_encoder():
 def test_a_subnet_checkpoint_saved_by_the_supernet_class_converts(tmp_path):
     model = MODELS["omni_sparsity"]
     spec = model.subnet_space.sample(torch.Generator().manual_seed(5))
-    model.extract_subnet(spec).save_pretrained(tmp_path)
+    old_style_subnet(model.extract_subnet(spec)).save_pretrained(tmp_path)  # as earlier versions saved subnets
     dense = dense_conformer_from_subnet(SupernetConformerForCTC.from_pretrained(tmp_path).eval())
+    assert type(dense) is ConformerForCTC and dense.config.subnet_spec == spec.to_dict()
     features, mask = padded_batch([25, 40])
     with torch.no_grad(), model.use_subnet(spec):
         expected = model(features, attention_mask=mask).logits

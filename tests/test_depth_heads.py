@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hf_supernet import FoldingSpec, SupernetConformerForCTC
+from hf_supernet import ConformerForCTC, FoldingSpec, SupernetConformerForCTC
 
 from .conftest import assert_extraction_matches, padded_batch, tiny_conformer_config
 from .test_trainer import make_trainer
@@ -45,7 +45,10 @@ def test_unfolded_paths_extract_with_their_depths_head(pattern):
     for depth in (2, 3, 4):
         spec = FoldingSpec(next(s.path for s in model.subnet_space if len(s.path) == depth))
         dense, _ = assert_extraction_matches(model, spec, features, mask)
-        assert dense.depth_heads is None and not dense.config.ctc_head_per_depth
+        # One head, the depth's own, as the plain dense model's lm_head; nothing of the other depths' heads.
+        assert type(dense) is ConformerForCTC and not any("depth_heads" in k for k in dense.state_dict())
+        assert "ctc_head_per_depth" not in dense.config.to_dict() and dense.config.num_hidden_layers == depth
+        torch.testing.assert_close(dense.lm_head.weight, model.ctc_head(spec).weight, rtol=0, atol=0)
 
 
 def test_sandwich_training_updates_every_depths_head(tmp_path):
@@ -66,7 +69,7 @@ def test_saved_supernet_reloads_its_heads_and_budget_extraction_uses_them(tmp_pa
     features, mask = padded_batch([28], seed=3)
     smallest = model.subnet_space.smallest()
     small = SupernetConformerForCTC.from_pretrained(tmp_path, subnet_budget={"params": model.subnet_costs(smallest).params}).eval()
-    assert small.config.num_hidden_layers == 2
+    assert type(small) is ConformerForCTC and small.config.num_hidden_layers == 2
     with torch.no_grad():
         torch.testing.assert_close(small(features, attention_mask=mask).logits,
                                    model(features, attention_mask=mask, subnet=smallest).logits, atol=1e-4, rtol=0)

@@ -1,5 +1,7 @@
 """The core promise: an extracted subnet gives the masked supernet's logits, for any subnet of the space."""
 
+import json
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -7,9 +9,16 @@ from hypothesis import strategies as st
 from transformers import AutoModelForCTC
 
 import hf_supernet
-from hf_supernet import LayerWidthSpec, SupernetConformerForCTC, SupernetConformerModel
+from hf_supernet import (
+    ConformerForCTC,
+    ConformerModel,
+    LayerWidthSpec,
+    SupernetConformerForCTC,
+    SupernetConformerModel,
+    dense_conformer_from_subnet,
+)
 
-from .conftest import assert_extraction_matches, padded_batch, tiny_conformer_config
+from .conftest import assert_extraction_matches, old_style_subnet, padded_batch, tiny_conformer_config
 
 torch.manual_seed(0)
 # Uneven per-layer widths and subsampling 8 exercise the fixed-architecture path of the config too.
@@ -59,10 +68,14 @@ def test_extracted_subnet_is_physically_smaller_and_reloads(tmp_path):
     dense = model.extract_subnet(spec)
     assert len(dense.conformer.layers) == 2
     assert dense.conformer.layers[0].ffn1.intermediate_dense.weight.shape == (8, 32)
-    assert dense.subnet_space.largest() == dense.subnet_space.smallest()  # one architecture, nothing to carve
+    # One architecture, nothing left to carve: the plain dense model, without masks or a subnet space.
+    assert type(dense) is ConformerForCTC and not hasattr(dense, "subnet_space") and not hasattr(dense, "mask")
+    assert not any("mask" in k for k in dense.state_dict()) and "mask_type" not in dense.config.to_dict()
     assert dense.config.subnet_spec == spec.to_dict()
+    assert dense_conformer_from_subnet(dense) is dense  # already plain: nothing to convert
     dense.save_pretrained(tmp_path)
     loaded = AutoModelForCTC.from_pretrained(tmp_path)
+    assert type(loaded) is ConformerForCTC and loaded.config.subnet_spec == spec.to_dict()
     features, mask = padded_batch([30, 20])
     torch.testing.assert_close(loaded(features, mask).logits, dense(features, mask).logits, rtol=0, atol=0)
 
@@ -83,7 +96,7 @@ def test_extraction_from_the_bare_encoder():
     with encoder.use_subnet(spec):
         expected = encoder(features, mask).last_hidden_state
     dense = encoder.extract_subnet(spec)
-    assert isinstance(dense, SupernetConformerModel)
+    assert type(dense) is ConformerModel
     assert dense.num_parameters() == encoder.subnet_costs(spec).params
     got = dense(features, mask).last_hidden_state
     valid = torch.tensor([[True] * 8, [True] * 5 + [False] * 3])
@@ -100,8 +113,36 @@ def test_top_level_extract_subnet_dispatches_to_the_conformer_family():
     spec = model.subnet_space.smallest()
     features, mask = padded_batch([30, 21])
     dense = hf_supernet.extract_subnet(model, spec)
-    assert type(dense) is SupernetConformerForCTC
+    assert type(dense) is ConformerForCTC
+    labels = torch.tensor([[3, 4, 5], [6, 7, -100]])
     with torch.no_grad(), model.use_subnet(spec):
-        masked = model(features, attention_mask=mask)
+        masked = model(features, attention_mask=mask, labels=labels)
     with torch.no_grad():
-        torch.testing.assert_close(dense(features, attention_mask=mask).logits, masked.logits, atol=1e-4, rtol=0)
+        out = dense(features, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(out.logits, masked.logits, atol=1e-4, rtol=0)
+    # The same CTC loss too: an extracted subnet trains (e.g. as a benchmark's separately trained twin) as it ran.
+    torch.testing.assert_close(out.loss, masked.loss, atol=1e-5, rtol=0)
+
+
+def test_a_subnet_checkpoint_of_an_earlier_version_still_loads_and_converts(tmp_path):
+    """Subnets were once saved as one-architecture SupernetConformerForCTC checkpoints: they load as they did, and
+    convert to the plain dense model with the same logits and the spec they recorded."""
+    model = MODELS["per_layer"]
+    spec = model.subnet_space.sample(torch.Generator().manual_seed(3))
+    old_style_subnet(model.extract_subnet(spec)).save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "supernet_conformer"
+    old = AutoModelForCTC.from_pretrained(tmp_path).eval()
+    assert type(old) is SupernetConformerForCTC and old.config.subnet_spec == spec.to_dict()
+    dense = dense_conformer_from_subnet(old)
+    assert type(dense) is ConformerForCTC and dense.config.subnet_spec == spec.to_dict() and not dense.training
+    # extract_subnet of the old checkpoint's one subnet is the same conversion.
+    again = old.extract_subnet(old.subnet_space.largest())
+    features, mask = padded_batch([41, 26])
+    with torch.no_grad(), model.use_subnet(spec):
+        expected = model(features, attention_mask=mask).logits
+    with torch.no_grad():
+        torch.testing.assert_close(dense(features, mask).logits, expected, atol=1e-4, rtol=0)
+        torch.testing.assert_close(again(features, mask).logits, dense(features, mask).logits, atol=0, rtol=0)
+    # The dense class refuses the old folder with the way to convert it instead of loading it half-understood.
+    with pytest.raises(ValueError, match="dense_conformer_from_subnet"):
+        ConformerForCTC.from_pretrained(tmp_path)

@@ -21,6 +21,7 @@ from transformers import (
 
 import hf_supernet
 from hf_supernet import (
+    ConformerForCTC,
     FoldableHubertConfig,
     FoldableHubertForCTC,
     FoldableHubertModel,
@@ -32,6 +33,7 @@ from hf_supernet import (
     SupernetConformerForCTC,
     stored_params,
 )
+from hf_supernet.costs import ParamCounts
 from hf_supernet.models.foldable import evenly_spaced_layers
 from hf_supernet.models.foldable.modeling_foldable import transformer_ctc_flops
 from hf_supernet.training import SupernetTrainer, SupernetTrainingArguments
@@ -122,6 +124,8 @@ def test_every_path_extracts_to_a_stock_model_with_equal_logits(family, stable):
             for (name, a), b in zip(dense.base_model.encoder.layers[logical].state_dict().items(), model.stored_layers[physical].state_dict().values()):
                 assert torch.equal(a, b), name
         assert dense.num_parameters() == model.subnet_costs(spec).params
+        # int8 size of the extracted stock model (its linears in int8, the feature encoder's convolutions in fp32).
+        assert model.subnet_costs(spec).int8_mb == pytest.approx(ParamCounts.of_module(dense).int8_mb, rel=1e-12)
         logits_per_path[spec] = folded.logits
     space = model.subnet_space
     # Unfolding really changes the computation: the seed and the deepest path disagree.
@@ -212,6 +216,7 @@ def test_bare_model_runs_paths_and_extracts_to_the_stock_encoder():
     assert len(out.hidden_states) == spec.num_layers + 1  # one per logical layer run, plus the input
     head = model.subnet_costs(spec).params
     assert head == dense.num_parameters()
+    assert model.subnet_costs(spec).int8_mb == pytest.approx(ParamCounts.of_module(dense).int8_mb, rel=1e-12)
 
 
 def test_hidden_states_and_tuple_outputs_follow_the_path():
@@ -352,8 +357,12 @@ def test_folding_conformer_stores_few_blocks_and_extracts_every_path():
     outputs = {}
     for spec in model.subnet_space:
         dense, folded = assert_extraction_matches(model, spec, features, mask)
-        assert type(dense) is SupernetConformerForCTC
-        assert len(dense.conformer.layers) == spec.num_layers and dense.config.num_physical_layers == spec.num_layers
+        # Unfolded into the plain dense model: every logical layer stored, a repeated block's weights copied.
+        assert type(dense) is ConformerForCTC
+        assert len(dense.conformer.layers) == spec.num_layers == dense.config.num_hidden_layers
+        for logical, physical in enumerate(spec.path):
+            for (name, a), b in zip(dense.conformer.layers[logical].state_dict().items(), model.conformer.layers[physical].state_dict().values()):
+                assert torch.equal(a, b), name
         assert dense.num_parameters() == model.subnet_costs(spec).params
         outputs[spec] = folded.logits
     assert stored_params(model, model.subnet_space.largest()) == model.num_parameters()

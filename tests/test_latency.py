@@ -96,6 +96,8 @@ def test_architecture_key_ignores_provenance_but_not_shape(tiny_model):
     other.config.selected_subnets = [{"name": "x"}]
     b = other.extract_subnet(spec)
     assert architecture_key(a.config) == architecture_key(b.config)
+    b.config.sparsity_block_shape = [8, 1]  # provenance of pruned weights, not architecture
+    assert architecture_key(a.config) == architecture_key(b.config)
     assert architecture_key(a.config) != architecture_key(tiny_model.extract_subnet(tiny_model.subnet_space.largest()).config)
 
 

@@ -191,6 +191,13 @@ def test_fold_a_trained_plain_conformer_into_fewer_stored_blocks():
     torch.testing.assert_close(folded.lm_head.weight, plain.lm_head.weight)
     assert folded.num_parameters() < plain.num_parameters()
 
+    # A trained dense model (e.g. an extracted subnet trained on its own) folds the same way.
+    dense = plain.extract_subnet(plain.subnet_space.largest())
+    from_dense = SupernetConformerForCTC.fold(dense, 4)
+    assert from_dense.config == folded.config
+    for (name, a), b in zip(from_dense.state_dict().items(), folded.state_dict().values()):
+        assert torch.equal(a, b), name
+
     with pytest.raises(ValueError, match="plain Conformer"):
         SupernetConformerForCTC.fold(folded, 2)
     with pytest.raises(ValueError, match="seed_layers"):

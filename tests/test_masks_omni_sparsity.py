@@ -9,7 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_supernet import OmniSparsitySpec, SubnetSpec, SupernetConformerForCTC
+from hf_supernet import ConformerForCTC, OmniSparsitySpec, SubnetSpec, SupernetConformerForCTC
 from hf_supernet.masks.omni_sparsity import (
     adam_importance,
     block_scores,
@@ -173,7 +173,9 @@ def test_extracted_weights_carry_the_block_zeros_and_costs_count_nonzeros():
     prune_with_random_adam_state(model)
     spec = OmniSparsitySpec((0.8, 0.5, 0.0, 0.7))
     dense = model.extract_subnet(spec)
-    assert dense.config.mask_type == "layer_width" and not any("mask." in k for k in dense.state_dict())
+    # The plain dense model: no mask state; the zeros are in its weights, their block shape in its config.
+    assert type(dense) is ConformerForCTC and not any("mask." in k for k in dense.state_dict())
+    assert dense.config.sparsity_block_shape == [8, 1]
     for layer, s in enumerate(spec.sparsity):
         weight = dense.conformer.layers[layer].ffn1.intermediate_dense.weight
         zero_blocks = int((~block_view(weight != 0, (8, 1)).any(-1)).sum())
@@ -352,7 +354,7 @@ def test_from_pretrained_with_a_budget_returns_a_dense_subnet_that_fits(tmp_path
     model.save_pretrained(tmp_path)
     full = model.subnet_costs().params
     dense = SupernetConformerForCTC.from_pretrained(tmp_path, subnet_budget=0.5)
-    assert dense.config.mask_type == "layer_width" and dense.config.subnet_spec["mask_type"] == "omni_sparsity"
+    assert type(dense) is ConformerForCTC and dense.config.subnet_spec["mask_type"] == "omni_sparsity"
     nonzero = sum(int(p.count_nonzero()) if p.dim() > 1 else p.numel() for p in dense.parameters())
     assert nonzero <= 0.5 * full
     spec = SubnetSpec.from_dict(dense.config.subnet_spec)

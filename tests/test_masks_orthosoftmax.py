@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hf_supernet import OrthoSoftmaxSpec, SupernetConformerConfig, SupernetConformerForCTC
+from hf_supernet import ConformerForCTC, OrthoSoftmaxSpec, SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.masks.orthosoftmax import (
     OrthoSoftmaxMask,
     OrthoSoftmaxTrainingSpec,
@@ -188,7 +188,7 @@ def test_extracted_subnet_matches_masked_supernet_for_every_budget(case):
     for spec in model.subnet_space:
         dense, _ = assert_extraction_matches(model, spec, features, attention_mask)
         assert dense.num_parameters() == model.subnet_costs(spec).params
-        assert dense.config.mask_type == "layer_width" and dense.config.subnet_spec == spec.to_dict()
+        assert type(dense) is ConformerForCTC and dense.config.subnet_spec == spec.to_dict()
 
 
 def test_a_block_with_every_unit_off_keeps_only_its_layer_norm():
@@ -355,7 +355,7 @@ def test_save_and_load_keep_the_masks(tmp_path, frozen):
         torch.testing.assert_close(loaded(features, attention_mask).logits, model(features, attention_mask).logits, rtol=0, atol=0)
 
     dense = SupernetConformerForCTC.from_pretrained(tmp_path, subnet_budget=0.5)
-    assert dense.config.mask_type == "layer_width"
+    assert type(dense) is ConformerForCTC  # the plain dense model of the chosen budget
     assert dense.num_parameters() <= 0.5 * model.subnet_costs().params
     chosen = OrthoSoftmaxSpec.from_dict(dense.config.subnet_spec)
     assert chosen in model.subnet_space and dense.num_parameters() == model.subnet_costs(chosen).params

@@ -12,7 +12,7 @@ from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCTC
 
 import hf_supernet
-from hf_supernet import LayerWidthSpec, SupernetConformerForCTC
+from hf_supernet import ConformerForCTC, LayerWidthSpec, SupernetConformerForCTC
 from hf_supernet.adapters import (
     SUPERNET_LORA_TARGET_MODULES,
     check_lora_config,
@@ -59,6 +59,10 @@ def test_default_targets_are_the_attention_projections_and_feed_forward_linears(
     expected |= {f"base_model.model.conformer.layers.{i}.{f}.{d}" for i in range(layers) for f in ("ffn1", "ffn2") for d in ("intermediate_dense", "output_dense")}
     assert adapted == expected
     assert set(supernet_lora_config(peft_model).target_modules) == DEFAULT_TARGETS
+    # The plain dense model of an extracted subnet has the same module names and the same default targets.
+    dense = SupernetConformerForCTC(tiny_conformer_config()).extract_subnet(LayerWidthSpec((16, 8)))
+    dense_adapted = {n for n, m in get_peft_model(dense, LoraConfig(r=4)).named_modules() if isinstance(m, LoraLayer)}
+    assert dense_adapted == {n for n in expected if int(n.split(".")[4]) < 2}
 
 
 def test_trainable_parameter_counts():
@@ -111,7 +115,7 @@ def test_top_level_extract_subnet_cuts_the_adapter_of_a_peft_wrapped_conformer()
     spec = unwrap_peft(peft_model).subnet_space.smallest()
     features, mask = padded_batch([21, 17])
     sub = hf_supernet.extract_subnet(peft_model, spec)
-    assert isinstance(sub, PeftModel) and type(sub.get_base_model()) is SupernetConformerForCTC
+    assert isinstance(sub, PeftModel) and type(sub.get_base_model()) is ConformerForCTC
     with torch.no_grad():
         extracted = sub(features, attention_mask=mask).logits
     torch.testing.assert_close(extracted, logits(peft_model, spec, features, mask), atol=1e-4, rtol=0)
@@ -241,7 +245,7 @@ def test_merged_and_sliced_extraction_match_the_adapted_supernet(case):
 
     merged_supernet = copy.deepcopy(peft_model).merge_and_unload()
     dense = merged_supernet.extract_subnet(spec)
-    assert type(dense) is SupernetConformerForCTC
+    assert type(dense) is ConformerForCTC
     with torch.no_grad():
         torch.testing.assert_close(dense(features, attention_mask=mask).logits, expected, atol=1e-4, rtol=0)
 

@@ -15,7 +15,7 @@ from huggingface_hub import HfApi, ModelCard, RepoUrl, constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from transformers import AutoModelForCTC, AutoProcessor
 
-from hf_supernet import SubnetSpec, SupernetConformerForCTC, publish_subnets
+from hf_supernet import ConformerForCTC, SubnetSpec, SupernetConformerForCTC, publish_subnets
 from hf_supernet.data import build_processor, train_tokenizer
 from hf_supernet.publishing import (
     CardMetadata,
@@ -31,7 +31,7 @@ from hf_supernet.publishing import (
 )
 from hf_supernet.search import budget_name
 
-from .conftest import tiny_conformer_config
+from .conftest import run_without_hf_supernet, tiny_conformer_config
 
 try:  # the HTTP client of huggingface_hub >= 1.x
     import httpx2 as httpx
@@ -50,6 +50,12 @@ SUBNET_FILES = {
     "processor_config.json",
     "tokenizer.model",
     "tokenizer_config.json",
+    # The remote code of the dense model and of the processor: the folder loads without hf_supernet.
+    "checksums.py",
+    "configuration_conformer.py",
+    "modeling_conformer.py",
+    "processing.py",
+    "text.py",
 }
 
 
@@ -116,20 +122,24 @@ def test_published_folders_load_and_give_the_masked_supernets_logits(published, 
     for entry, subnet in zip(supernet.config.selected_subnets, result):
         folder = local_dir / entry["name"]
         assert subnet.folder == folder and {f.name for f in folder.iterdir()} == SUBNET_FILES
-        assert (subnet.model_class, subnet.loads_with_stock_transformers) == ("SupernetConformerForCTC", False)
+        assert (subnet.model_class, subnet.loads_with_stock_transformers) == ("ConformerForCTC", False)
         processor = AutoProcessor.from_pretrained(folder)
         inputs = processor(audio=[speech(0.6), speech(0.35, seed=1)], sampling_rate=16000)
         with torch.no_grad(), supernet.use_subnet(SubnetSpec.from_dict(entry["spec"])):
             expected = supernet(**inputs).logits
-        for loader in (AutoModelForCTC, SupernetConformerForCTC):
+        for loader in (AutoModelForCTC, ConformerForCTC):
             dense = loader.from_pretrained(folder).eval()
-            assert type(dense) is SupernetConformerForCTC
+            assert type(dense) is ConformerForCTC
             assert dense.num_parameters() == entry["costs"]["params"]
             with torch.no_grad():
                 torch.testing.assert_close(dense(**inputs).logits, expected, atol=1e-4, rtol=0)
+        with pytest.raises(ValueError, match="AutoModelForCTC"):  # not a supernet: the error names the loader
+            SupernetConformerForCTC.from_pretrained(folder)
         config = json.loads((folder / "config.json").read_text())
-        assert config["subnet_spec"] == entry["spec"] and config["selected_subnets"] is None
-        assert "auto_map" not in config  # no remote code: `import hf_supernet` registers the classes
+        assert config["subnet_spec"] == entry["spec"] and "selected_subnets" not in config
+        # Remote code: the model's and processor's classes load from the folder's own files.
+        assert config["auto_map"]["AutoModelForCTC"] == "modeling_conformer.ConformerForCTC"
+        assert "auto_map" in json.loads((folder / "processor_config.json").read_text())
         tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
         assert "local_files_only" not in tokenizer_config and "is_local" not in tokenizer_config
         assert (folder / "pareto.png").read_bytes() == FAKE_PNG
@@ -148,8 +158,9 @@ def test_cards_carry_metadata_metrics_costs_and_the_loading_class(published, sup
     assert "| WER | 25.00% |" in text and "| CER | 12.50% |" in text and "| CTC loss | 0.5000 |" in text
     assert f"| parameters | {small['costs']['params'] / 1e3:.3g} k |" in text
     assert "| latency | not measured |" in text
-    assert "`hf_supernet.SupernetConformerForCTC`, which is not part of `transformers`" in text
-    assert 'AutoModelForCTC.from_pretrained("someone/digits-params_50pct")' in text
+    assert "`ConformerForCTC`, a plain dense model" in text and "remote code (the `.py` files next to the weights" in text
+    assert 'AutoModelForCTC.from_pretrained("someone/digits-params_50pct", trust_remote_code=True)' in text
+    assert 'AutoProcessor.from_pretrained("someone/digits-params_50pct", trust_remote_code=True)' in text
     assert "Mask type: `layer_width`" in text and json.dumps(small["spec"], sort_keys=True) in text
     assert "](pareto.png)" in text
 
@@ -164,18 +175,17 @@ def test_cards_carry_metadata_metrics_costs_and_the_loading_class(published, sup
     assert result[1].repo_id == "someone/digits-flops_" + mid["name"].split("_", 1)[1].replace("+", "-")
 
 
-def test_card_usage_snippet_runs(published, tmp_path, monkeypatch):
+def test_card_usage_snippet_runs_without_hf_supernet(published, tmp_path):
     local_dir, result = published
     card = ModelCard.load(local_dir / result[0].name / "README.md")
     code = re.search(r"```python\n(.*?)```", card.text, re.DOTALL).group(1)
-    assert code.startswith("import hf_supernet")
+    assert "hf_supernet" not in code and code.count("trust_remote_code=True") == 2
     soundfile.write(tmp_path / "speech.wav", speech(0.8), 16000)
-    monkeypatch.chdir(tmp_path)
-    printed = []
-    monkeypatch.setattr("builtins.print", lambda *args: printed.append(args))
-    snippet = compile(code.replace(result[0].repo_id, str(result[0].folder)), "snippet", "exec")
-    exec(snippet, {})  # noqa: S102  (the card's own snippet, rendered by this test)
-    assert len(printed) == 1 and isinstance(printed[0][0], str)
+    # The card's own snippet, pointed at the local folder, in a Python where hf_supernet cannot be imported.
+    snippet = code.replace(result[0].repo_id, str(result[0].folder))
+    run = run_without_hf_supernet(snippet + "\nassert not any(m.startswith('hf_supernet') for m in sys.modules)\n", [], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(run.stdout.splitlines()) == 1  # the transcript it prints
 
 
 def test_card_of_a_stock_class_says_plain_transformers_loads_it(supernet, tmp_path):
@@ -221,8 +231,13 @@ def test_card_of_a_stock_class_says_plain_transformers_loads_it(supernet, tmp_pa
     code = re.search(r"```python\n(.*?)```", card.text, re.DOTALL).group(1)
     assert "import hf_supernet" not in code and "AutoModelForCTC" in code
 
-    hf_info = loading_info(model, build_processor(train_tokenizer(DIGITS, model_type="char")))
+    hf_processor = build_processor(train_tokenizer(DIGITS, model_type="char"))
+    hf_info = loading_info(model, hf_processor)
     assert hf_info.loads_with_stock_transformers and hf_info.needs_hf_supernet  # stock model, hf_supernet processor
+    # ... unless the processor is saved with its code (as publishing saves it): then plain transformers loads both.
+    remote = loading_info(model, hf_processor, processor_remote_code=True)
+    assert remote.processor_remote_code and not remote.model_remote_code and not remote.needs_hf_supernet
+    assert not loading_info(model, processor, processor_remote_code=True).processor_remote_code  # stock: no code
 
 
 def test_the_default_template_ships_inside_the_package():

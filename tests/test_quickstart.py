@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForCTC, AutoProcessor
 
 import hf_supernet  # noqa: F401
-from hf_supernet import SubnetSpec, SupernetConformerForCTC
+from hf_supernet import ConformerForCTC, SubnetSpec, SupernetConformerForCTC
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "quickstart.py"
 
@@ -43,6 +43,8 @@ def test_quickstart_smoke_writes_loadable_subnets(tmp_path):
     for entry in supernet.config.selected_subnets:
         folder = tmp_path / "subnets" / entry["name"]
         dense = AutoModelForCTC.from_pretrained(folder).eval()
+        # The plain dense model, saved with its code (and the processor's): it loads with trust_remote_code anywhere.
+        assert type(dense) is ConformerForCTC and (folder / "modeling_conformer.py").is_file()
         assert dense.num_parameters() == by_name[entry["name"]]["params"]
         AutoProcessor.from_pretrained(folder)
         with torch.no_grad(), supernet.use_subnet(SubnetSpec.from_dict(entry["spec"])):
@@ -51,7 +53,7 @@ def test_quickstart_smoke_writes_loadable_subnets(tmp_path):
     # The 50% budget resolves to the subnet the search selected for it.
     chosen = SupernetConformerForCTC.from_pretrained(tmp_path / "supernet", subnet_budget=0.5)
     selected_50 = next(e for e in supernet.config.selected_subnets if e["name"] == "params_50pct")
-    assert chosen.config.subnet_spec == selected_50["spec"]
+    assert type(chosen) is ConformerForCTC and chosen.config.subnet_spec == selected_50["spec"]
 
 
 @pytest.mark.slow

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from hf_supernet.masks import LayerWidthSpace
@@ -80,3 +81,11 @@ def test_evaluate_subnet_per_utterance_scores_agree_with_its_totals():
     assert abs(sum(errors["word_errors"]) / sum(errors["words"]) - scores["wer"]) < 1e-9
     assert scores["ctc_loss_per_frame"] > 0
     assert "hypotheses" not in evaluate_subnet(tiny_model, None, batches, tokenizer)
+    # An extracted subnet is a plain model (no subnets): scored whole, it scores what its masked supernet scores.
+    dense = tiny_model.extract_subnet(tiny_model.subnet_space.smallest())
+    whole = evaluate_subnet(dense, None, batches, tokenizer, per_utterance=True)
+    assert whole["hypotheses"] == scores["hypotheses"]
+    for key in ("loss", "ctc_loss_per_frame", "wer", "cer"):
+        assert abs(whole[key] - scores[key]) < 1e-4
+    with pytest.raises(TypeError, match="no subnets"):
+        evaluate_subnet(dense, tiny_model.subnet_space.smallest(), batches)

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hf_supernet import OmniSparsitySpec, SupernetConformerForCTC, load_sparse, save_sparse, storage_report
+from hf_supernet import ConformerForCTC, OmniSparsitySpec, SupernetConformerForCTC, load_sparse, save_sparse, storage_report
 from hf_supernet.sparse_storage import SPARSE_WEIGHTS_NAME, from_block_sparse, to_block_sparse
 
 from .conftest import padded_batch, tiny_conformer_config
@@ -49,7 +49,8 @@ def test_sparse_file_is_smaller_and_loads_to_identical_logits(tmp_path, sparsity
     assert report.nonzero_params < report.int8_sparse_bytes < report.int8_dense_bytes == report.params
 
     loaded = load_sparse(tmp_path / "sparse")
-    assert type(loaded) is SupernetConformerForCTC and not loaded.training
+    assert type(loaded) is ConformerForCTC and not loaded.training
+    assert report.block_shape == (8, 1) and loaded.config.sparsity_block_shape == [8, 1]
     features, mask = padded_batch([30, 17])
     with torch.no_grad():
         torch.testing.assert_close(loaded(features, mask).logits, dense(features, mask).logits, rtol=0, atol=0)
@@ -88,4 +89,23 @@ def test_an_interrupted_save_keeps_the_previous_file_and_leaves_no_temporary(tmp
     with pytest.raises(KeyboardInterrupt):
         save_sparse(SUPERNET.extract_subnet(OmniSparsitySpec((0.5,) * 4)), tmp_path)
     assert (tmp_path / SPARSE_WEIGHTS_NAME).read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["config.json", SPARSE_WEIGHTS_NAME])
+    # The dense config travels with its own code (remote code), as save_pretrained writes it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["config.json", "configuration_conformer.py", SPARSE_WEIGHTS_NAME])
+
+
+def test_the_block_shape_recorded_at_extraction_is_the_one_stored_by(tmp_path):
+    """An extracted subnet no longer has the supernet's omni_sparsity config: its config records the block shape
+    the pruning used, and block-sparse storage stores by it (a 1x8 block is not an 8x1 one)."""
+    torch.manual_seed(0)
+    supernet = SupernetConformerForCTC(
+        tiny_conformer_config(mask_type="omni_sparsity", intermediate_size=128, omni_sparsity_block_shape=[1, 8])
+    ).eval()
+    dense = supernet.extract_subnet(OmniSparsitySpec((0.8,) * 4))
+    assert dense.config.sparsity_block_shape == [1, 8]
+    assert SUPERNET.extract_subnet(SUPERNET.subnet_space.largest()).config.sparsity_block_shape is None  # no zeros
+    report = save_sparse(dense, tmp_path)
+    assert report.block_shape == (1, 8) and len(report.sparse_tensors) == 40
+    assert storage_report(dense, block_shape=(8, 1)).sparse_bytes > report.sparse_bytes  # the wrong shape stores worse
+    features, mask = padded_batch([22, 31])
+    with torch.no_grad():
+        torch.testing.assert_close(load_sparse(tmp_path)(features, mask).logits, dense(features, mask).logits, rtol=0, atol=0)

@@ -42,6 +42,8 @@ from ..slicing import FULL, LinearSelection
 # (which compose those layers) register the same list under their model types.
 SUPERNET_LORA_TARGET_MODULES: dict[str, list[str]] = {
     "supernet_conformer": ["q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense"],
+    # The plain dense Conformer every Conformer subnet extracts to: the supernet's module names.
+    "hf_supernet_conformer": ["q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense"],
     # Foldable models run transformers' own wav2vec2/HuBERT layers, whose linears carry the same names; a block
     # repeated along an unfolding path reuses its adapter, as it reuses its weights.
     "foldable_wav2vec2": ["q_proj", "k_proj", "v_proj", "out_proj", "intermediate_dense", "output_dense"],

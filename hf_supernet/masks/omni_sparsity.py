@@ -39,9 +39,10 @@ baked in) and costs (nonzero weights, density-scaled matmul FLOPs) need nothing 
   see the whole space (:meth:`OmniSparsityMask.space`), mixed specs with dense layers included [choice].
 * **Adaptive dropout** [paper]: a layer at sparsity ``s`` runs all its dropouts at ``p * (1 - s)`` (``p`` = the
   config's rates, 0.1 in the paper), when ``adaptive_dropout`` is on.
-* **Sizes**: ``subnet_costs(spec).params`` counts nonzero weights and ``int8_mb`` stores those at one byte with no
-  index (what budgets compare); :func:`hf_supernet.storage_report` adds the index bytes of the block-sparse format
-  that :func:`hf_supernet.save_sparse` writes.
+* **Sizes**: ``subnet_costs(spec).params`` counts nonzero weights and ``int8_mb`` stores only those (linear weights
+  at one byte, with no index; what budgets compare; a dense int8 export stores the zeros too);
+  :func:`hf_supernet.storage_report` adds the index bytes of the block-sparse format that
+  :func:`hf_supernet.save_sparse` writes.
 """
 
 from __future__ import annotations

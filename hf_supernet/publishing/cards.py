@@ -13,7 +13,6 @@ import importlib.resources
 import json
 from typing import Any
 
-import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import AutoModelForCTC
 from transformers.models.auto.modeling_auto import MODEL_FOR_CTC_MAPPING_NAMES
@@ -21,6 +20,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CTC_MAPPING_NAMES
 from ..costs import COST_NAMES
 from ..units import REFERENCE_SECONDS
 from ..version import __version__
+from .export import is_stock_transformers_class
 
 TEMPLATE_PACKAGE = "hf_supernet"
 TEMPLATE_NAME = "subnet_card.md"
@@ -74,31 +74,38 @@ class LoadingInfo:
     auto_model_works: bool  # AutoModelForCTC loads it (possibly after importing model_module)
     processor_class: str
     stock_processor: bool
+    # The folder carries the class's code (auto_map): AutoModelForCTC / AutoProcessor load it with
+    # trust_remote_code=True where hf_supernet is not installed.
+    model_remote_code: bool = False
+    processor_remote_code: bool = False
 
     @property
     def needs_hf_supernet(self) -> bool:
-        return not (self.loads_with_stock_transformers and self.stock_processor)
+        model_loads = self.loads_with_stock_transformers or self.model_remote_code
+        return not (model_loads and (self.stock_processor or self.processor_remote_code))
 
 
-def _is_stock_transformers_class(cls: type) -> bool:
-    return getattr(transformers, cls.__name__, None) is cls
-
-
-def loading_info(model, processor) -> LoadingInfo:
+def loading_info(model, processor, processor_remote_code: bool = False) -> LoadingInfo:
+    """``processor_remote_code``: the processor is saved with its code (as
+    :func:`~hf_supernet.publishing.export.write_deployable` saves hf_supernet's processors); a model class marked
+    for ``auto_map`` (``register_for_auto_class``, as the dense ``ConformerForCTC``) always saves its code."""
     cls = type(model)
     model_type = getattr(model.config, "model_type", None)
-    stock = _is_stock_transformers_class(cls) and MODEL_FOR_CTC_MAPPING_NAMES.get(model_type) == cls.__name__
+    stock = is_stock_transformers_class(cls) and MODEL_FOR_CTC_MAPPING_NAMES.get(model_type) == cls.__name__
     try:
         auto = AutoModelForCTC._model_mapping[type(model.config)] is cls
     except KeyError:  # a config class nobody registered with AutoModelForCTC
         auto = False
+    stock_processor = is_stock_transformers_class(type(processor))
     return LoadingInfo(
         model_class=cls.__name__,
         model_module=cls.__module__.split(".")[0],
         loads_with_stock_transformers=stock,
         auto_model_works=auto,
         processor_class=type(processor).__name__,
-        stock_processor=_is_stock_transformers_class(type(processor)),
+        stock_processor=stock_processor,
+        model_remote_code=not stock and getattr(cls, "_auto_class", None) is not None,
+        processor_remote_code=processor_remote_code and not stock_processor,
     )
 
 
@@ -110,11 +117,20 @@ def _usage_imports(info: LoadingInfo) -> tuple[list[str], str]:
             "import hf_supernet  # noqa: F401  (registers hf_supernet's classes with transformers' Auto classes)"
         )
     lines += ["import soundfile", "import torch"]
-    if info.auto_model_works or info.loads_with_stock_transformers:
+    if info.auto_model_works or info.loads_with_stock_transformers or info.model_remote_code:
         lines.append("from transformers import AutoModelForCTC, AutoProcessor")
         return lines, "AutoModelForCTC"
     lines += ["from transformers import AutoProcessor", f"from {info.model_module} import {info.model_class}"]
     return lines, info.model_class
+
+
+def _remote_code_kwargs(info: LoadingInfo) -> tuple[str, str]:
+    """The extra ``from_pretrained`` arguments of the snippet's model and processor: ``trust_remote_code=True`` for
+    a part whose code travels in the repo, when the snippet runs without hf_supernet."""
+    remote = ", trust_remote_code=True"
+    if info.needs_hf_supernet:
+        return "", ""
+    return (remote if info.model_remote_code else ""), (remote if info.processor_remote_code else "")
 
 
 # ------------------------------------------------------------------------------------------------ formatting
@@ -223,6 +239,7 @@ def card_variables(
     """Everything the template may use (besides ``card_data`` and the fields of the card data)."""
     costs, metrics = entry["costs"], entry.get("metrics") or {}
     import_lines, model_loader = _usage_imports(info)
+    model_kwargs, processor_kwargs = _remote_code_kwargs(info)
     loss = metrics.get("loss")
     return {
         "model_name": repo_id.split("/")[-1],
@@ -246,6 +263,8 @@ def card_variables(
         "pareto_plot": pareto_plot,
         "import_lines": import_lines,
         "model_loader": model_loader,
+        "model_kwargs": model_kwargs,
+        "processor_kwargs": processor_kwargs,
         "hf_supernet_version": __version__,
         **dataclasses.asdict(info),
     }
@@ -263,17 +282,19 @@ def subnet_card(
     metadata: CardMetadata | None = None,
     pareto_plot: str | None = None,
     template_path: str | None = None,
+    processor_remote_code: bool = False,
 ) -> ModelCard:
     """The model card of one selected subnet (an entry of ``config.selected_subnets``) published as ``repo_id``.
 
     ``model`` and ``processor`` are what gets published: the card's "which class loads it" and usage snippet are
-    read off them. ``pareto_plot`` is the plot's file name inside the published folder (``None``: no plot).
+    read off them (``processor_remote_code``: the processor is saved with its code, see :func:`loading_info`).
+    ``pareto_plot`` is the plot's file name inside the published folder (``None``: no plot).
     """
     metadata = metadata or CardMetadata()
     variables = card_variables(
         entry,
         repo_id=repo_id,
-        info=loading_info(model, processor),
+        info=loading_info(model, processor, processor_remote_code),
         mask_type=mask_type,
         supernet_name=supernet_name,
         supernet_class=supernet_class,

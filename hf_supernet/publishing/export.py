@@ -5,7 +5,8 @@
   older ``SupernetConformerForCTC`` subnet folder converted (:func:`~hf_supernet.models.conformer
   .dense_conformer_from_subnet`), and any stock transformers CTC model (e.g. a foldable path's ``Wav2Vec2ForCTC``).
 - :func:`save_deployable` writes model + processor so that ``AutoModelForCTC`` / ``AutoProcessor``
-  ``.from_pretrained(folder, trust_remote_code=True)`` load them where hf_supernet is not installed.
+  ``.from_pretrained(folder, trust_remote_code=True)`` load them where hf_supernet is not installed (publishing
+  writes each subnet's folder the same way, :func:`write_deployable`).
 - :func:`export_program` / :func:`export_model` export with a dynamic batch and time dimension; ``int8=True``
   quantizes the linear layers (torchao's dynamic int8 for PyTorch, onnxruntime's ``quantize_dynamic`` for ONNX).
 
@@ -24,13 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModelForCTC, PreTrainedModel
 
-from ..atomic import atomic_directory, atomic_file
-from ..models.conformer import ConformerForCTC
-from ..models.supernet_conformer import dense_conformer_from_subnet
-from ..models.supernet_conformer import SupernetConformerConfig, SupernetConformerForCTC
+from ..atomic import atomic_directory, atomic_file, recover
+from ..models.supernet_conformer import SupernetConformerConfig, SupernetConformerForCTC, dense_conformer_from_subnet
 
 FORMATS = ("pt2", "onnx")
 _PROCESSOR_AUTO_CLASSES = {"processor": "AutoProcessor", "feature_extractor": "AutoFeatureExtractor", "tokenizer": "AutoTokenizer"}
@@ -43,7 +43,9 @@ def to_deployable(model: PreTrainedModel) -> PreTrainedModel:
 
 
 def load_deployable(folder: str | os.PathLike) -> PreTrainedModel:
-    """The model saved in ``folder`` as a plain dense model, in eval mode (see :func:`to_deployable`)."""
+    """The model saved in ``folder`` as a plain dense model, in eval mode (see :func:`to_deployable`). A folder
+    write killed between its two renames (``save_deployable``, publishing) is restored first."""
+    recover(folder)
     config = AutoConfig.from_pretrained(folder)
     if isinstance(config, SupernetConformerConfig):
         return to_deployable(SupernetConformerForCTC.from_pretrained(folder)).eval()
@@ -58,7 +60,12 @@ def processor_as_remote_code(processor) -> Iterator[None]:
     duration only, so other saves of these classes stay as they were."""
     parts = {"processor": processor}
     parts.update((name, getattr(processor, name, None)) for name in ("feature_extractor", "tokenizer"))
-    classes = {type(obj): _PROCESSOR_AUTO_CLASSES[name] for name, obj in parts.items() if obj is not None}
+    # Classes of stock transformers load without remote code: only hf_supernet's own travel with the folder.
+    classes = {
+        type(obj): _PROCESSOR_AUTO_CLASSES[name]
+        for name, obj in parts.items()
+        if obj is not None and not is_stock_transformers_class(type(obj))
+    }
     before = {cls: cls.__dict__.get("_auto_class") for cls in classes}
     try:
         for cls, auto_class in classes.items():
@@ -72,16 +79,28 @@ def processor_as_remote_code(processor) -> Iterator[None]:
                 cls._auto_class = value
 
 
-def save_deployable(model: PreTrainedModel, folder: str | os.PathLike, processor=None) -> PreTrainedModel:
-    """Write the plain dense model of ``model`` (and ``processor``) to ``folder`` (replaced atomically) so that they
-    load with ``trust_remote_code=True`` without hf_supernet. Returns the dense model."""
+def is_stock_transformers_class(cls: type) -> bool:
+    """Whether ``cls`` is a class of stock transformers (which loads without remote code)."""
+    return getattr(transformers, cls.__name__, None) is cls
+
+
+def write_deployable(model: PreTrainedModel, folder: str | os.PathLike, processor=None) -> PreTrainedModel:
+    """Write the plain dense model of ``model`` (and ``processor``) into the existing ``folder``, hf_supernet's
+    classes as remote code, so that they load with ``trust_remote_code=True`` without hf_supernet. Not atomic by
+    itself: :func:`save_deployable` and publishing write into a temporary folder that replaces the target whole.
+    Returns the dense model."""
     dense = to_deployable(model)
-    with atomic_directory(Path(folder)) as tmp:
-        dense.save_pretrained(tmp)
-        if processor is not None:
-            with processor_as_remote_code(processor):
-                processor.save_pretrained(tmp)
+    dense.save_pretrained(folder)
+    if processor is not None:
+        with processor_as_remote_code(processor):
+            processor.save_pretrained(folder)
     return dense
+
+
+def save_deployable(model: PreTrainedModel, folder: str | os.PathLike, processor=None) -> PreTrainedModel:
+    """:func:`write_deployable` to ``folder``, replaced atomically. Returns the dense model."""
+    with atomic_directory(Path(folder)) as tmp:
+        return write_deployable(model, tmp, processor)
 
 
 class LogitsModule(nn.Module):
@@ -201,10 +220,12 @@ __all__ = [
     "export_model",
     "export_onnx",
     "export_program",
+    "is_stock_transformers_class",
     "load_deployable",
     "processor_as_remote_code",
     "quantize_int8",
     "quantize_onnx",
     "save_deployable",
     "to_deployable",
+    "write_deployable",
 ]

@@ -21,6 +21,7 @@ from ..atomic import atomic_directory
 from ..budgets import normalize_budget, select_from_selected, verify_stored_costs
 from ..subnets import SubnetSpec
 from .cards import CardMetadata, loading_info, subnet_card
+from .export import write_deployable
 from .hub import call_with_retries, check_hub_access, upload_folder_to_repo
 
 logger = logging.get_logger(__name__)
@@ -198,8 +199,9 @@ def write_subnet_folder(
     calibration_data=None,
 ) -> PublishedSubnet:
     """Extract ``entry``'s subnet (its BatchNorm statistics re-estimated on ``calibration_data`` if given) and write
-    weights (safetensors), config, processor, model card (README.md) and the Pareto plot into ``folder``,
-    atomically. An existing ``folder`` holding other files is refused (its files are kept) unless ``overwrite``."""
+    weights (safetensors), config, processor (both with their code, so they load with ``trust_remote_code=True``
+    without hf_supernet), model card (README.md) and the Pareto plot into ``folder``, atomically. An existing
+    ``folder`` holding other files is refused (its files are kept) unless ``overwrite``."""
     model = supernet.extract_subnet(SubnetSpec.from_dict(entry["spec"]), calibration_data=calibration_data).eval()
     card = subnet_card(
         entry,
@@ -212,16 +214,16 @@ def write_subnet_folder(
         metadata=metadata,
         pareto_plot=PARETO_FILE if pareto_plot is not None else None,
         template_path=template_path,
+        processor_remote_code=True,
     )
     with atomic_directory(folder) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
+        write_deployable(model, tmp, processor)  # hf_supernet's classes as remote code: loads without hf_supernet
         card.save(tmp / "README.md")
         if pareto_plot is not None:
             shutil.copyfile(pareto_plot, tmp / PARETO_FILE)
         if not overwrite:
             _refuse_foreign_files(folder, tmp)
-    info = loading_info(model, processor)
+    info = loading_info(model, processor, processor_remote_code=True)
     return PublishedSubnet(
         entry["name"], repo_id, folder, info.model_class, info.loads_with_stock_transformers,
         measured_on=describe_measured_on(entry.get("measured_on")),
@@ -314,9 +316,11 @@ def publish_subnets(
     """Publish selected subnets of a supernet, each as a complete, self-contained model repo.
 
     For each subnet (all of ``config.selected_subnets`` by default), writes ``local_dir/<name>/``: the extracted
-    dense weights (``model.safetensors``), ``config.json``, the processor (feature extractor + tokenizer), a model
-    card (``README.md``: metrics, costs, the class that loads it, a usage snippet) and the Pareto plot; then, with
-    ``push=True``, creates ``{repo_prefix}-{name}`` on the Hub and uploads the folder.
+    plain dense model (``model.safetensors``, ``config.json`` and the model's code, e.g. ``modeling_conformer.py``),
+    the processor (feature extractor + tokenizer, with its code), a model card (``README.md``: metrics, costs, the
+    class that loads it, a usage snippet with ``trust_remote_code=True``) and the Pareto plot; then, with
+    ``push=True``, creates ``{repo_prefix}-{name}`` on the Hub and uploads the folder. The folder loads with
+    ``AutoModelForCTC`` / ``AutoProcessor.from_pretrained(folder, trust_remote_code=True)`` without hf_supernet.
 
     Args:
         supernet_path: folder (or Hub repo id) of a supernet saved after ``search_subnets``, with its processor.

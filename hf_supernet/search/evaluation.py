@@ -6,6 +6,7 @@ subnet, since collation (feature padding, label padding) is the same whatever su
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
@@ -26,7 +27,8 @@ def collate_batches(dataset, data_collator, batch_size: int = 32, max_examples: 
 def evaluate_subnet(
     model, spec: SubnetSpec | None, batches: Sequence[dict], tokenizer=None, per_utterance: bool = False
 ) -> dict:
-    """Mean CTC ``loss`` of ``spec`` over ``batches`` (weighted by utterances) and, given the ``tokenizer``, the
+    """Mean CTC ``loss`` of ``spec`` over ``batches`` (weighted by utterances; ``spec=None``: the whole model, which may
+    be a plain model such as an extracted subnet) and, given the ``tokenizer``, the
     ``wer``/``cer`` of its greedy CTC transcripts against the labels — all from one forward pass per batch.
 
     With ``per_utterance`` (and a ``tokenizer``) the scores also hold the ``hypotheses`` and ``references`` in
@@ -38,7 +40,7 @@ def evaluate_subnet(
     total, count, hypotheses, references = 0.0, 0, [], []
     frame_loss, frames = 0.0, 0
     try:
-        with model.use_subnet(spec):
+        with _running_as(model, spec):
             for batch in batches:
                 batch = {k: v.to(device) for k, v in batch.items()}
                 out = model(**batch)
@@ -62,6 +64,15 @@ def evaluate_subnet(
         if per_utterance:
             scores.update(hypotheses=hypotheses, references=references, ctc_loss_per_frame=frame_loss / max(frames, 1))
     return scores
+
+
+def _running_as(model, spec: SubnetSpec | None):
+    """``model.use_subnet(spec)``; a plain model (e.g. an extracted subnet, which has no subnets) runs as itself."""
+    if hasattr(model, "use_subnet"):
+        return model.use_subnet(spec)
+    if spec is not None:
+        raise TypeError(f"A {type(model).__name__} has no subnets to run as {spec!r}; pass spec=None to score it whole.")
+    return contextlib.nullcontext()
 
 
 def _ctc_loss_sum(logits: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor, blank: int) -> torch.Tensor:

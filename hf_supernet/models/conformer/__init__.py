@@ -1,9 +1,10 @@
-"""The plain dense Conformer-CTC every Conformer subnet extracts to (``configuration_conformer.py`` and
-``modeling_conformer.py`` import only torch and transformers and travel as remote code; the supernet family converts
-its subnets to it: :func:`hf_supernet.models.supernet_conformer.dense_conformer_from_subnet`).
+"""The plain dense Conformer-CTC every Conformer subnet extracts to (``supernet.extract_subnet(spec)``;
+:func:`hf_supernet.models.supernet_conformer.dense_conformer_from_subnet` converts subnets saved by earlier
+versions). ``configuration_conformer.py``, ``modeling_conformer.py`` and ``checksums.py`` import only torch,
+transformers and the standard library, and travel as remote code.
 
 Importing this package registers the config and models with transformers' Auto classes, and marks them for
-``auto_map`` so ``save_pretrained`` writes the two files next to the weights."""
+``auto_map`` so ``save_pretrained`` writes those files next to the weights."""
 
 from transformers import AutoConfig, AutoModel, AutoModelForCTC
 

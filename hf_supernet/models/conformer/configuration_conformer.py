@@ -69,6 +69,10 @@ class ConformerConfig(PreTrainedConfig):
             module, no heads and no convolution module is just its final LayerNorm.
         subnet_spec (`dict`, *optional*):
             Provenance: the spec of the supernet subnet this model was extracted from.
+        sparsity_block_shape (`list[int]`, *optional*):
+            Provenance: the `[rows, cols]` blocks of zeros the weights hold when the subnet was pruned in blocks
+            (Omni-sparsity); block-sparse storage (`hf_supernet.save_sparse`) stores the weights by these blocks.
+            `None`: the weights are dense. Does not change what the model computes.
 
     Example:
 
@@ -107,6 +111,7 @@ class ConformerConfig(PreTrainedConfig):
     layer_attention_heads: list[int] | None = None
     layer_conv_modules: list[bool] | None = None
     subnet_spec: dict | None = None
+    sparsity_block_shape: list[int] | None = None
 
     def __post_init__(self, **kwargs):
         if self.layer_ffn_dims is not None:
@@ -115,8 +120,27 @@ class ConformerConfig(PreTrainedConfig):
             self.layer_attention_heads = [int(h) for h in self.layer_attention_heads]
         if self.layer_conv_modules is not None:
             self.layer_conv_modules = [bool(c) for c in self.layer_conv_modules]
+        if self.sparsity_block_shape is not None:
+            self.sparsity_block_shape = [int(b) for b in self.sparsity_block_shape]
         super().__post_init__(**kwargs)
         self._validate_architecture()
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        """As `PreTrainedConfig.from_dict`, refusing the config of another model type (e.g. a subnet saved as a
+        `SupernetConformerForCTC` by earlier versions of hf_supernet) instead of reading its fields half-understood."""
+        found = config_dict.get("model_type")
+        if found is not None and found != cls.model_type:
+            how = (
+                " It is a supernet, or a subnet saved by an earlier version of hf_supernet: with hf_supernet "
+                "installed, load it with `hf_supernet.SupernetConformerForCTC.from_pretrained(folder)` and convert "
+                "it with `hf_supernet.dense_conformer_from_subnet(model)` (or `model.extract_subnet(spec)` for a "
+                "supernet), then `save_pretrained` the result."
+                if found == "supernet_conformer"
+                else ""
+            )
+            raise ValueError(f"This is a {found!r} config, not a {cls.model_type!r} (ConformerConfig) one.{how}")
+        return super().from_dict(config_dict, **kwargs)
 
     def _validate_architecture(self) -> None:
         if self.subsampling_factor not in (4, 8):

@@ -6,8 +6,9 @@ slicing and no data-dependent Python control flow, so ``torch.export`` (dynamic 
 quantization work on it. Per-layer widths, heads and convolution modules come from the config; a module a layer does
 not have is ``None``.
 
-This file imports only ``torch`` and ``transformers`` so that it travels as remote code (``auto_map``) with a saved
-model: ``AutoModelForCTC.from_pretrained(folder, trust_remote_code=True)`` needs no hf_supernet.
+This file imports only ``torch``, ``transformers`` and its two siblings (``configuration_conformer.py``,
+``checksums.py``: standard library only) so that it travels as remote code (``auto_map``) with a saved model:
+``AutoModelForCTC.from_pretrained(folder, trust_remote_code=True)`` needs no hf_supernet.
 """
 
 import math
@@ -25,6 +26,7 @@ from transformers.modeling_outputs import CausalLMOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
+from .checksums import ChecksummedModelMixin
 from .configuration_conformer import ConformerConfig
 
 
@@ -254,7 +256,10 @@ class ConformerBlock(GradientCheckpointingLayer):
         return self.final_layer_norm(x), weights
 
 
-class ConformerPreTrainedModel(PreTrainedModel):
+class ConformerPreTrainedModel(ChecksummedModelMixin, PreTrainedModel):
+    """(``save_pretrained`` also records the SHA-256 of the weights files, which ``from_pretrained`` of the folder
+    checks: a flipped bit is an error naming the file; see ``checksums.py``.)"""
+
     config_class = ConformerConfig
     config: ConformerConfig
     base_model_prefix = "conformer"
@@ -275,6 +280,11 @@ class ConformerPreTrainedModel(PreTrainedModel):
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor | int) -> torch.Tensor | int:
         """Number of encoder output frames for ``input_lengths`` feature frames."""
         return subsampled_lengths(input_lengths, int(math.log2(self.config.subsampling_factor)))
+
+    def get_input_embeddings(self) -> None:
+        """None: the model reads log-mel features, not token ids. (peft asks when saving an adapter that targets
+        ``lm_head``, a name it treats as an embedding.)"""
+        return None
 
 
 class ConformerModel(ConformerPreTrainedModel):

@@ -37,7 +37,7 @@ from transformers import (
 )
 from transformers.utils import logging
 
-from ...costs import SubnetCosts
+from ...costs import ParamCounts, SubnetCosts
 from ...masks import BlockPlan, build_mask
 from ...masks.folding import evenly_spaced_layers
 from ...modeling_outputs import SupernetCTCOutput
@@ -45,6 +45,7 @@ from ...slicing import FULL, LinearSelection
 from ...subnets import SubnetSpec
 from ...units import REFERENCE_SECONDS
 from ...supernet import _HUB_KWARGS, SupernetMixin
+from ..conformer.checksums import ChecksummedModelMixin
 from .configuration_foldable import (
     FOLDING_CONFIG_FIELDS,
     FoldableHubertConfig,
@@ -136,7 +137,7 @@ def transformer_ctc_flops(config, num_layers: int, num_samples: int, with_head: 
 FoldableCTCOutput = SupernetCTCOutput
 
 
-class FoldableMixin(SupernetMixin):
+class FoldableMixin(SupernetMixin, ChecksummedModelMixin):
     """The subnet API on top of a transformers wav2vec2-family model (a subnet = an unfolding path).
 
     Subclasses name the transformers class they extend as ``stock_class`` (what a path is extracted to) and its
@@ -209,12 +210,18 @@ class FoldableMixin(SupernetMixin):
     def costs_of_plans(self, plans: list[BlockPlan]) -> SubnetCosts:
         """Costs of the model that runs ``plans``: ``params`` are those of the extracted stock model (a block
         counts once per logical layer that runs it; ``hf_supernet.costs.stored_params`` counts it once), FLOPs per
-        second of 16 kHz audio for a ``REFERENCE_SECONDS`` utterance, int8 MB at one byte per parameter."""
-        block_params = [sum(p.numel() for p in block.parameters()) for block in self.stored_layers]
-        params = self.num_parameters() - sum(block_params) + sum(block_params[p.layer_index] for p in plans)
+        second of 16 kHz audio for a ``REFERENCE_SECONDS`` utterance, and the dynamic int8 size (linear weights in one
+        byte, the rest, the convolutional feature encoder included, in fp32; see
+        :class:`~hf_supernet.costs.ParamCounts`)."""
+        blocks = [ParamCounts.of_module(block, nonzero=False) for block in self.stored_layers]
+        counts = ParamCounts.of_module(self, nonzero=False)
+        for block in blocks:  # the stored blocks out, then each block once per logical layer that runs it
+            counts -= block
+        for plan in plans:
+            counts += blocks[plan.layer_index]
         samples = int(REFERENCE_SECONDS * WAVEFORM_SAMPLES_PER_SECOND)
         flops = transformer_ctc_flops(self.config, len(plans), samples, with_head=hasattr(self, "lm_head"))
-        return SubnetCosts(params=params, flops=flops / REFERENCE_SECONDS, int8_mb=params / 1e6)
+        return SubnetCosts(params=counts.params, flops=flops / REFERENCE_SECONDS, int8_mb=counts.int8_mb)
 
     # ------------------------------------------------------------------ loading
     @classmethod

@@ -1,12 +1,12 @@
-"""What a Conformer subnet costs, counted from its block plans: parameters and FLOPs (the convention of
-:mod:`hf_supernet.costs`), and the dense block shapes extraction builds.
+"""What a Conformer subnet costs, counted from its block plans: parameters, FLOPs and the int8 size (the conventions
+of :mod:`hf_supernet.costs`), and the dense block shapes extraction builds.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from ...costs import SubnetCosts
+from ...costs import ParamCounts, SubnetCosts
 from ...masks.base import BlockPlan
 from ...slicing import kept_count, select_channels
 from ...units import FEATURE_FRAMES_PER_SECOND, REFERENCE_SECONDS
@@ -54,54 +54,66 @@ def conformer_block_shape(config, plan: BlockPlan) -> BlockShape:
     return BlockShape(ffn_dims=ffn_dims, heads=heads, conv=conv, densities=densities)
 
 
-def conformer_block_params(config, shape: BlockShape) -> int:
-    """Nonzero parameters of one block of ``shape`` (weights a mask zeroes are not counted)."""
+def _linear(d_in: int, d_out: int, density: float = 1.0, bias: bool = True) -> ParamCounts:
+    """A linear layer ``d_in -> d_out`` (with a bias unless ``bias=False``), whose weight keeps ``density`` of its
+    entries."""
+    return ParamCounts(linear_weights=round(d_in * d_out * density), linear_outputs=d_out, other=d_out * bias,
+                       linear_layers=1)
+
+
+def conformer_block_counts(config, shape: BlockShape) -> ParamCounts:
+    """Nonzero parameters of one block of ``shape`` (weights a mask zeroes are not counted), split as int8 stores
+    them (see :class:`~hf_supernet.costs.ParamCounts`)."""
     d, k = config.hidden_size, config.conv_kernel_size
     inner = shape.heads * (d // config.num_attention_heads)
-    layer_norm = 2 * d  # a BatchNorm (architecture="parakeet") has as many parameters (its statistics are buffers)
-    linear_bias, conv_bias = int(config.attention_bias), int(config.convolution_bias)
-    params = layer_norm  # the final LayerNorm: all that is left of a block whose units are all gone
+    # A BatchNorm (architecture="parakeet") has as many parameters as a LayerNorm (its statistics are buffers).
+    layer_norm = ParamCounts(other=2 * d)
+    linear_bias, conv_bias = bool(config.attention_bias), bool(config.convolution_bias)
+    counts = layer_norm  # the final LayerNorm: all that is left of a block whose units are all gone
     for i, w in enumerate(shape.ffn_dims):
         if w:
             unit = f"ffn{i + 1}"
-            params += layer_norm + (w + d) * linear_bias
-            params += round(d * w * shape.density(f"{unit}.intermediate_dense.weight"))
-            params += round(w * d * shape.density(f"{unit}.output_dense.weight"))
+            counts += layer_norm + _linear(d, w, shape.density(f"{unit}.intermediate_dense.weight"), linear_bias)
+            counts += _linear(w, d, shape.density(f"{unit}.output_dense.weight"), linear_bias)
     if inner:
-        params += layer_norm + (3 * inner + d) * linear_bias
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            params += round(d * inner * shape.density(f"self_attn.{proj}.weight"))
+        counts += layer_norm + _linear(inner, d, shape.density("self_attn.out_proj.weight"), linear_bias)
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            counts += _linear(d, inner, shape.density(f"self_attn.{proj}.weight"), linear_bias)
         if config.architecture == "parakeet":  # relative_k_proj (no bias), bias_u, bias_v
-            params += round(d * inner * shape.density("self_attn.relative_k_proj.weight")) + 2 * inner
+            counts += _linear(d, inner, shape.density("self_attn.relative_k_proj.weight"), bias=False)
+            counts += ParamCounts(other=2 * inner)
     if shape.conv:
-        params += 2 * layer_norm + (2 * d + d + d) * conv_bias
-        params += round(d * 2 * d * shape.density("conv_module.pointwise_in.weight"))
-        params += round(d * k * shape.density("conv_module.depthwise_conv.weight"))
-        params += round(d * d * shape.density("conv_module.pointwise_out.weight"))
-    return params
+        counts += layer_norm + layer_norm  # before the module and after the depthwise conv
+        counts += _linear(d, 2 * d, shape.density("conv_module.pointwise_in.weight"), conv_bias)
+        depthwise = round(d * k * shape.density("conv_module.depthwise_conv.weight")) + d * conv_bias
+        counts += ParamCounts(other=depthwise)
+        counts += _linear(d, d, shape.density("conv_module.pointwise_out.weight"), conv_bias)
+    return counts
 
 
-def conformer_frontend_params(config) -> int:
+def conformer_frontend_counts(config) -> ParamCounts:
     c, freq = config.subsampling_conv_channels, config.num_mel_bins
     num_convs = 2 if config.subsampling_factor == 4 else 3
-    params = 9 * c + c  # first 3x3 conv, 1 -> c channels
-    params += (num_convs - 1) * ((9 * c + c) + (c * c + c))  # depthwise 3x3 + pointwise 1x1
+    convs = 9 * c + c  # first 3x3 conv, 1 -> c channels
+    convs += (num_convs - 1) * ((9 * c + c) + (c * c + c))  # depthwise 3x3 + pointwise 1x1
     freq = strided_conv_length(freq, num_convs)
-    return params + c * freq * config.hidden_size + config.hidden_size
+    return ParamCounts(other=convs) + _linear(c * freq, config.hidden_size)
 
 
-def conformer_head_params(config) -> int:
-    return config.hidden_size * config.vocab_size + config.vocab_size
+def conformer_head_counts(config) -> ParamCounts:
+    return _linear(config.hidden_size, config.vocab_size)
 
 
 def conformer_params(config, plans: list[BlockPlan], with_head: bool = True) -> int:
     """Parameters of the dense model that runs ``plans`` (what ``extract_subnet(...).num_parameters()`` gives)."""
-    return _params_of_shapes(config, [conformer_block_shape(config, p) for p in plans], with_head)
+    return _counts_of_shapes(config, [conformer_block_shape(config, p) for p in plans], with_head).params
 
 
-def _params_of_shapes(config, shapes: list[BlockShape], with_head: bool) -> int:
-    total = conformer_frontend_params(config) + sum(conformer_block_params(config, shape) for shape in shapes)
-    return total + (conformer_head_params(config) if with_head else 0)
+def _counts_of_shapes(config, shapes: list[BlockShape], with_head: bool) -> ParamCounts:
+    total = conformer_frontend_counts(config)
+    for shape in shapes:
+        total += conformer_block_counts(config, shape)
+    return total + (conformer_head_counts(config) if with_head else ParamCounts())
 
 
 def conformer_flops(config, plans: list[BlockPlan], num_frames: int, with_head: bool = True) -> int:
@@ -151,9 +163,17 @@ def conformer_block_flops(config, shape: BlockShape, t: int) -> float:
 
 def costs_of_plans(config, plans: list[BlockPlan], with_head: bool = True) -> SubnetCosts:
     shapes = [conformer_block_shape(config, p) for p in plans]  # once: search scores thousands of subnets
-    params = _params_of_shapes(config, shapes, with_head)
+    counts = _counts_of_shapes(config, shapes, with_head)
     frames = int(REFERENCE_SECONDS * FEATURE_FRAMES_PER_SECOND)
     flops = _flops_of_shapes(config, shapes, frames, with_head) / REFERENCE_SECONDS
-    return SubnetCosts(params=params, flops=float(flops), int8_mb=params / 1e6)
+    return SubnetCosts(params=counts.params, flops=float(flops), int8_mb=counts.int8_mb)
+
+
+def dense_conformer_costs(config, with_head: bool = True) -> SubnetCosts:
+    """Costs of the plain dense Conformer of ``config`` (a ``ConformerConfig``, e.g. an extracted subnet's or a
+    deployed folder's), counted from its architecture alone: every weight (a pruned subnet's zeros are in its weights,
+    not its config; the supernet's ``subnet_costs(spec)`` counts them out)."""
+    plans = [BlockPlan(layer_index=i) for i in range(config.num_hidden_layers)]
+    return costs_of_plans(config, plans, with_head=with_head)
 
 

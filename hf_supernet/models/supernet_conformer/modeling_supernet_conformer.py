@@ -49,7 +49,10 @@ from ...slicing import select_channels as _select
 from ...subnets import SubnetSpec
 from ...supernet import SupernetMixin
 from ...units import FEATURE_FRAMES_PER_SECOND
+from ..conformer import ConformerConfig, ConformerForCTC, ConformerModel
+from ..conformer.checksums import ChecksummedModelMixin
 from ..conformer.modeling_conformer import (
+    ConformerBlock,
     ConformerSubsampling,
     apply_rotary,
     frame_mask,
@@ -421,7 +424,10 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
         return {f"{unit}.{k}": v for unit, state in parts.items() for k, v in state.items()}
 
 
-class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
+class SupernetConformerPreTrainedModel(SupernetMixin, ChecksummedModelMixin, PreTrainedModel):
+    """(``save_pretrained`` also records the SHA-256 of the weights, which ``from_pretrained`` checks: a bit flip is
+    an error; see :mod:`hf_supernet.integrity`.)"""
+
     config_class = SupernetConformerConfig
     config: SupernetConformerConfig
     base_model_prefix = "conformer"
@@ -451,12 +457,13 @@ class SupernetConformerPreTrainedModel(SupernetMixin, PreTrainedModel):
 
     # ------------------------------------------------------------------ the family's part of the subnet API
     @torch.no_grad()
-    def extract_dense_subnet(self, spec: SubnetSpec) -> SupernetConformerPreTrainedModel:
-        """The dense Conformer ``spec`` runs: this class with a smaller config (no adapters; see
+    def extract_dense_subnet(self, spec: SubnetSpec) -> ConformerForCTC | ConformerModel:
+        """The plain dense Conformer ``spec`` runs: a ``ConformerForCTC`` (``ConformerModel`` for the bare encoder)
+        of the subnet's architecture, without adapters (see
         :meth:`~hf_supernet.supernet.SupernetMixin.extract_subnet`)."""
         return extraction.extract_dense_subnet(self, spec)
 
-    def subnet_config(self, spec: SubnetSpec) -> SupernetConformerConfig:
+    def subnet_config(self, spec: SubnetSpec) -> ConformerConfig:
         """The config of the dense model ``extract_subnet(spec)`` returns, without copying any weight."""
         if self.config.architecture == "parakeet":
             return parakeet.subnet_config(self, spec)
@@ -596,18 +603,20 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         return self.conformer.mask
 
     @classmethod
-    def fold(cls, model: SupernetConformerForCTC, num_physical_layers: int, *, seed_layers: list[int] | None = None,
-             **config_overrides) -> SupernetConformerForCTC:
+    def fold(cls, model: SupernetConformerForCTC | ConformerForCTC, num_physical_layers: int, *,
+             seed_layers: list[int] | None = None, **config_overrides) -> SupernetConformerForCTC:
         """A ``mask_type="folding"`` supernet storing ``num_physical_layers`` blocks copied from a trained plain
-        Conformer ``model`` (Unfolding starts from a trained model): the front end and the CTC head are ``model``'s,
+        Conformer ``model`` (Unfolding starts from a trained model): a dense ``ConformerForCTC`` (e.g. an extracted
+        subnet trained on its own) or a supernet of one architecture. The front end and the CTC head are ``model``'s,
         stored block ``j`` is a copy of its layer ``seed_layers[j]`` (default: evenly spaced, first and last
         included), and the deepest unfolding path has ``model``'s depth. ``config_overrides`` set other config
         fields (e.g. ``unfolding_depths``)."""
         source = model.config
-        plain = source.mask_type != "folding" and source.num_physical_layers == source.num_hidden_layers
-        if not plain or source.ctc_head_per_depth or source.layer_ffn_dims or source.layer_attention_heads or (
-            source.layer_conv_modules
-        ):
+        plain = isinstance(model, ConformerForCTC) or (
+            source.mask_type != "folding" and source.num_physical_layers == source.num_hidden_layers
+            and not source.ctc_head_per_depth
+        )
+        if not plain or source.layer_ffn_dims or source.layer_attention_heads or source.layer_conv_modules:
             raise ValueError(
                 "fold() copies the layers of a plain Conformer (every layer the same shape, one CTC head, not itself "
                 "folded); extract a subnet of the same width in every layer first."
@@ -618,12 +627,15 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
             raise ValueError(
                 f"seed_layers={seed_layers} must name {num_physical_layers} layers of the model's 0..{depth - 1}."
             )
-        values = {k: v for k, v in source.to_dict().items() if k not in ("model_type", "transformers_version",
-                                                                           "architectures")}
+        # The supernet config's own fields (a dense config's provenance and feature hop are not among them).
+        not_copied = (
+            "model_type", "transformers_version", "architectures", "feature_hop_length", "sparsity_block_shape"
+        )
+        values = {k: v for k, v in source.to_dict().items() if k not in not_copied}
         values.update(mask_type="folding", num_physical_layers=num_physical_layers, selected_subnets=None,
                       subnet_spec=None, unfolding_depths=None, unfolding_patterns=None)
         values.update(config_overrides)
-        folded = cls(type(source)(**values))
+        folded = cls(SupernetConformerConfig(**values))
         weights = model.state_dict()
         prefix = "conformer.layers."
         state = {}
@@ -711,36 +723,44 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         )
         return output if return_dict else output.to_tuple()
 
-    def latency_parts(self, config: SupernetConformerConfig, seconds: float) -> list[tuple[str, Callable]]:
-        """The parts whose latencies add up to a dense model of ``config`` on ``seconds`` of audio (front end + head,
-        then each block), each as ``(key, make_runner)``: equal keys time the same computation, so a latency table
-        times each distinct part once (see :mod:`hf_supernet.latency`)."""
+    def latency_parts(self, config, seconds: float) -> list[tuple[str, Callable]]:
+        """The parts whose latencies add up to the dense model of ``config`` (a ``ConformerConfig``, or this
+        supernet's config for the whole model) on ``seconds`` of audio (front end + head, then each block), each as
+        ``(key, make_runner)``: equal keys time the same computation, so a latency table times each distinct part
+        once (see :mod:`hf_supernet.latency`). The parts are the plain dense model's own modules, which is what an
+        extracted subnet runs (for a Parakeet-architecture supernet, the stock ``ParakeetForCTC``'s)."""
         if self.config.architecture == "parakeet":
             return parakeet.latency_parts(self, config, seconds)
+        if not isinstance(config, ConformerConfig):
+            config = extraction.subnet_config(config, self.mask.full_plans(), None)
+        if config._attn_implementation is None:  # a config no model was built from: the dense model's default
+            config._attn_implementation = "sdpa"
         frames = int(seconds * FEATURE_FRAMES_PER_SECOND)
         t = self._get_feat_extract_output_lengths(frames)
         d = config.hidden_size
         front_key = (config.num_mel_bins, config.subsampling_factor, config.subsampling_conv_channels, d, config.vocab_size, frames)
 
         def front_and_head():
-            subsampling, head = SupernetConformerSubsampling(config).eval(), nn.Linear(d, config.vocab_size)
+            subsampling, head = ConformerSubsampling(config).eval(), nn.Linear(d, config.vocab_size)
             features, lengths = torch.randn(1, frames, config.num_mel_bins), torch.tensor([frames])
             return lambda: head(subsampling(features, lengths)[0])
 
         def block_runner(layer: int):
             def make():
-                block = SupernetConformerBlock(config, layer).eval()
-                cos, sin = rotary_cos_sin(t, d // config.num_attention_heads, config.rope_theta, "cpu", torch.float32)
-                x, plan = torch.randn(1, t, d), BlockPlan(layer_index=layer)
-                return lambda: block(x, (cos, sin), None, plan)
+                block = ConformerBlock(config, layer).eval()
+                cos, sin = rotary_cos_sin(t, config.head_dim, config.rope_theta, "cpu", torch.float32)
+                x, frames_mask = torch.randn(1, t, d), frame_mask(torch.tensor([t]), t)
+                key_mask = torch.zeros(1, 1, 1, t)
+                return lambda: block(x, cos, sin, key_mask, frames_mask)
 
             return make
 
-        parts = [(f"conformer_front_head:{front_key}", front_and_head)]
+        parts = [(f"dense_conformer_front_head:{front_key}", front_and_head)]
         for i in range(config.num_hidden_layers):
-            shape = (d, d // config.num_attention_heads, config.heads_of_layer(i), config.ffn_dims_of_layer(i),
-                     config.has_conv_module(i), config.conv_kernel_size, config.hidden_act, t)
-            parts.append((f"conformer_block:{shape}", block_runner(i)))
+            shape = (d, config.head_dim, config.heads_of_layer(i), config.ffn_dims_of_layer(i),
+                     config.has_conv_module(i), config.conv_kernel_size, config.hidden_act,
+                     config._attn_implementation, t)
+            parts.append((f"dense_conformer_block:{shape}", block_runner(i)))
         return parts
 
     def ctc_loss(self, logits: torch.Tensor, output_lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,31 +1,17 @@
-"""Extracted ``SupernetConformerForCTC`` subnet -> plain dense :class:`ConformerForCTC` (same logits).
+"""A ``SupernetConformerForCTC`` subnet saved before subnets extracted to the plain dense model -> the plain dense
+:class:`ConformerForCTC` (same logits).
 
-An extracted subnet is already one fixed architecture (per-layer widths, heads and convolution modules in its
-config), stored with the supernet's module names, which the dense model keeps: the conversion copies the
-architecture fields and loads the weights as they are (strictly: every weight has its place)."""
+``extract_subnet`` returns a ``ConformerForCTC`` itself; checkpoints of subnets written by earlier versions (a
+``SupernetConformerForCTC`` of one architecture: ``model_type`` ``"supernet_conformer"``) still load with
+``SupernetConformerForCTC.from_pretrained`` (or ``AutoModelForCTC`` after ``import hf_supernet``), and this converts
+them: such a model's space holds one subnet, the whole model, whose extraction copies every weight as it is."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from ..conformer import ConformerConfig, ConformerForCTC, ConformerModel
-from .modeling_supernet_conformer import SupernetConformerForCTC, SupernetConformerModel
-
-# The architecture (and training-loss) fields of the dense config, all of which the supernet config has too.
-_DENSE_FIELDS = tuple(ConformerConfig.__annotations__)
-
-
-def _dense_class_of(model) -> type | None:
-    targets = ((SupernetConformerForCTC, ConformerForCTC), (SupernetConformerModel, ConformerModel))
-    return next((dense for source, dense in targets if isinstance(model, source)), None)
-
-
-def dense_config_from_subnet(config) -> ConformerConfig:
-    """The :class:`ConformerConfig` of the architecture a one-architecture supernet config describes."""
-    values = config.to_dict()
-    return ConformerConfig(**{name: values[name] for name in _DENSE_FIELDS if name in values})
+from ..conformer import ConformerForCTC, ConformerModel
+from .modeling_supernet_conformer import SupernetConformerPreTrainedModel
 
 
 def _check_one_architecture(model) -> None:
@@ -33,12 +19,12 @@ def _check_one_architecture(model) -> None:
     if getattr(model, "depth_heads", None) or config.num_physical_layers != config.num_hidden_layers:
         raise ValueError(
             "This model is a supernet (CTC heads per depth, or folded blocks), not one architecture; extract a "
-            "subnet first: dense_conformer_from_subnet(model.extract_subnet(spec)), or pass spec=."
+            "subnet instead: model.extract_subnet(spec), or pass spec=."
         )
     if space.largest() != space.smallest():
         raise ValueError(
             f"This {type(model).__name__} still holds a space of subnets (mask_type={config.mask_type!r}); pick one "
-            "and extract it: dense_conformer_from_subnet(model.extract_subnet(spec)), or pass spec=."
+            "and extract it: model.extract_subnet(spec), or pass spec=."
         )
 
 
@@ -47,28 +33,29 @@ def dense_conformer_from_subnet(model, spec=None) -> ConformerForCTC | Conformer
     """The plain dense model computing what ``model`` computes.
 
     Args:
-        model: an extracted subnet (the output of ``supernet.extract_subnet(spec)`` for any mask type, or a subnet
-            checkpoint loaded with ``SupernetConformerForCTC.from_pretrained``), a ``SupernetConformerForCTC`` or a
-            bare ``SupernetConformerModel`` encoder (which gives a ``ConformerModel``).
-        spec: if given, ``model`` is a supernet and ``spec`` the subnet to extract and convert.
+        model: a one-architecture ``SupernetConformerForCTC`` (a subnet checkpoint saved by an earlier version,
+            loaded with ``SupernetConformerForCTC.from_pretrained``) or ``SupernetConformerModel``; a supernet with
+            ``spec``; or a ``ConformerForCTC`` / ``ConformerModel``, returned as it is.
+        spec: if given, ``model`` is a supernet and ``spec`` the subnet to extract (``model.extract_subnet(spec)``).
 
     Returns:
-        A :class:`ConformerForCTC` (or :class:`ConformerModel`) on the same device and dtype, in the same
-        train/eval mode, whose logits equal ``model``'s (<= 1e-4).
+        A :class:`ConformerForCTC` (a :class:`ConformerModel` for a bare encoder) on the same device and dtype, in
+        the same train/eval mode, whose logits equal ``model``'s (<= 1e-4), keeping the ``subnet_spec`` an old
+        checkpoint recorded.
     """
-    if spec is not None:
-        model = model.extract_subnet(spec)
-    target = _dense_class_of(model)
-    if target is None:
+    if isinstance(model, (ConformerForCTC, ConformerModel)) and spec is None:
+        return model
+    if not isinstance(model, SupernetConformerPreTrainedModel):
         raise TypeError(
             f"dense_conformer_from_subnet converts SupernetConformerForCTC / SupernetConformerModel subnets, got a "
             f"{type(model).__name__} (a peft model: merge_and_unload() it first)."
         )
+    if spec is not None:
+        return model.extract_subnet(spec)
     _check_one_architecture(model)
-    dense = target(dense_config_from_subnet(model.config))
-    prefix = "" if model.base_model is model else f"{model.base_model_prefix}."
-    # The mask's own state (scores, pruning ranks) carved the subnet; a one-architecture model needs none of it.
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith(f"{prefix}mask.")}
-    dense.load_state_dict(state, strict=True)
-    parameter = next(model.parameters())
-    return dense.to(device=parameter.device, dtype=parameter.dtype).train(model.training)
+    dense = model.extract_subnet(model.subnet_space.largest())
+    dense.config.subnet_spec = model.config.subnet_spec  # what the old checkpoint was cut with, not its trivial spec
+    return dense
+
+
+__all__ = ["dense_conformer_from_subnet"]
