@@ -54,6 +54,17 @@ def conformer_block_shape(config, plan: BlockPlan) -> BlockShape:
     return BlockShape(ffn_dims=ffn_dims, heads=heads, conv=conv, densities=densities)
 
 
+# These functions cost supernet configs and the dense ConformerConfig alike; the dense model has no Parakeet blocks
+# and always has biases.
+def _is_parakeet(config) -> bool:
+    return getattr(config, "architecture", "conformer") == "parakeet"
+
+
+def _biases(config) -> tuple[bool, bool]:
+    """(linear layers of the attention and feed-forward modules, convolutions) have biases."""
+    return bool(getattr(config, "attention_bias", True)), bool(getattr(config, "convolution_bias", True))
+
+
 def _linear(d_in: int, d_out: int, density: float = 1.0, bias: bool = True) -> ParamCounts:
     """A linear layer ``d_in -> d_out`` (with a bias unless ``bias=False``), whose weight keeps ``density`` of its
     entries."""
@@ -68,7 +79,7 @@ def conformer_block_counts(config, shape: BlockShape) -> ParamCounts:
     inner = shape.heads * (d // config.num_attention_heads)
     # A BatchNorm (architecture="parakeet") has as many parameters as a LayerNorm (its statistics are buffers).
     layer_norm = ParamCounts(other=2 * d)
-    linear_bias, conv_bias = bool(config.attention_bias), bool(config.convolution_bias)
+    linear_bias, conv_bias = _biases(config)
     counts = layer_norm  # the final LayerNorm: all that is left of a block whose units are all gone
     for i, w in enumerate(shape.ffn_dims):
         if w:
@@ -79,7 +90,7 @@ def conformer_block_counts(config, shape: BlockShape) -> ParamCounts:
         counts += layer_norm + _linear(inner, d, shape.density("self_attn.out_proj.weight"), linear_bias)
         for proj in ("q_proj", "k_proj", "v_proj"):
             counts += _linear(d, inner, shape.density(f"self_attn.{proj}.weight"), linear_bias)
-        if config.architecture == "parakeet":  # relative_k_proj (no bias), bias_u, bias_v
+        if _is_parakeet(config):  # relative_k_proj (no bias), bias_u, bias_v
             counts += _linear(d, inner, shape.density("self_attn.relative_k_proj.weight"), bias=False)
             counts += ParamCounts(other=2 * inner)
     if shape.conv:
@@ -150,7 +161,7 @@ def conformer_block_flops(config, shape: BlockShape, t: int) -> float:
     if inner:
         flops += sum(2 * t * d * inner * shape.density(f"self_attn.{p}.weight") for p in ("q_proj", "k_proj", "v_proj", "out_proj"))
         flops += 2 * 2 * t * t * inner  # scores and weighted values
-        if config.architecture == "parakeet":  # relative keys of the 2t - 1 relative positions, their scores
+        if _is_parakeet(config):  # relative keys of the 2t - 1 relative positions, their scores
             positions = 2 * t - 1
             flops += 2 * positions * d * inner * shape.density("self_attn.relative_k_proj.weight")
             flops += 2 * t * positions * inner
