@@ -81,7 +81,8 @@ def test_robustness_benchmark_scores_the_quickstart_subnets_through_the_pipeline
     spec.loader.exec_module(bench)
     with pytest.raises(FileNotFoundError, match="run scripts/quickstart.py first"):
         bench.main(["--smoke", "--skip_training", "--output_dir", str(tmp_path / "missing"), "--results_dir", str(tmp_path)])
-    result = bench.main(["--smoke", "--output_dir", str(tmp_path / "quickstart"), "--results_dir", str(tmp_path), "--threads", "1"])
+    result = bench.main(["--smoke", "--output_dir", str(tmp_path / "quickstart"), "--results_dir", str(tmp_path), "--threads", "1",
+                         "--quickstart_args", "--train_data connected"])
     assert result["main_job_minutes"] > 0
     assert list(result["subnets"])[:2] == ["largest", "smallest"]
     assert set(result["sizes"]) == {"isolated", "isolated_silence_noise", "connected"}
@@ -89,6 +90,11 @@ def test_robustness_benchmark_scores_the_quickstart_subnets_through_the_pipeline
         for scores in subnet["scores"].values():
             assert scores["wer"]["low"] <= scores["wer"]["rate"] <= scores["wer"]["high"]
     assert {row["goal"] for row in result["goals"]} == set(bench.GOALS)
-    assert all(row["verdict"] in {"met", "missed", "undecided"} for row in result["goals"])
+    verdicts = {row["goal"]: row["verdict"] for row in result["goals"]}
+    assert verdicts["largest_connected_wer"] in {"met", "missed", "undecided"}
+    # A few smoke steps leave the model at chance: its ratios are no evidence, and the table says so.
+    assert result["subnets"]["largest"]["scores"]["connected"]["wer"]["rate"] >= bench.CHANCE_WER
+    assert verdicts["smallest_over_largest_connected"].startswith("not meaningful")
+    assert "--train_data connected" in (tmp_path / "quickstart_robustness.md").read_text()
     assert json.loads((tmp_path / "quickstart_robustness.json").read_text()) == result
     assert "| goal |" in (tmp_path / "quickstart_robustness.md").read_text()

@@ -110,11 +110,13 @@ def load_connected_digits(
     num_test: int = 200,
     train_config: ConnectedDigitsConfig = CONNECTED_TRAIN,
     test_config: ConnectedDigitsConfig = CONNECTED_TEST,
+    train_on: str = "connected",
 ) -> SpeechData:
     """Spoken digits for a model that must work on a person's own recording.
 
     - ``train``: :class:`~hf_supernet.data.ConnectedDigits` strings drawn on the fly from 90% of the train recordings
-      (raw audio: the collator computes features per batch; every index is a new string);
+      (raw audio: the collator computes features per batch; every index is a new string), or with
+      ``train_on="isolated"`` those recordings as they are (features computed, a ``length`` column);
     - ``dev``: ``num_dev`` fixed connected strings from the held-out 10% of the train recordings (search and early
       stopping never see a test recording);
     - ``test``: the isolated test clips, features computed (the clean score, comparable with earlier tables);
@@ -131,7 +133,12 @@ def load_connected_digits(
         num_dev, num_test = min(num_dev, 8), min(num_test, 8)
     held_out = recordings.train_test_split(test_size=0.1, seed=seed)
     processor = build_processor(tokenizer)
-    train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
+    if train_on == "connected":
+        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
+    elif train_on == "isolated":
+        train = prepare_dataset(held_out["train"], processor)
+    else:
+        raise ValueError(f"train_on must be 'connected' or 'isolated', got {train_on!r}.")
     dev = ConnectedDigits(held_out["test"], num_dev, test_config, seed=CONNECTED_DEV_SEED)
     test_connected = ConnectedDigits(test_recordings, num_test, test_config, seed=CONNECTED_TEST_SEED)
     collator = DataCollatorCTCWithPadding(processor, spec_augment=SPEC_AUGMENT if spec_augment and not smoke else None)
