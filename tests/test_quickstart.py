@@ -96,5 +96,11 @@ def test_robustness_benchmark_scores_the_quickstart_subnets_through_the_pipeline
     assert result["subnets"]["largest"]["scores"]["connected"]["wer"]["rate"] >= bench.CHANCE_WER
     assert verdicts["smallest_over_largest_connected"].startswith("not meaningful")
     assert "--train_data connected" in (tmp_path / "quickstart_robustness.md").read_text()
+    # --render_only recomputes the goals from the JSON alone (the trained folders are gone).
+    import shutil
+
+    shutil.rmtree(tmp_path / "quickstart")
+    rendered = bench.main(["--render_only", "--results_dir", str(tmp_path)])
+    assert rendered["goals"] == result["goals"] and rendered["subnets"] == json.loads(json.dumps(result["subnets"]))
     assert json.loads((tmp_path / "quickstart_robustness.json").read_text()) == result
     assert "| goal |" in (tmp_path / "quickstart_robustness.md").read_text()
