@@ -96,3 +96,10 @@ def test_noise_colors_restrict_the_drawn_noise(fsdd):
     with pytest.raises(ValueError, match="noise_colors"):
         ConnectedDigitsConfig(noise_colors=("purple",))
     assert ConnectedDigitsConfig(noise_colors="pink").noise_colors == ("pink",)
+
+
+def test_the_recipe_names_the_training_sets_it_knows():
+    from hf_supernet.training.recipes import load_connected_digits
+
+    with pytest.raises(ValueError, match="train_on must be 'connected' or 'isolated'"):
+        load_connected_digits(train_on="both")

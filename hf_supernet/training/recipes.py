@@ -9,8 +9,9 @@ numbers to be comparable, so the data split, model size and training arguments l
   and noise (:func:`load_connected_digits`, the quickstart: what a person's own recording sounds like);
 - a character tokenizer (10 words, 15 letters and the space: CTC needs no word pieces here);
 - a 4 x 144 Conformer (FFN 576, kernel 15, ~2.2 M parameters: the size of the 2.5 M-parameter Parakeet baseline);
-- AdamW at 2e-3 with 100 warm-up steps and linear decay, batches of 32 grouped by length (the quickstart: batches
-  of connected strings drawn at random), SpecAugment (5% time and frequency masks), sandwich with TODM's quarter batch split and KL distillation.
+- AdamW at 2e-3 with 100 warm-up steps and linear decay, batches of 32 grouped by length (connected strings: batches
+  of 16 drawn at random), SpecAugment (5% time and frequency masks), sandwich with TODM's quarter batch split and KL
+  distillation.
 
 :func:`recipe_trainer_class` adds the Mini LibriSpeech recipe's SortaGrad sampling and Eden schedule to a trainer.
 """
@@ -123,6 +124,8 @@ def load_connected_digits(
     - ``test_connected``: ``num_test`` fixed connected strings from the test recordings only.
 
     ``smoke`` keeps every 20th train and 10th test recording and a handful of strings."""
+    if train_on not in ("connected", "isolated"):
+        raise ValueError(f"train_on must be 'connected' or 'isolated', got {train_on!r}.")
     splits = load_speech_dataset(source)
     recordings, test_recordings = splits["train"], splits["test"]
     # A character tokenizer over the digit words and the space between them (isolated clips have no space).
@@ -135,10 +138,8 @@ def load_connected_digits(
     processor = build_processor(tokenizer)
     if train_on == "connected":
         train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
-    elif train_on == "isolated":
-        train = prepare_dataset(held_out["train"], processor)
     else:
-        raise ValueError(f"train_on must be 'connected' or 'isolated', got {train_on!r}.")
+        train = prepare_dataset(held_out["train"], processor)
     dev = ConnectedDigits(held_out["test"], num_dev, test_config, seed=CONNECTED_DEV_SEED)
     test_connected = ConnectedDigits(test_recordings, num_test, test_config, seed=CONNECTED_TEST_SEED)
     collator = DataCollatorCTCWithPadding(processor, spec_augment=SPEC_AUGMENT if spec_augment and not smoke else None)
