@@ -1,12 +1,13 @@
 """Claims benchmark (issue 15): is each subnet as good as the same architecture trained alone? Several seeds, runs
 to convergence, paired bootstrap confidence intervals.
 
-Instrument `digits` (this script's first): connected spoken digits (`hf_supernet.data.ConnectedDigits`): strings of
-1-5 digits with pauses, silence, noise, gain and speed perturbation, built on the fly from the FSDD train recordings
-(minus a held-out tenth whose strings form the dev set for early stopping); test = 300 fixed strings of 2-7 digits
-built from the FSDD *test* recordings only. Model: an 8-layer, 96-dim Conformer-CTC (FFN 384, 4x subsampling, char
-CTC) with a search space in TODM's proportions (drop the top 0, 2 or 3 of 8 layers, FFN widths 1/8 .. 1). [A first
-configuration, 64 dims at 8x subsampling, stayed on the CTC blank plateau for 2600 steps: not a usable instrument.]
+Instrument `digits` (this script's first): connected spoken digits (`hf_supernet.training.recipes.
+load_connected_digits`, the quickstart's data path): strings of 1-5 digits with pauses, silence, noise, gain and speed
+perturbation, built on the fly from the FSDD train recordings (minus a held-out tenth whose strings form the dev set
+for early stopping); test = 300 fixed strings of 2-7 digits built from the FSDD *test* recordings only. Model: an
+8-layer, 144-dim Conformer-CTC (FFN 576, 4x subsampling, char CTC) with a search space in TODM's proportions (drop the
+top 0, 2 or 3 of 8 layers, FFN widths 1/8 .. 1). [Two earlier configurations were not usable instruments: 64 dims at
+8x subsampling stayed on the CTC blank plateau for 2600 steps, 96 dims at 4x had barely left it after 1600.]
 
 Arms (one training run per arm and seed; each finished run appends one JSON line to `claims_runs.jsonl` and a rerun
 skips it; an interrupted run resumes from its last checkpoint in `--work_dir`):
@@ -35,7 +36,7 @@ Supernets of Omni-sparsity and OrthoSoftmax use the twins' optimizer, rate and s
 rates); each keeps its own sandwich, batch split and distillation.
 
 Instrument `librispeech` (`--instrument librispeech`, TODM arms only): Mini LibriSpeech's 1282 training utterances
-(train_full, 4.46 h), scored on its test speakers; the same 8-layer, 96-dim model and search space; every
+(train_full, 4.46 h), scored on its test speakers; the same 8-layer, 144-dim model and search space; every
 run trains for `--cpu_budget_minutes` of CPU with ScaledAdam + Eden and SortaGrad (Adam does not leave the CTC
 plateau within such budgets), scored by test CER, WER and CTC loss per frame.
 
@@ -74,7 +75,6 @@ import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import ConformerForCTC, SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.atomic import atomic_file
 from hf_supernet.data import (
-    ConnectedDigits,
     DataCollatorCTCWithPadding,
     SpecAugmentCallback,
     build_processor,
@@ -92,7 +92,7 @@ from hf_supernet.paper_recipes import recipe_training_arguments
 from hf_supernet.search import collate_batches, evaluate_subnet
 from hf_supernet.training import OptimizerSwitchMixin, SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.callbacks import EarlyStoppingFromStepCallback
-from hf_supernet.training.recipes import CONNECTED_TEST, CONNECTED_TRAIN, recipe_trainer_class
+from hf_supernet.training.recipes import load_connected_digits, recipe_trainer_class
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "results")
 SHARED_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
@@ -100,7 +100,6 @@ RUNS_FILE = "claims_runs.jsonl"
 NAME = "claims"
 GOAL = 1.05  # issue 15: every subnet's WER/CER <= 1.05x its separately trained twin's
 COST_GOAL = 0.5  # issue 15: supernet CPU <= 0.5x the sum of the separate runs
-DIGIT_WORDS = "zero one two three four five six seven eight nine".split()
 SPEC_AUGMENT = {"mask_time_prob": 0.05, "mask_feature_prob": 0.05}
 # One ingredient of the TODM preset changed per ablation (issue 15, item 3).
 ABLATIONS = {
@@ -221,23 +220,14 @@ def expand_arms(spec: str, parser) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------- data
 def digits_data(args):
-    """Tokenizer/processor, the on-the-fly training set, and the fixed dev and test sets (collated once)."""
-    train_recordings = load_speech_dataset(args.fsdd, "train")
-    test_recordings = load_speech_dataset(args.fsdd, "test")
-    # A tenth of the train recordings, held out by recording, make the dev strings (early stopping never sees test).
-    held_out = train_recordings.train_test_split(test_size=0.1, seed=0)
-    tokenizer = train_tokenizer([" ".join(DIGIT_WORDS)] * 10, model_type="char")
-    processor = build_processor(tokenizer)
-    # The quickstart's strings: 1-5 digits for training, 2-7 with 0-1 s of silence for dev and test.
-    train_config, test_config = CONNECTED_TRAIN, CONNECTED_TEST
-    sizes = (64, 8, 8) if args.smoke else (10**7, 150, 300)
-    return {
-        "processor": processor,
-        "tokenizer": tokenizer,
-        "train": ConnectedDigits(held_out["train"], sizes[0], train_config, seed=1000),
-        "dev": [ConnectedDigits(held_out["test"], sizes[1], test_config, seed=2000)[i] for i in range(sizes[1])],
-        "test": ConnectedDigits(test_recordings, sizes[2], test_config, seed=3000),
-    }
+    """The connected-digit strings of `load_connected_digits` (the quickstart's data path): training strings of 1-5
+    digits drawn on the fly from 90% of the FSDD train recordings, 150 dev strings from the held-out tenth (early
+    stopping never sees a test recording) and 300 test strings of 2-7 digits from the test recordings only. The
+    recordings' split and the strings are the same for every run seed (seed 0), so runs differ only in their own
+    seed."""
+    data = load_connected_digits(args.fsdd, seed=0, smoke=args.smoke, spec_augment=False, num_dev=150, num_test=300)
+    return {"processor": data.processor, "tokenizer": data.processor.tokenizer, "train": data.train,
+            "dev": data.dev, "test": data.test_connected}
 
 
 def librispeech_data(args):
@@ -255,14 +245,14 @@ def librispeech_data(args):
 
 
 def model_config(tokenizer, smoke: bool, recipe: str = "todm", **overrides) -> SupernetConformerConfig:
-    """The benchmark's 8-layer, 96-dim Conformer (both instruments) with a paper recipe's mask type and search space.
+    """The benchmark's 8-layer, 144-dim Conformer (both instruments) with a paper recipe's mask type and search space.
     4x subsampling: Mini LibriSpeech reads 14 characters a second and needs a CTC frame for every character (8x
     leaves most utterances infeasible, see mini_librispeech_recipe.md); on the digits, 8x at 64 dims never left the
-    CTC blank plateau."""
+    CTC blank plateau and 96 dims at 4x barely did; 144 is the quickstart model's width."""
     size = (
         {"hidden_size": 16, "intermediate_size": 32, "subsampling_conv_channels": 8, "num_attention_heads": 2}
         if smoke
-        else {"hidden_size": 96, "intermediate_size": 384, "subsampling_conv_channels": 96, "num_attention_heads": 4}
+        else {"hidden_size": 144, "intermediate_size": 576, "subsampling_conv_channels": 96, "num_attention_heads": 4}
     )
     values = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, "num_hidden_layers": 8,
               "conv_kernel_size": 15, "subsampling_factor": 4, "layer_drop_choices": [0, 2, 3], **size, **overrides}
