@@ -47,6 +47,16 @@ def test_features_are_80_bin_log_mel_at_100_frames_per_second(feature_extractor)
     assert int(features["attention_mask"].sum()) == 100
 
 
+def test_no_frame_is_padding_in_every_utterance(feature_extractor):
+    # Parakeet's centred STFT yields one frame more than the valid ones; a decoder that ignores the attention mask
+    # (the unchunked ASR pipeline) would decode it, so the batch ends with its longest utterance's last valid frame.
+    features = feature_extractor([noise(1.0), noise(0.55, seed=1)], sampling_rate=16000, return_tensors="pt")
+    assert features["input_features"].shape[1] == 100
+    assert features["attention_mask"].sum(dim=1).tolist() == [100, 55]
+    padded = feature_extractor(noise(1.0), sampling_rate=16000, padding="max_length", max_length=32000)
+    assert padded["input_features"].shape[1] > 100  # an explicit length is kept
+
+
 def test_features_are_normalised_per_utterance(feature_extractor):
     loud = noise(0.8, seed=1) * 50
     features = feature_extractor([loud, noise(0.5, seed=2)], sampling_rate=16000, return_tensors="pt")

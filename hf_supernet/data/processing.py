@@ -56,8 +56,10 @@ class SupernetFeatureExtractor(ParakeetFeatureExtractor):
 
     Returns ``input_features`` of shape `(batch, frames, feature_size)` (100 frames per second; padded frames are
     exactly 0, and valid frames do not depend on how much padding the batch has, up to float rounding of ~1e-6) and
-    ``attention_mask`` (`(batch, frames)`, 1 on valid frames, `int64`). The last frame of the longest utterance is
-    padding too: Parakeet computes `floor(samples / hop_length)` valid frames from a centred STFT of one more.
+    ``attention_mask`` (`(batch, frames)`, 1 on valid frames, `int64`). With the default ``padding="longest"`` the
+    batch has as many frames as its longest utterance has valid ones: Parakeet computes `floor(samples / hop_length)`
+    valid frames from a centred STFT of one more, and that trailing frame, padding in every utterance, is dropped
+    (a CTC decoder that ignores the mask, like the unchunked ASR pipeline's, would otherwise decode it).
 
     Why a subclass and not `ParakeetFeatureExtractor` as is:
 
@@ -151,6 +153,10 @@ class SupernetFeatureExtractor(ParakeetFeatureExtractor):
         features = super().__call__(utterances, sampling_rate=sampling_rate, **kwargs)
         # transformers attention masks are integer tensors; Parakeet returns bool.
         features["attention_mask"] = features["attention_mask"].long()
+        if kwargs.get("padding", "longest") in ("longest", True) and kwargs.get("pad_to_multiple_of") is None:
+            frames = int(features["attention_mask"].sum(dim=1).max())
+            features["input_features"] = features["input_features"][:, :frames]
+            features["attention_mask"] = features["attention_mask"][:, :frames]
         return BatchFeature(dict(features), tensor_type=return_tensors)
 
 
