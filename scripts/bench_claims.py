@@ -40,13 +40,16 @@ Instrument `librispeech` (`--instrument librispeech`, TODM arms only): Mini Libr
 run trains for `--cpu_budget_minutes` of CPU with ScaledAdam + Eden and SortaGrad (Adam does not leave the CTC
 plateau within such budgets), scored by test CER, WER and CTC loss per frame.
 
-Digits runs: batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
+Digits runs: a curriculum for every arm trained from scratch (`--isolated_steps` batches of clean isolated recordings,
+then connected strings: from scratch, models of this size stayed on the CTC blank plateau for 1600+ steps of connected
+strings), batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
 `--eval_steps`, patience `--patience` evaluations counted from `--min_steps` (a third of the cap by default: the
 first epochs' CTC blank plateau is not convergence), at most `--max_steps`; the best dev checkpoint is scored. TODM
 supernets may stop only after their optimizer switch. CPU seconds = user + system time of training (evaluations on the
 dev set are measurement, not training, and are excluded on both sides).
 
-    python scripts/bench_claims.py --arms todm,twins --seeds 0,1,2 --threads 1     # runs what is not done yet
+    python scripts/bench_claims.py --arms todm,twins --seeds 0,1,2 --threads 1 --learning_rate 1e-3 \
+        --max_steps 1800 --min_steps 1200 --patience 2                            # runs what is not done yet
     python scripts/bench_claims.py --render_only                                      # claims.{json,md} from the runs
     python scripts/bench_claims.py --smoke --results_dir outputs/claims_smoke       # seconds: every arm type
 
@@ -152,6 +155,9 @@ def parse_args(argv=None):
                         help="Early stopping counts evaluations from this step on (default: a third of --max_steps), so "
                              "a run still on the CTC blank plateau is not stopped there.")
     parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--isolated_steps", type=int, default=600,
+                        help="digits: optimizer steps on clean isolated recordings before the connected strings (every "
+                             "arm trained from scratch; fine-tuning arms read connected strings only).")
     parser.add_argument("--learning_rate", type=float, default=None,
                         help="Override the TODM recipe's 6e-3 (for supernets and twins alike).")
     parser.add_argument("--unfold_learning_rate", type=float, default=5e-4,
@@ -179,6 +185,7 @@ def parse_args(argv=None):
         parser.error("The librispeech instrument runs the TODM arms only: --arms todm,twins (or a part of them).")
     if args.smoke:
         args.fsdd, args.max_steps, args.eval_steps, args.patience, args.batch_size = "fsdd", 4, 2, 1, 4
+        args.isolated_steps = 2
         args.unfold_max_steps = args.prune_max_steps = 4
         args.librispeech, args.cpu_budget_minutes = "mini_librispeech", 0.05
     if args.work_dir is None:
@@ -219,15 +226,18 @@ def expand_arms(spec: str, parser) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def digits_data(args):
-    """The connected-digit strings of `load_connected_digits` (the quickstart's data path): training strings of 1-5
-    digits drawn on the fly from 90% of the FSDD train recordings, 150 dev strings from the held-out tenth (early
-    stopping never sees a test recording) and 300 test strings of 2-7 digits from the test recordings only. The
-    recordings' split and the strings are the same for every run seed (seed 0), so runs differ only in their own
-    seed."""
-    data = load_connected_digits(args.fsdd, seed=0, smoke=args.smoke, spec_augment=False, num_dev=150, num_test=300)
+def digits_data(args, seed: int):
+    """The connected-digit strings of `load_connected_digits` (the quickstart's data path) as a curriculum:
+    ``--isolated_steps`` batches of clean isolated recordings, then strings of 1-5 digits drawn on the fly from 90% of
+    the FSDD train recordings; 150 dev strings from the held-out tenth (early stopping never sees a test recording) and
+    300 test strings of 2-7 digits from the test recordings only. The held-out tenth and the dev and test strings are
+    the same for every run seed; the training draws are the run seed's. ``train_connected`` (the second stage alone)
+    is what fine-tuning arms read."""
+    data = load_connected_digits(args.fsdd, seed=seed, split_seed=0, smoke=args.smoke, spec_augment=False,
+                                 num_dev=150, num_test=300, train_on="isolated_then_connected",
+                                 isolated_items=args.isolated_steps * args.batch_size)
     return {"processor": data.processor, "tokenizer": data.processor.tokenizer, "train": data.train,
-            "dev": data.dev, "test": data.test_connected}
+            "train_connected": data.train.datasets[1], "dev": data.dev, "test": data.test_connected}
 
 
 def librispeech_data(args):
@@ -354,6 +364,8 @@ def common_arguments(args, output_dir: str, seed: int, supernet: bool) -> dict:
         metric_for_best_model="subnets_mean_loss" if supernet else "loss",
         logging_steps=50, report_to=[], remove_unused_columns=False, dataloader_num_workers=0, use_cpu=True,
         disable_tqdm=True,
+        # The digits curriculum's stages follow the item index (each item is a fresh random draw of the run's seed).
+        train_sampling_strategy="sequential",
     )
 
 
@@ -471,6 +483,8 @@ def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
     output_dir = training_args.output_dir
     collator = DataCollatorCTCWithPadding(data["processor"], spec_augment=None if args.smoke else SPEC_AUGMENT, seed=seed)
     trainer_class = SupernetTrainer if supernet else TwinTrainer
+    # Arms that fine-tune a trained model skip the curriculum's isolated stage.
+    fine_tunes = args.instrument == "digits" and (arm == "unfold" or arm.startswith("pruned-"))
     # Supernets early-stop on the mean dev loss of every scored subnet (largest and smallest are evaluated anyway).
     extra = {"eval_subnets": dict(setup["scored"])} if supernet else {}
     if args.instrument == "librispeech":
@@ -483,7 +497,8 @@ def run_arm(args, arm: str, seed: int, data, test_batches) -> dict:
         stop = EarlyStoppingFromStepCallback(args.patience, start_step=min(start, training_args.max_steps))
         eval_dataset = data["dev"]
     trainer = trainer_class(
-        model=model, args=training_args, train_dataset=data["train"], eval_dataset=eval_dataset,
+        model=model, args=training_args, train_dataset=data["train_connected" if fine_tunes else "train"],
+        eval_dataset=eval_dataset,
         data_collator=collator, callbacks=[SpecAugmentCallback(collator), stop], **extra,
     )
     timed = TimedEvaluation(trainer)
@@ -593,18 +608,18 @@ def main(argv=None) -> dict:
         # Every model shares the front end, so one length function decides which utterances CTC can fit.
         front_end = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke))
         data["train"] = filter_ctc_feasible(data["train"], front_end._get_feat_extract_output_lengths)
-    else:
-        data = digits_data(args)
-    test_batches = collate_batches(data["test"], DataCollatorCTCWithPadding(data["processor"]), batch_size=32)
-    commit = git_commit()
+    commit, data_seed = git_commit(), None
     for arm, seed in todo:
+        if args.instrument == "digits" and seed != data_seed:
+            data, data_seed = digits_data(args, seed), seed  # the run seed's training draws
+        test_batches = collate_batches(data["test"], DataCollatorCTCWithPadding(data["processor"]), batch_size=32)
         run = run_arm(args, arm, seed, data, test_batches)
         run.update({
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,
             "torch": torch.__version__, "transformers": transformers.__version__, "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(), "load_average_end": os.getloadavg(),
             "max_steps": args.max_steps, "eval_steps": args.eval_steps, "patience": args.patience,
-            "min_steps": args.min_steps,
+            "min_steps": args.min_steps, "isolated_steps": args.isolated_steps if args.instrument == "digits" else None,
             "batch_size": args.batch_size, "smoke": args.smoke,
             "cpu_budget_minutes": args.cpu_budget_minutes if args.instrument == "librispeech" else None,
         })

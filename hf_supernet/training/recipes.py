@@ -100,6 +100,14 @@ CONNECTED_TRAIN = ConnectedDigitsConfig(min_digits=1, max_digits=5, edge_silence
 CONNECTED_TEST = ConnectedDigitsConfig(min_digits=2)
 # Fixed seeds of the connected dev/test sets, the same for every run seed, so runs are scored on the same strings.
 CONNECTED_DEV_SEED, CONNECTED_TEST_SEED = 2000, 3000
+# The first stage of train_on="isolated_then_connected": one clean recording as it is (no silence, noise, speed or
+# gain), drawn at random. From scratch, a Conformer-CTC stays on the blank plateau for hundreds of steps on connected
+# strings, but leaves it within a few hundred steps on the short isolated clips; once it spells the digits, connected
+# strings teach it the pauses and the space quickly.
+ISOLATED_TRAIN = ConnectedDigitsConfig(min_digits=1, max_digits=1, pause_seconds=(0.0, 0.0),
+                                       edge_silence_seconds=(0.0, 0.0), noise_probability=0.0, gain_db=(0.0, 0.0),
+                                       speed=(1.0, 1.0))
+TRAIN_ON = ("connected", "isolated", "isolated_then_connected")
 
 
 def load_connected_digits(
@@ -112,20 +120,31 @@ def load_connected_digits(
     train_config: ConnectedDigitsConfig = CONNECTED_TRAIN,
     test_config: ConnectedDigitsConfig = CONNECTED_TEST,
     train_on: str = "connected",
+    isolated_items: int = 0,
+    split_seed: int | None = None,
 ) -> SpeechData:
     """Spoken digits for a model that must work on a person's own recording.
 
     - ``train``: :class:`~hf_supernet.data.ConnectedDigits` strings drawn on the fly from 90% of the train recordings
       (raw audio: the collator computes features per batch; every index is a new string), or with
-      ``train_on="isolated"`` those recordings as they are (features computed, a ``length`` column);
+      ``train_on="isolated"`` those recordings as they are (features computed, a ``length`` column), or with
+      ``train_on="isolated_then_connected"`` a curriculum: ``isolated_items`` clean recordings drawn at random
+      (:data:`ISOLATED_TRAIN`), then connected strings. The stages follow the item index, so the trainer must read
+      the items in order: ``TrainingArguments(train_sampling_strategy="sequential")`` (each item is a fresh random
+      draw, so the order is as random as a shuffled one);
     - ``dev``: ``num_dev`` fixed connected strings from the held-out 10% of the train recordings (search and early
       stopping never see a test recording);
     - ``test``: the isolated test clips, features computed (the clean score, comparable with earlier tables);
     - ``test_connected``: ``num_test`` fixed connected strings from the test recordings only.
 
-    ``smoke`` keeps every 20th train and 10th test recording and a handful of strings."""
-    if train_on not in ("connected", "isolated"):
-        raise ValueError(f"train_on must be 'connected' or 'isolated', got {train_on!r}.")
+    ``seed`` draws the training strings and, unless ``split_seed`` is given, which tenth of the train recordings is
+    held out (several run seeds on the same dev split: pass ``split_seed``). ``smoke`` keeps every 20th train and 10th
+    test recording and a handful of strings."""
+    if train_on not in TRAIN_ON:
+        raise ValueError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}.")
+    if train_on == "isolated_then_connected" and isolated_items < 1:
+        raise ValueError("train_on='isolated_then_connected' needs isolated_items >= 1 (optimizer steps of the "
+                         "isolated stage x batch size).")
     splits = load_speech_dataset(source)
     recordings, test_recordings = splits["train"], splits["test"]
     # A character tokenizer over the digit words and the space between them (isolated clips have no space).
@@ -134,12 +153,16 @@ def load_connected_digits(
         recordings = recordings.select(range(0, len(recordings), 20))
         test_recordings = test_recordings.select(range(0, len(test_recordings), 10))
         num_dev, num_test = min(num_dev, 8), min(num_test, 8)
-    held_out = recordings.train_test_split(test_size=0.1, seed=seed)
+    held_out = recordings.train_test_split(test_size=0.1, seed=seed if split_seed is None else split_seed)
     processor = build_processor(tokenizer)
-    if train_on == "connected":
-        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
-    else:
+    if train_on == "isolated":
         train = prepare_dataset(held_out["train"], processor)
+    else:
+        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
+    if train_on == "isolated_then_connected":
+        # Another seed for the first stage, so its draws are not the connected stage's first picks.
+        isolated = ConnectedDigits(held_out["train"], isolated_items, ISOLATED_TRAIN, seed=seed + 1)
+        train = torch.utils.data.ConcatDataset([isolated, train])
     dev = ConnectedDigits(held_out["test"], num_dev, test_config, seed=CONNECTED_DEV_SEED)
     test_connected = ConnectedDigits(test_recordings, num_test, test_config, seed=CONNECTED_TEST_SEED)
     collator = DataCollatorCTCWithPadding(processor, spec_augment=SPEC_AUGMENT if spec_augment and not smoke else None)
