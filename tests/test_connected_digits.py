@@ -101,5 +101,25 @@ def test_noise_colors_restrict_the_drawn_noise(fsdd):
 def test_the_recipe_names_the_training_sets_it_knows():
     from hf_supernet.training.recipes import load_connected_digits
 
-    with pytest.raises(ValueError, match="train_on must be 'connected' or 'isolated'"):
+    with pytest.raises(ValueError, match="train_on must be one of .*isolated_then_connected"):
         load_connected_digits(train_on="both")
+    with pytest.raises(ValueError, match="isolated_items >= 1"):
+        load_connected_digits(train_on="isolated_then_connected")
+
+
+def test_curriculum_gives_clean_clips_first_then_strings_and_split_seed_keeps_the_dev_set(fsdd):
+    from hf_supernet.training.recipes import load_connected_digits
+
+    data = load_connected_digits("fsdd", seed=1, split_seed=0, smoke=True, train_on="isolated_then_connected",
+                                 isolated_items=6)
+    clips = {tuple(np.round(np.asarray(a["array"], np.float32)[:64], 6)) for a in fsdd["train"]["audio"]}
+    for i in range(6):  # the first stage: one recording each, as it is (no silence, noise, speed or gain)
+        item = data.train[i]
+        assert len(item["sources"]) == 1 and len(item["text"].split()) == 1
+        assert tuple(np.round(item["audio"]["array"][:64], 6)) in clips
+    later = [data.train[i] for i in range(6, 30)]
+    assert any(len(item["sources"]) > 1 for item in later)  # then connected strings
+    same_split = load_connected_digits("fsdd", seed=2, split_seed=0, smoke=True, train_on="connected")
+    assert [x["text"] for x in same_split.dev] == [x["text"] for x in data.dev]
+    np.testing.assert_array_equal(same_split.dev[0]["audio"]["array"], data.dev[0]["audio"]["array"])
+    assert [same_split.train[i]["text"] for i in range(10)] != [data.train[6 + i]["text"] for i in range(10)]
