@@ -175,6 +175,25 @@ def test_evaluate_reports_each_subnet(tmp_path):
     assert metrics["eval_largest_loss"] != metrics["eval_smallest_loss"]
 
 
+def test_callbacks_hear_of_an_evaluation_once_with_every_subnet(tmp_path):
+    from transformers import TrainerCallback
+
+    class Recorder(TrainerCallback):
+        def __init__(self):
+            self.calls = []
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            self.calls.append(set(metrics))
+
+    trainer = make_trainer(tmp_path, max_steps=1)
+    recorder = Recorder()
+    trainer.add_callback(recorder)
+    trainer.evaluate()
+    trainer.evaluate()
+    assert len(recorder.calls) == 2
+    assert {"eval_largest_loss", "eval_smallest_loss", "eval_subnets_mean_loss"} <= recorder.calls[0]
+
+
 @pytest.mark.slow
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     """Killed after 3 steps and resumed == 6 uninterrupted steps (model, optimizer, scheduler, sampler RNG)."""

@@ -30,6 +30,11 @@ from .sandwich import LARGEST, RANDOM, SMALLEST, batch_rows, sandwich_subnets, t
 SAMPLER_STATE_FILE = "subnet_sampler.safetensors"
 
 
+def _keep_control(args, state, control, metrics=None, **kwargs):
+    """A ``CallbackHandler.on_evaluate`` that tells no callback and leaves the control as it is."""
+    return control
+
+
 class MaskHooksCallback(TrainerCallback):
     """Forwards ``on_optimizer_step`` to the model's mask method (e.g. Omni-sparsity's pruning step)."""
 
@@ -218,9 +223,16 @@ class SupernetTrainer(OptimizerSwitchMixin, Trainer):
         metrics of every subnet at once (``EarlyStoppingCallback`` included)."""
         supernet = self.supernet()
         metrics, losses = {}, []
+        handler = self.callback_handler
         for name, spec in self.subnets_to_evaluate().items():
-            with supernet.use_subnet(spec):
-                metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+            # Callbacks hear of the evaluation once, below, with every subnet's metrics (not once per subnet with a
+            # part of them, which early stopping on the mean loss would warn about).
+            handler.on_evaluate = _keep_control
+            try:
+                with supernet.use_subnet(spec):
+                    metrics.update(super().evaluate(eval_dataset, ignore_keys, f"{metric_key_prefix}_{name}"))
+            finally:
+                del handler.on_evaluate  # the class's method again
             if f"{metric_key_prefix}_{name}_loss" in metrics:
                 losses.append(metrics[f"{metric_key_prefix}_{name}_loss"])
         if f"{metric_key_prefix}_largest_loss" in metrics:  # absent when the eval set has no labels
