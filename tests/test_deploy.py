@@ -345,6 +345,6 @@ def test_chunked_pipeline_gives_the_unchunked_transcript_where_every_chunk_sees_
     assert len(set(chunked_ids.tolist())) > 3  # a transcript worth comparing (not all blanks)
     np.testing.assert_array_equal(chunked_ids, whole_ids)
     assert chunked == whole
-    with torch.no_grad():  # the frame chunking drops is the padding frame
+    with torch.no_grad():  # every logit frame of the recording is a valid one
         out = asr.model(**processor(audio=audio, sampling_rate=16000))
-    assert out.logits.shape[1] == len(whole_ids) and out.output_attention_mask[0].tolist() == [True] * len(chunked_ids) + [False]
+    assert out.logits.shape[1] == len(whole_ids) and bool(out.output_attention_mask.all())
