@@ -266,3 +266,23 @@ def test_bench_int8_size_quick_writes_the_estimate_next_to_the_file(tmp_path):
     assert row["cost_model_over_file"] == pytest.approx(row["int8_mb_cost_model"] / row["onnx_int8_mb"])
     assert row["within_goal"] == (abs(row["cost_model_over_file"] - 1) <= 0.1)
     assert "| cost model / file |" in (tmp_path / "int8_size.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_parakeet_smoke_compares_stock_subnets_with_twins_and_skips_finished_seeds(tmp_path, monkeypatch):
+    bench = load_script("bench_parakeet")
+    args = ["--smoke", "--seeds", "0", "--threads", "1", "--results_dir", str(tmp_path)]
+    result = bench.main(args)
+    assert result["seeds"] == [0]
+    names = {row["name"] for row in result["rows"]}
+    assert {"largest", "smallest"} <= names
+    (run,) = bench.finished_runs(str(tmp_path))
+    largest = run["subnets"]["largest"]
+    assert set(largest) >= {"subnet", "twin", "shared_batch_norm"}
+    assert len(largest["subnet"]["word_errors"]) == len(largest["twin"]["word_errors"]) > 0
+    row = next(r for r in result["rows"] if r["name"] == "largest")
+    assert row["wer_over_twin"]["low"] <= row["wer_over_twin"]["ratio"] <= row["wer_over_twin"]["high"]
+    assert "| largest |" in (tmp_path / "parakeet.md").read_text()
+    # A finished seed is not run again.
+    monkeypatch.setattr(bench, "run_seed", lambda *a: pytest.fail("seed 0 is finished"))
+    assert bench.main(args)["seeds"] == [0]

@@ -483,3 +483,24 @@ def test_latency_parts_are_the_stock_modules_of_the_exported_subnet():
     assert len(whole) == 1 + 3 and whole[1][0] != parts[1][0]
     for _key, make_runner in parts:
         make_runner()()  # each part runs
+
+
+def test_evaluate_subnet_scores_a_stock_parakeet_on_its_real_output_frames():
+    """A stock ParakeetForCTC reports no output frame mask: the scorer takes the input lengths through Parakeet's own
+    subsampling arithmetic, so a padded utterance decodes as it does alone."""
+    from hf_supernet.search import evaluate_subnet
+
+    model = tiny_parakeet()
+    processor = tiny_parakeet_processor()
+    tokenizer = processor.tokenizer
+    torch.manual_seed(1)
+    features = torch.randn(2, 120, 16)
+    mask = torch.ones(2, 120, dtype=torch.long)
+    mask[1, 50:] = 0
+    labels = torch.tensor([[0, 1, 2], [3, 4, -100]])
+    batch = {"input_features": features, "attention_mask": mask, "labels": labels}
+    alone = {"input_features": features[1:, :50], "attention_mask": mask[1:, :50], "labels": labels[1:, :2]}
+    together = evaluate_subnet(model, None, [batch], tokenizer, per_utterance=True)
+    single = evaluate_subnet(model, None, [alone], tokenizer, per_utterance=True)
+    assert together["hypotheses"][1] == single["hypotheses"][0]
+    assert together["ctc_loss_per_frame"] > 0

@@ -48,11 +48,12 @@ def evaluate_subnet(
                 total, count = total + float(out.loss) * size, count + size
                 if tokenizer is not None:
                     pad = tokenizer.pad_token_id
+                    valid = _output_frame_mask(model, out, batch)
                     if per_utterance:
-                        lengths = out.output_attention_mask.sum(-1)
+                        lengths = valid.sum(-1)
                         frame_loss += float(_ctc_loss_sum(out.logits, lengths, batch["labels"], pad))
                         frames += int(lengths.sum())
-                    ids = ctc_greedy_decode(out.logits, attention_mask=out.output_attention_mask, blank_id=pad)
+                    ids = ctc_greedy_decode(out.logits, attention_mask=valid, blank_id=pad)
                     hypotheses += tokenizer.batch_decode(ids, group_tokens=False)
                     labels = batch["labels"].masked_fill(batch["labels"] < 0, pad)
                     references += tokenizer.batch_decode(labels.tolist(), group_tokens=False)
@@ -64,6 +65,26 @@ def evaluate_subnet(
         if per_utterance:
             scores.update(hypotheses=hypotheses, references=references, ctc_loss_per_frame=frame_loss / max(frames, 1))
     return scores
+
+
+def _output_frame_mask(model, out, batch: dict) -> torch.Tensor:
+    """Which output frames are real: our models say so (``output_attention_mask``); for a stock transformers model
+    (e.g. an extracted ``ParakeetForCTC``) the input mask's lengths go through the model's own subsampling arithmetic."""
+    mask = getattr(out, "output_attention_mask", None)
+    if mask is not None:
+        return mask.bool()
+    frames = out.logits.shape[1]
+    if batch.get("attention_mask") is None:
+        return torch.ones(out.logits.shape[:2], dtype=torch.bool, device=out.logits.device)
+    lengths = batch["attention_mask"].sum(-1)
+    for name in ("_get_subsampling_output_length", "_get_feat_extract_output_lengths"):
+        if hasattr(model, name):
+            lengths = getattr(model, name)(lengths)
+            break
+    else:
+        raise TypeError(f"{type(model).__name__} reports no output frame mask and no length function; cannot tell its "
+                        "padded output frames from real ones.")
+    return torch.arange(frames, device=out.logits.device)[None, :] < lengths.to(out.logits.device)[:, None]
 
 
 def _running_as(model, spec: SubnetSpec | None):
