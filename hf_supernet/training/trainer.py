@@ -138,6 +138,11 @@ class SupernetTrainer(OptimizerSwitchMixin, Trainer):
         subnets = supernet.mask.training_subnets(subnets, self.subnet_generator, self.state.global_step)
         batch_size = inputs[supernet.main_input_name].shape[0]
         rows = batch_rows(batch_size, len(subnets), args.sandwich_batch_split)
+        # One set of SpecAugment masks per batch for every subnet (the config's mask_time_prob / mask_feature_prob):
+        # a student distilled from the largest then sees the input its teacher saw.
+        if hasattr(supernet, "spec_augment_masks") and "mask_time_indices" not in inputs:
+            inputs = {**inputs, **supernet.spec_augment_masks(inputs[supernet.main_input_name],
+                                                               inputs.get("attention_mask"))}
         # Per-role weights; roles a mask type adds beyond the sandwich's three weigh 1.
         task_weights = {LARGEST: 1.0, SMALLEST: args.smallest_loss_weight, RANDOM: args.random_loss_weight}
         distill_scales = {SMALLEST: 1.0, RANDOM: args.random_distill_weight}

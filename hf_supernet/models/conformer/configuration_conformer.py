@@ -48,6 +48,19 @@ class ConformerConfig(PreTrainedConfig):
             Dropout on the attention probabilities.
         final_dropout (`float`, *optional*, defaults to 0.1):
             Dropout before the CTC head.
+        mask_time_prob (`float`, *optional*, defaults to 0.0):
+            SpecAugment in training: expected fraction of valid input frames masked (set to 0), drawn as wav2vec2
+            draws its masks; 0 disables time masks.
+        mask_time_length (`int`, *optional*, defaults to 10):
+            Input frames per time mask (100 frames = 1 s).
+        mask_time_min_masks (`int`, *optional*, defaults to 2):
+            Time masks per utterance at least, when `mask_time_prob > 0`.
+        mask_feature_prob (`float`, *optional*, defaults to 0.0):
+            SpecAugment in training: expected fraction of mel bins masked; 0 disables frequency masks.
+        mask_feature_length (`int`, *optional*, defaults to 10):
+            Mel bins per frequency mask.
+        mask_feature_min_masks (`int`, *optional*, defaults to 0):
+            Frequency masks per utterance at least, when `mask_feature_prob > 0`.
         layer_norm_eps (`float`, *optional*, defaults to 1e-5):
             Epsilon of every LayerNorm.
         initializer_range (`float`, *optional*, defaults to 0.02):
@@ -102,6 +115,12 @@ class ConformerConfig(PreTrainedConfig):
     activation_dropout: float = 0.1
     attention_dropout: float = 0.1
     final_dropout: float = 0.1
+    mask_time_prob: float = 0.0
+    mask_time_length: int = 10
+    mask_time_min_masks: int = 2
+    mask_feature_prob: float = 0.0
+    mask_feature_length: int = 10
+    mask_feature_min_masks: int = 0
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
     ctc_loss_reduction: str = "mean"

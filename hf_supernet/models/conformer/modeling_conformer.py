@@ -24,6 +24,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices
 from transformers.utils import ModelOutput
 
 from .checksums import ChecksummedModelMixin
@@ -61,6 +62,45 @@ def subsampled_lengths(lengths, num_convs: int):
     for _ in range(num_convs):
         lengths = (lengths + 1) // 2
     return lengths
+
+
+def spec_augment_masks(config, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict:
+    """SpecAugment masks for a batch of log-mel features, drawn from the config's ``mask_time_*`` and
+    ``mask_feature_*`` fields as wav2vec2 draws them (transformers' ``_compute_mask_indices``, on valid frames only):
+    ``{"mask_time_indices": (batch, frames) bool, "mask_feature_indices": (batch, num_mel_bins) bool}``, each
+    present where its probability is above 0. A supernet trainer draws them once per batch and passes them to every
+    subnet it trains on the batch, so that distillation compares subnets that saw the same input."""
+    batch, frames, bins = input_features.shape
+    masks = {}
+    if config.mask_time_prob > 0:
+        time = _compute_mask_indices((batch, frames), config.mask_time_prob, config.mask_time_length,
+                                     attention_mask=attention_mask, min_masks=config.mask_time_min_masks)
+        masks["mask_time_indices"] = torch.tensor(time, dtype=torch.bool, device=input_features.device)
+    if config.mask_feature_prob > 0:
+        feature = _compute_mask_indices((batch, bins), config.mask_feature_prob, config.mask_feature_length,
+                                        min_masks=config.mask_feature_min_masks)
+        masks["mask_feature_indices"] = torch.tensor(feature, dtype=torch.bool, device=input_features.device)
+    return masks
+
+
+def spec_augment_input(
+    module: nn.Module,
+    input_features: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    mask_time_indices: torch.Tensor | None,
+    mask_feature_indices: torch.Tensor | None,
+) -> torch.Tensor:
+    """``input_features`` with SpecAugment's masked frames and bins set to 0 (the per-utterance mean of normalised
+    log-mels): the given masks, else, in training, masks drawn from ``module.config``; in evaluation without given
+    masks the features pass unchanged."""
+    if mask_time_indices is None and mask_feature_indices is None and module.training:
+        drawn = spec_augment_masks(module.config, input_features, attention_mask)
+        mask_time_indices, mask_feature_indices = drawn.get("mask_time_indices"), drawn.get("mask_feature_indices")
+    if mask_time_indices is not None:
+        input_features = input_features.masked_fill(mask_time_indices[:, :, None], 0.0)
+    if mask_feature_indices is not None:
+        input_features = input_features.masked_fill(mask_feature_indices[:, None, :], 0.0)
+    return input_features
 
 
 def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
@@ -305,6 +345,8 @@ class ConformerModel(ConformerPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+        mask_feature_indices: torch.Tensor | None = None,
         **kwargs,
     ) -> ConformerModelOutput | tuple:
         r"""
@@ -312,6 +354,11 @@ class ConformerModel(ConformerPreTrainedModel):
             Log-mel features, e.g. from the processor's feature extractor.
         attention_mask (`torch.LongTensor` of shape `(batch, frames)`, *optional*):
             1 for real frames, 0 for padding (padding at the end of each row).
+        mask_time_indices (`torch.BoolTensor` of shape `(batch, frames)`, *optional*):
+            SpecAugment time masks to apply (see `spec_augment_masks`); in training without them, masks are drawn
+            from `config.mask_time_prob` / `config.mask_feature_prob`.
+        mask_feature_indices (`torch.BoolTensor` of shape `(batch, num_mel_bins)`, *optional*):
+            SpecAugment frequency masks to apply.
         """
         if input_features.dim() != 3 or input_features.shape[-1] != self.config.num_mel_bins:
             raise ValueError(
@@ -327,6 +374,7 @@ class ConformerModel(ConformerPreTrainedModel):
             lengths = torch.ones_like(input_features[:, :, 0], dtype=torch.long).sum(-1)
         else:
             lengths = attention_mask.sum(-1).long()
+        input_features = spec_augment_input(self, input_features, attention_mask, mask_time_indices, mask_feature_indices)
 
         x, lengths = self.subsampling(input_features, lengths)
         x = self.dropout(x)
@@ -368,11 +416,15 @@ class ConformerForCTC(ConformerPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+        mask_feature_indices: torch.Tensor | None = None,
         **kwargs,
     ) -> ConformerCTCOutput | tuple:
         r"""
         labels (`torch.LongTensor` of shape `(batch, target_length)`, *optional*):
             Token ids of the transcripts, padded with -100; ids must be `< config.vocab_size`.
+        mask_time_indices, mask_feature_indices (`torch.BoolTensor`, *optional*):
+            SpecAugment masks, see [`ConformerModel.forward`].
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         encoder_out = self.conformer(
@@ -381,6 +433,8 @@ class ConformerForCTC(ConformerPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            mask_time_indices=mask_time_indices,
+            mask_feature_indices=mask_feature_indices,
         )
         logits = self.lm_head(self.dropout(encoder_out.last_hidden_state))
         loss = None

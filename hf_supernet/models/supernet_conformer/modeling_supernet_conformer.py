@@ -57,6 +57,8 @@ from ..conformer.modeling_conformer import (
     apply_rotary,
     frame_mask,
     rotary_cos_sin,
+    spec_augment_input,
+    spec_augment_masks,
     subsampled_lengths,
 )
 from . import costs, extraction, parakeet
@@ -517,6 +519,8 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         subnet=None,
+        mask_time_indices: torch.Tensor | None = None,
+        mask_feature_indices: torch.Tensor | None = None,
         **kwargs,
     ) -> SupernetConformerModelOutput | tuple:
         r"""
@@ -526,6 +530,11 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
             1 for real frames, 0 for padding.
         subnet (`SubnetSpec`, *optional*):
             Run as this subnet; defaults to the active one (`with model.use_subnet(spec)`), else the whole model.
+        mask_time_indices (`torch.BoolTensor` of shape `(batch, frames)`, *optional*):
+            SpecAugment time masks to apply (`SupernetTrainer` draws one set per batch for all its subnets); in
+            training without them, masks are drawn from `config.mask_time_prob` / `config.mask_feature_prob`.
+        mask_feature_indices (`torch.BoolTensor` of shape `(batch, num_mel_bins)`, *optional*):
+            SpecAugment frequency masks to apply.
         """
         self._check_input_features(input_features)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
@@ -534,6 +543,7 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
             lengths = torch.full((batch,), frames, dtype=torch.long, device=input_features.device)
         else:
             lengths = attention_mask.sum(-1).long()
+        input_features = spec_augment_input(self, input_features, attention_mask, mask_time_indices, mask_feature_indices)
 
         x, lengths = self.subsampling(input_features, lengths)
         if self.encode_positions is not None:
@@ -693,6 +703,8 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         subnet=None,
+        mask_time_indices: torch.Tensor | None = None,
+        mask_feature_indices: torch.Tensor | None = None,
         **kwargs,
     ) -> SupernetCTCOutput | tuple:
         r"""
@@ -701,6 +713,8 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
             blank (`config.pad_token_id`).
         subnet (`SubnetSpec`, *optional*):
             Run as this subnet; defaults to the active one (`with model.use_subnet(spec)`), else the whole model.
+        mask_time_indices, mask_feature_indices (`torch.BoolTensor`, *optional*):
+            SpecAugment masks, see [`SupernetConformerModel.forward`].
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         subnet = subnet if subnet is not None else self.active_subnet
@@ -710,6 +724,8 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
             subnet=subnet,
+            mask_time_indices=mask_time_indices,
+            mask_feature_indices=mask_feature_indices,
         )
         logits = self.ctc_head(subnet)(self.dropout(encoder_out.last_hidden_state))
         loss = None
@@ -722,6 +738,11 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
             hidden_states=encoder_out.hidden_states,
         )
         return output if return_dict else output.to_tuple()
+
+    def spec_augment_masks(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> dict:
+        """SpecAugment masks for a batch from this config's ``mask_time_*`` / ``mask_feature_*`` fields (empty when
+        both probabilities are 0): what ``SupernetTrainer`` draws once per batch and hands to every subnet."""
+        return spec_augment_masks(self.config, input_features, attention_mask)
 
     def latency_parts(self, config, seconds: float) -> list[tuple[str, Callable]]:
         """The parts whose latencies add up to the dense model of ``config`` (a ``ConformerConfig``, or this
