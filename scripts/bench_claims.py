@@ -41,8 +41,8 @@ run trains for `--cpu_budget_minutes` of CPU with ScaledAdam + Eden and SortaGra
 plateau within such budgets), scored by test CER, WER and CTC loss per frame.
 
 Digits runs: a curriculum for every arm trained from scratch (`--isolated_steps` batches of clean isolated recordings,
-then connected strings: from scratch, models of this size stayed on the CTC blank plateau for 1600+ steps of connected
-strings), batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
+then connected strings: from scratch, on connected strings alone, 8-layer models of 64 and 96 dims stayed on or near
+the CTC blank plateau for 1600+ steps), batches of 16, early stopping on the dev loss (supernets: the mean over the 4 subnets) evaluated every
 `--eval_steps`, patience `--patience` evaluations counted from `--min_steps` (a third of the cap by default: the
 first epochs' CTC blank plateau is not convergence), at most `--max_steps`; the best dev checkpoint is scored. TODM
 supernets may stop only after their optimizer switch. CPU seconds = user + system time of training (evaluations on the

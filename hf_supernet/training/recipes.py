@@ -101,9 +101,9 @@ CONNECTED_TEST = ConnectedDigitsConfig(min_digits=2)
 # Fixed seeds of the connected dev/test sets, the same for every run seed, so runs are scored on the same strings.
 CONNECTED_DEV_SEED, CONNECTED_TEST_SEED = 2000, 3000
 # The first stage of train_on="isolated_then_connected": one clean recording as it is (no silence, noise, speed or
-# gain), drawn at random. From scratch, a Conformer-CTC stays on the blank plateau for hundreds of steps on connected
-# strings, but leaves it within a few hundred steps on the short isolated clips; once it spells the digits, connected
-# strings teach it the pauses and the space quickly.
+# gain), drawn at random. From scratch, connected strings left the quickstart's model and the claims benchmark's on the
+# CTC blank plateau for hundreds of steps, where isolated clips did not (README, Results); a model that already spells
+# the digits learns the pauses and the space from the strings.
 ISOLATED_TRAIN = ConnectedDigitsConfig(min_digits=1, max_digits=1, pause_seconds=(0.0, 0.0),
                                        edge_silence_seconds=(0.0, 0.0), noise_probability=0.0, gain_db=(0.0, 0.0),
                                        speed=(1.0, 1.0))
