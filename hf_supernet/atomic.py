@@ -13,6 +13,8 @@ test can kill the process exactly between two steps and check what survives.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import re
 import shutil
@@ -20,6 +22,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+logger = logging.getLogger(__name__)
 test_hook: Callable[[str], None] | None = None
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-")
 
@@ -100,6 +103,38 @@ def write_texts(folder: str | os.PathLike, texts: dict[str, str]) -> None:
     for name, text in texts.items():
         with atomic_file(Path(folder) / name) as tmp:
             tmp.write_text(text)
+
+
+def append_json_line(path: str | os.PathLike, record: dict) -> None:
+    """Append ``record`` as one JSON line to ``path`` (created with its folder if missing) with a single write, synced
+    to disk: a resumable benchmark's log of finished runs, where an interrupted append loses at most that run."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        # After an append cut short by a crash, the new record starts on a line of its own.
+        f.seek(0, os.SEEK_END)
+        cut = f.tell() > 0 and (f.seek(-1, os.SEEK_END) or f.read(1) != b"\n")
+        f.write((("\n" if cut else "") + json.dumps(record) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_json_lines(path: str | os.PathLike) -> list[dict]:
+    """The records :func:`append_json_line` wrote to ``path`` (none if it does not exist yet); a line that is not a
+    whole record (an append cut short by a crash) is skipped with a warning."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                # A record cut short by a crash (the last line, or one a later append closed): its run is not counted
+                # as finished, so a resumable benchmark runs it again.
+                logger.warning("%s, line %d: not a whole JSON record (an append cut short?); skipped", path, number)
+    return records
 
 
 def _carry_over(old: Path, new: Path) -> None:

@@ -76,7 +76,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import ConformerForCTC, SupernetConformerConfig, SupernetConformerForCTC
-from hf_supernet.atomic import atomic_file
+from hf_supernet.atomic import append_json_line, atomic_file, read_json_lines
 from hf_supernet.data import (
     DataCollatorCTCWithPadding,
     SpecAugmentCallback,
@@ -567,21 +567,12 @@ def _best_step(state) -> int | None:
 
 # ---------------------------------------------------------------------------------------------------- runs file
 def finished_runs(results_dir: str) -> list[dict]:
-    path = os.path.join(results_dir, RUNS_FILE)
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_json_lines(os.path.join(results_dir, RUNS_FILE))
 
 
 def append_run(results_dir: str, run: dict) -> None:
-    """One JSON line per finished run, appended whole (a line is written with one write call)."""
-    os.makedirs(results_dir, exist_ok=True)
-    line = json.dumps(run) + "\n"
-    with open(os.path.join(results_dir, RUNS_FILE), "a") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())
+    """One JSON line per finished run, appended whole (one write call, synced)."""
+    append_json_line(os.path.join(results_dir, RUNS_FILE), run)
 
 
 def git_commit() -> str | None:

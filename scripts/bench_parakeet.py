@@ -39,7 +39,7 @@ from transformers import ParakeetForCTC, Trainer, set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import SubnetSpec, SupernetConformerForCTC
-from hf_supernet.atomic import atomic_file
+from hf_supernet.atomic import append_json_line, atomic_file, read_json_lines
 from hf_supernet.data import filter_ctc_feasible
 from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio, utterance_errors
 from hf_supernet.models.supernet_conformer.parakeet import load_parakeet_processor
@@ -142,20 +142,12 @@ def run_seed(args, seed: int) -> dict:
 
 
 def finished_runs(results_dir: str) -> list[dict]:
-    path = os.path.join(results_dir, RUNS_FILE)
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_json_lines(os.path.join(results_dir, RUNS_FILE))
 
 
 def append_run(results_dir: str, run: dict) -> None:
-    """One JSON line per finished seed, written with one call and synced."""
-    os.makedirs(results_dir, exist_ok=True)
-    with open(os.path.join(results_dir, RUNS_FILE), "a") as f:
-        f.write(json.dumps(run) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """One JSON line per finished run, appended whole (one write call, synced)."""
+    append_json_line(os.path.join(results_dir, RUNS_FILE), run)
 
 
 def ratio(runs: list[dict], name: str, a: str, b: str, key: str) -> dict:

@@ -712,3 +712,17 @@ def test_train_final_save_is_one_folder_write_that_keeps_other_files(tmp_path):
     assert (out / "checkpoint-1").is_dir()
     SupernetConformerForCTC.from_pretrained(out)
     assert hidden_leftovers(out.parent) == []
+
+
+def test_json_lines_append_whole_records_and_skip_a_cut_one(tmp_path, caplog):
+    from hf_supernet.atomic import append_json_line, read_json_lines
+
+    path = tmp_path / "results" / "runs.jsonl"
+    assert read_json_lines(path) == []
+    append_json_line(path, {"arm": "todm", "seed": 0})
+    with open(path, "a") as f:
+        f.write('{"arm": "tw')  # a run killed mid-append
+    assert read_json_lines(path) == [{"arm": "todm", "seed": 0}]
+    append_json_line(path, {"arm": "twin", "seed": 1})  # the next record starts on its own line
+    assert read_json_lines(path) == [{"arm": "todm", "seed": 0}, {"arm": "twin", "seed": 1}]
+    assert "line 2: not a whole JSON record" in caplog.text

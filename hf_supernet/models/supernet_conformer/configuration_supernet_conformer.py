@@ -53,19 +53,10 @@ class SupernetConformerConfig(
             Dropout on the attention probabilities.
         final_dropout (`float`, *optional*, defaults to 0.1):
             Dropout before the CTC head.
-        mask_time_prob (`float`, *optional*, defaults to 0.0):
-            SpecAugment in training: expected fraction of valid input frames masked (set to 0), drawn as wav2vec2
-            draws its masks; 0 disables time masks.
-        mask_time_length (`int`, *optional*, defaults to 10):
-            Input frames per time mask (100 frames = 1 s).
-        mask_time_min_masks (`int`, *optional*, defaults to 2):
-            Time masks per utterance at least, when `mask_time_prob > 0`.
-        mask_feature_prob (`float`, *optional*, defaults to 0.0):
-            SpecAugment in training: expected fraction of mel bins masked; 0 disables frequency masks.
-        mask_feature_length (`int`, *optional*, defaults to 10):
-            Mel bins per frequency mask.
-        mask_feature_min_masks (`int`, *optional*, defaults to 0):
-            Frequency masks per utterance at least, when `mask_feature_prob > 0`.
+        mask_time_prob, mask_time_length, mask_time_min_masks, mask_feature_prob, mask_feature_length,
+        mask_feature_min_masks (*optional*, default 0.0, 10, 2, 0.0, 10, 0):
+            SpecAugment on the log-mel input in training, as in wav2vec2 (see [`ConformerConfig`]); `SupernetTrainer`
+            draws one set of masks per batch for all the subnets it trains on it. Probabilities 0 disable it.
         layer_norm_eps (`float`, *optional*, defaults to 1e-5):
             Epsilon of every LayerNorm.
         initializer_range (`float`, *optional*, defaults to 0.02):
