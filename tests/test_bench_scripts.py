@@ -282,6 +282,7 @@ def test_bench_parakeet_smoke_compares_stock_subnets_with_twins_and_skips_finish
     assert len(largest["subnet"]["word_errors"]) == len(largest["twin"]["word_errors"]) > 0
     row = next(r for r in result["rows"] if r["name"] == "largest")
     assert row["wer_over_twin"]["low"] <= row["wer_over_twin"]["ratio"] <= row["wer_over_twin"]["high"]
+    assert row["verdict"] in ("met", "missed", "undecided")
     assert "| largest |" in (tmp_path / "parakeet.md").read_text()
     # A finished seed is not run again.
     monkeypatch.setattr(bench, "run_seed", lambda *a: pytest.fail("seed 0 is finished"))
