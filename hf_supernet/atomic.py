@@ -111,8 +111,10 @@ def append_json_line(path: str | os.PathLike, record: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as f:
         # After an append cut short by a crash, the new record starts on a line of its own.
-        f.seek(0, os.SEEK_END)
-        cut = f.tell() > 0 and (f.seek(-1, os.SEEK_END) or f.read(1) != b"\n")
+        cut = False
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            cut = f.read(1) != b"\n"
         f.write((("\n" if cut else "") + json.dumps(record) + "\n").encode())
         f.flush()
         os.fsync(f.fileno())

@@ -720,6 +720,9 @@ def test_json_lines_append_whole_records_and_skip_a_cut_one(tmp_path, caplog):
     path = tmp_path / "results" / "runs.jsonl"
     assert read_json_lines(path) == []
     append_json_line(path, {"arm": "todm", "seed": 0})
+    append_json_line(path, {"arm": "todm", "seed": 1})
+    assert path.read_text() == '{"arm": "todm", "seed": 0}\n{"arm": "todm", "seed": 1}\n'  # one line each
+    path.write_text('{"arm": "todm", "seed": 0}\n')
     with open(path, "a") as f:
         f.write('{"arm": "tw')  # a run killed mid-append
     assert read_json_lines(path) == [{"arm": "todm", "seed": 0}]
