@@ -82,7 +82,7 @@ def test_robustness_benchmark_scores_the_quickstart_subnets_through_the_pipeline
     with pytest.raises(FileNotFoundError, match="run scripts/quickstart.py first"):
         bench.main(["--smoke", "--skip_training", "--output_dir", str(tmp_path / "missing"), "--results_dir", str(tmp_path)])
     result = bench.main(["--smoke", "--output_dir", str(tmp_path / "quickstart"), "--results_dir", str(tmp_path), "--threads", "1",
-                         "--quickstart_args", "--train_data connected"])
+                         "--quickstart_args", "--train_data isolated_then_connected"])
     assert result["main_job_minutes"] > 0
     assert list(result["subnets"])[:2] == ["largest", "smallest"]
     assert set(result["sizes"]) == {"isolated", "isolated_silence_noise", "connected"}
@@ -95,7 +95,7 @@ def test_robustness_benchmark_scores_the_quickstart_subnets_through_the_pipeline
     # A few smoke steps leave the model at chance: its ratios are no evidence, and the table says so.
     assert result["subnets"]["largest"]["scores"]["connected"]["wer"]["rate"] >= bench.CHANCE_WER
     assert verdicts["smallest_over_largest_connected"].startswith("not meaningful")
-    assert "--train_data connected" in (tmp_path / "quickstart_robustness.md").read_text()
+    assert "--train_data isolated_then_connected" in (tmp_path / "quickstart_robustness.md").read_text()
     # --render_only recomputes the goals from the JSON alone (the trained folders are gone).
     import shutil
 
