@@ -205,14 +205,17 @@ def markdown(result: dict) -> str:
     if not runs:
         return "\n".join(lines + ["No finished seed yet.", ""])
     first = runs[0]
-    lines += [f"Command: `{first['command']}`; seeds {result['seeds']}; commit {first.get('commit')}; "
-              f"{first['machine']}, torch threads: {first['threads']}{' (smoke)' if first['smoke'] else ''}; isolated FSDD test clips (paired bootstrap over "
-              "utterances and seeds, 95%).", "",
+    commands = "; ".join(f"`{run['command']}` (commit {run.get('commit')})" for run in runs)
+    lines += [f"Commands: {commands}; seeds {result['seeds']}; {first['machine']}, torch threads: {first['threads']}"
+              f"{' (smoke)' if first['smoke'] else ''}; isolated FSDD test clips (paired bootstrap over utterances and "
+              "seeds, 95%; a searched budget's row pools the architecture each seed's search picked).", "",
               "| subnet | params | WER | twin WER | WER / twin | CER / twin | shared BN WER | shared / re-estimated BN WER |"
               f" WER and CER ≤ {GOAL} x twin |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in result["rows"]:
-        lines.append(f"| {row['name']} | {row['params'][0] / 1e6:.2f} M | {100 * row['subnet_wer']:.1f}% | "
+        low, high = min(row["params"]) / 1e6, max(row["params"]) / 1e6
+        params = f"{low:.2f} M" if low == high else f"{low:.2f}-{high:.2f} M"
+        lines.append(f"| {row['name']} | {params} | {100 * row['subnet_wer']:.1f}% | "
                      f"{100 * row['twin_wer']:.1f}% | {ci(row['wer_over_twin'])} | {ci(row['cer_over_twin'])} | "
                      f"{100 * row['shared_batch_norm_wer']:.1f}% | {ci(row['shared_over_recalibrated_wer'])} | "
                      f"{row['verdict']} |")
