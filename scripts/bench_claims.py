@@ -90,9 +90,9 @@ from hf_supernet.latency import cpu_seconds
 from hf_supernet.masks.layer_width import LayerWidthSpec
 from hf_supernet.masks.omni_sparsity import OmniSparsitySpec
 from hf_supernet.masks.orthosoftmax import OrthoSoftmaxSpec
-from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio, utterance_errors
+from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio
 from hf_supernet.paper_recipes import recipe_training_arguments
-from hf_supernet.search import collate_batches, evaluate_subnet
+from hf_supernet.search import collate_batches, score_utterances
 from hf_supernet.training import OptimizerSwitchMixin, SupernetTrainer, SupernetTrainingArguments
 from hf_supernet.training.callbacks import EarlyStoppingFromStepCallback
 from hf_supernet.training.recipes import load_connected_digits, recipe_trainer_class
@@ -387,17 +387,9 @@ class TimedEvaluation:
 
 def score(model, spec, batches, tokenizer) -> dict:
     """Per-utterance word/char errors and CTC loss per output frame of ``spec`` (``None``: the model as it is)."""
-    scores = evaluate_subnet(model, spec, batches, tokenizer, per_utterance=True)
-    pairs = list(zip(scores["references"], scores["hypotheses"]))
-    errors = utterance_errors(scores["hypotheses"], scores["references"])
-    return {
-        "wer": sum(errors["word_errors"]) / sum(errors["words"]),
-        "cer": sum(errors["char_errors"]) / sum(errors["chars"]),
-        "ctc_loss_per_frame": scores["ctc_loss_per_frame"],
-        "word_errors": errors["word_errors"],
-        "char_errors": errors["char_errors"],
-        "examples": [list(pair) for pair in pairs[:3]],
-    }
+    scores = score_utterances(model, spec, batches, tokenizer)
+    pairs = list(zip(scores.pop("references"), scores.pop("hypotheses")))
+    return {**scores, "examples": [list(pair) for pair in pairs[:3]]}
 
 
 def trained_model_dir(args, arm: str, seed: int) -> str:
@@ -599,11 +591,13 @@ def main(argv=None) -> dict:
         # Every model shares the front end, so one length function decides which utterances CTC can fit.
         front_end = SupernetConformerForCTC(model_config(data["tokenizer"], args.smoke))
         data["train"] = filter_ctc_feasible(data["train"], front_end._get_feat_extract_output_lengths)
-    commit, data_seed = git_commit(), None
+    commit, data_seed, test_batches = git_commit(), None, None
     for arm, seed in todo:
         if args.instrument == "digits" and seed != data_seed:
             data, data_seed = digits_data(args, seed), seed  # the run seed's training draws
-        test_batches = collate_batches(data["test"], DataCollatorCTCWithPadding(data["processor"]), batch_size=32)
+            test_batches = None
+        if test_batches is None:
+            test_batches = collate_batches(data["test"], DataCollatorCTCWithPadding(data["processor"]), batch_size=32)
         run = run_arm(args, arm, seed, data, test_batches)
         run.update({
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit,

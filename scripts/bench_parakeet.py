@@ -41,10 +41,10 @@ import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import SubnetSpec, SupernetConformerForCTC
 from hf_supernet.atomic import append_json_line, atomic_file, read_json_lines
 from hf_supernet.data import filter_ctc_feasible
-from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio, utterance_errors
+from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio
 from hf_supernet.models.supernet_conformer.parakeet import load_parakeet_processor
 from hf_supernet.paper_recipes import recipe_config_fields
-from hf_supernet.search import collate_batches, evaluate_subnet
+from hf_supernet.search import collate_batches, score_utterances
 from hf_supernet.training import OptimizerSwitchMixin, SupernetTrainingArguments
 from hf_supernet.training.recipes import load_digits
 
@@ -110,11 +110,8 @@ def train_twin(args, source: ParakeetForCTC, spec: SubnetSpec, data, seed: int, 
 
 
 def errors_of(model, spec, batches, tokenizer) -> dict:
-    scores = evaluate_subnet(model, spec, batches, tokenizer, per_utterance=True)
-    errors = utterance_errors(scores["hypotheses"], scores["references"])
-    return {"wer": sum(errors["word_errors"]) / sum(errors["words"]),
-            "cer": sum(errors["char_errors"]) / sum(errors["chars"]),
-            "word_errors": errors["word_errors"], "char_errors": errors["char_errors"]}
+    scores = score_utterances(model, spec, batches, tokenizer)
+    return {key: scores[key] for key in ("wer", "cer", "word_errors", "char_errors")}
 
 
 def run_seed(args, seed: int) -> dict:

@@ -44,6 +44,7 @@ import transformers
 from transformers import Trainer, set_seed
 
 import hf_supernet  # noqa: F401  (registers the Auto classes)
+from hf_supernet.atomic import append_json_line, read_json_lines
 from hf_supernet.latency import cpu_seconds
 from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.data import (
@@ -252,8 +253,8 @@ def write_trial(args, runs: dict, rows: list[dict]) -> dict:
             "supernet_train": run,
             "subnets": [{"name": r["name"], "params": r["params"], **r["supernets"][split]} for r in rows],
         })
-    with open(os.path.join(args.results_dir, f"{NAME}_trials.jsonl"), "a") as f:
-        f.writelines(json.dumps(trial) + "\n" for trial in trials)
+    for trial in trials:
+        append_json_line(os.path.join(args.results_dir, f"{NAME}_trials.jsonl"), trial)
     print(json.dumps(trials, indent=2))
     return {"trials": trials}
 
@@ -309,11 +310,7 @@ def write_results(result: dict, results_dir: str) -> None:
 
 
 def read_trials(results_dir: str) -> list[dict]:
-    path = os.path.join(results_dir, f"{NAME}_trials.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return read_json_lines(os.path.join(results_dir, f"{NAME}_trials.jsonl"))
 
 
 def render_trials(result: dict, trials: list[dict]) -> str:

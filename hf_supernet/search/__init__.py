@@ -2,7 +2,7 @@
 subnets in :mod:`hf_supernet.budgets`."""
 
 from ..budgets import normalize_budget
-from .evaluation import collate_batches, evaluate_subnet
+from .evaluation import collate_batches, evaluate_subnet, score_utterances
 from .evolution import Candidate, evolutionary_search, pareto_front
 from .subnet_search import (
     budget_name,
@@ -23,5 +23,6 @@ __all__ = [
     "normalize_budget",
     "pareto_front",
     "plot_pareto",
+    "score_utterances",
     "search_subnets",
 ]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from ..metrics import ctc_greedy_decode, load_metric
+from ..metrics.bootstrap import utterance_errors
 from ..subnets import SubnetSpec
 
 
@@ -65,6 +66,23 @@ def evaluate_subnet(
         if per_utterance:
             scores.update(hypotheses=hypotheses, references=references, ctc_loss_per_frame=frame_loss / max(frames, 1))
     return scores
+
+
+def score_utterances(model, spec: SubnetSpec | None, batches: Sequence[dict], tokenizer) -> dict:
+    """:func:`evaluate_subnet` per utterance, in the form paired comparisons need: ``word_errors`` and
+    ``char_errors`` of each utterance (:func:`~hf_supernet.metrics.bootstrap.utterance_errors`), the ``wer`` and
+    ``cer`` they add up to, ``ctc_loss_per_frame``, and the ``hypotheses`` and ``references`` in order."""
+    scores = evaluate_subnet(model, spec, batches, tokenizer, per_utterance=True)
+    errors = utterance_errors(scores["hypotheses"], scores["references"])
+    return {
+        "wer": sum(errors["word_errors"]) / sum(errors["words"]),
+        "cer": sum(errors["char_errors"]) / sum(errors["chars"]),
+        "ctc_loss_per_frame": scores["ctc_loss_per_frame"],
+        "word_errors": errors["word_errors"],
+        "char_errors": errors["char_errors"],
+        "hypotheses": scores["hypotheses"],
+        "references": scores["references"],
+    }
 
 
 def _output_frame_mask(model, out, batch: dict) -> torch.Tensor:
