@@ -10,8 +10,8 @@ The int8 size is that of the usual CPU deployment, dynamic int8 with per-output-
 Runtime's ``quantize_dynamic(per_channel=True)`` on MatMul/Gemm, what
 :func:`hf_supernet.publishing.export.export_model` ``(..., int8=True)`` writes): each weight of a linear layer in one
 byte, plus a 4-byte scale and a 1-byte zero point per output channel; every other parameter (biases, norms,
-convolutions) stays fp32, 4 bytes; and the graph itself, about 3.2 kB per quantized linear layer (its quantize,
-integer matmul and rescale nodes, their names and shapes) plus 9 kB (:class:`ParamCounts`).
+convolutions) stays fp32, 4 bytes; and the graph itself, about 2.35 kB per quantized linear layer (its quantize,
+integer matmul and rescale nodes and their names) plus 5.6 kB (:class:`ParamCounts`).
 ``scripts/bench_int8_size.py`` compares the estimate with the files (``benchmarks/results/int8_size.md``).
 """
 
@@ -48,11 +48,11 @@ class SubnetCosts:
         return dataclasses.asdict(self)
 
 
-# Bytes of an int8 ONNX graph besides its tensors (node, value and tensor names, shapes): per quantized linear layer,
+# Bytes of an int8 ONNX graph besides its tensors (node and tensor names, attributes): per quantized linear layer,
 # and for the rest of the graph. Measured on the files torch 2.13's ONNX exporter and onnxruntime's quantize_dynamic
 # write for Conformers of 2 to 13 blocks (scripts/bench_int8_size.py checks the whole estimate against them).
-INT8_GRAPH_BYTES_PER_LINEAR = 3_200
-INT8_GRAPH_BYTES = 9_000
+INT8_GRAPH_BYTES_PER_LINEAR = 2_350
+INT8_GRAPH_BYTES = 5_600
 
 
 @dataclasses.dataclass(frozen=True)

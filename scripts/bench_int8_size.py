@@ -80,7 +80,7 @@ def markdown(result: dict) -> str:
         f"{result['onnxruntime']}). Weights moved off their initial values as by training; the file is "
         "`export_model(..., \"onnx\", int8=True)` (onnxruntime's per-channel dynamic int8). Cost model: linear weights "
         "in one byte + a scale and a zero point per output channel + every other parameter in fp32 (exact counts of "
-        "the tensors) + the graph (3.2 kB per linear layer + 9 kB: constants fitted to files like these, so the "
+        "the tensors) + the graph (2.35 kB per linear layer + 5.6 kB: constants fitted to files like these, so the "
         f"graph term is a fit, not a prediction). Goal: within {GOAL:.0%} of the file.",
         "",
         "| subnet | params | ONNX int8 MB | cost model int8_mb | cost model / file | one byte per param / file |",

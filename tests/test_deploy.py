@@ -134,6 +134,7 @@ def test_torch_export_of_a_foldable_path_stock_model(family):
 
 
 def test_onnx_export_runs_under_onnxruntime_like_eager(tmp_path):
+    import onnx
     import onnxruntime
 
     model = MODELS["layer_width_uneven_sub8"]
@@ -148,6 +149,9 @@ def test_onnx_export_runs_under_onnxruntime_like_eager(tmp_path):
     assert_program_matches_eager(run, dense, [padded_batch(lengths, seed=i) for i, lengths in enumerate(LENGTHS)])
     with pytest.raises(FileExistsError, match="overwrite"):
         export_model(dense, path, "onnx")
+    # What the file needs and nothing else: no per-node stack traces, no optional intermediate shapes.
+    graph = onnx.load(str(path)).graph
+    assert not graph.value_info and not any(node.metadata_props for node in graph.node)
 
 
 def test_export_script_writes_a_pt2_of_a_subnet_folder_and_keeps_existing_outputs(tmp_path, capsys):
