@@ -2,9 +2,12 @@
 the metrics, and the Hub upload tested at the huggingface_hub API boundary (nothing here reaches the network)."""
 
 import json
+import os
 import re
 import runpy
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -240,11 +243,34 @@ def test_card_of_a_stock_class_says_plain_transformers_loads_it(supernet, tmp_pa
     assert not loading_info(model, processor, processor_remote_code=True).processor_remote_code  # stock: no code
 
 
-def test_the_default_template_ships_inside_the_package():
-    """Read through importlib.resources (so wheels and zipped installs find it) and listed as package data."""
-    assert "{{ card_data }}" in default_template()
-    pyproject = (REPO / "pyproject.toml").read_text()
-    assert '"model_cards/*.md"' in pyproject
+def test_the_default_template_is_the_top_level_one():
+    """Read through importlib.resources from hf_supernet.model_cards, which the editable install maps to the
+    repository's top-level model_cards/ folder."""
+    assert default_template() == (REPO / "model_cards" / "subnet_card.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_a_non_editable_wheel_ships_the_template_and_reads_it(tmp_path):
+    """Build the wheel, install it into a folder (no dependencies) and read the template from that install, in a
+    Python where the checkout is not importable first."""
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheels)]
+    subprocess.run([*build, str(REPO)], check=True, capture_output=True)
+    wheel = next(wheels.glob("hf_supernet-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        assert "hf_supernet/model_cards/subnet_card.md" in archive.namelist()
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True)
+    code = (
+        "import hf_supernet, hf_supernet.publishing.cards as cards; "
+        "print(hf_supernet.__file__); print(cards.default_template(), end='')"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(target)})
+    assert run.returncode == 0, run.stderr[-2000:]
+    location, text = run.stdout.split("\n", 1)
+    assert Path(location).is_relative_to(target)  # the wheel's copy, not the checkout
+    assert text == (REPO / "model_cards" / "subnet_card.md").read_text(encoding="utf-8")
 
 
 def test_custom_template(published, supernet, tmp_path):

@@ -1,8 +1,9 @@
 """Model cards of published subnets: card data (Hub metadata) and the card text, rendered from a Jinja template.
 
-The default template is ``hf_supernet/model_cards/subnet_card.md``. It ships inside the package (listed in
-``[tool.setuptools.package-data]``) and is read through ``importlib.resources``, so it is found the same way in an
-editable checkout, an installed wheel or a zipped install. Pass ``template_path`` to use your own template; it gets
+The default template is the repository's top-level ``model_cards/subnet_card.md``. It ships inside the package
+as ``hf_supernet.model_cards`` (``[tool.setuptools.package-dir]`` maps the folder there) and is read through
+``importlib.resources``, so it is found the same way in an editable checkout, an installed wheel or a zipped
+install. Pass ``template_path`` to use your own template; it gets
 the same variables (see :func:`card_variables`).
 """
 
@@ -22,7 +23,7 @@ from ..units import REFERENCE_SECONDS
 from ..version import __version__
 from .export import is_stock_transformers_class
 
-TEMPLATE_PACKAGE = "hf_supernet"
+TEMPLATE_PACKAGE = "hf_supernet.model_cards"
 TEMPLATE_NAME = "subnet_card.md"
 TASK = "automatic-speech-recognition"
 # Costs computed from the architecture; every other cost key of a selected entry is a measurement (``latency``: the
@@ -56,7 +57,7 @@ class CardMetadata:
 
 def default_template() -> str:
     """Text of the template shipped with hf_supernet."""
-    resource = importlib.resources.files(TEMPLATE_PACKAGE).joinpath("model_cards", TEMPLATE_NAME)
+    resource = importlib.resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_NAME)
     return resource.read_text(encoding="utf-8")
 
 
