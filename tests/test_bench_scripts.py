@@ -287,3 +287,16 @@ def test_bench_parakeet_smoke_compares_stock_subnets_with_twins_and_skips_finish
     # A finished seed is not run again.
     monkeypatch.setattr(bench, "run_seed", lambda *a: pytest.fail("seed 0 is finished"))
     assert bench.main(args)["seeds"] == [0]
+
+
+@pytest.mark.slow
+def test_bench_import_times_every_statement_against_the_floor_and_lists_what_hf_supernet_loads(tmp_path):
+    bench = load_script("bench_import")
+    result = bench.main(["--repeats", "1", "--results_dir", str(tmp_path), "--note", "a smoke test"])
+    assert json.loads((tmp_path / "import_time.json").read_text()) == json.loads(json.dumps(result))
+    assert set(result["timings"]) == set(bench.STATEMENTS)
+    assert result["timings"]["transformers PreTrainedModel"]["median_ratio_to_floor"] == 1.0
+    assert all(row["median_s"] > 0 for row in result["timings"].values())
+    assert not any(result["loaded_by_import_hf_supernet"].values())  # no peft, Trainer, datasets, evaluate
+    text = (tmp_path / "import_time.md").read_text()
+    assert "a smoke test" in text and "loads none of peft" in text
