@@ -35,7 +35,6 @@ from hf_supernet import SupernetConformerConfig, SupernetConformerForCTC
 from hf_supernet.atomic import atomic_directory
 from hf_supernet.data import (
     DataCollatorCTCWithPadding,
-    SpecAugmentCallback,
     build_processor,
     filter_ctc_feasible,
     load_speech_dataset,
@@ -64,6 +63,10 @@ class ModelArguments:
         default=2560, metadata={"help": "omni_sparsity: length of the cubic ramp of the largest trainable sparsity."}
     )
     dropout: float = field(default=0.1, metadata={"help": "All dropout rates."})
+    # SpecAugment is a model setting, as in transformers' wav2vec2 CTC example: masks drawn in training only, one set
+    # per batch for every subnet of the sandwich (mask lengths and minimum counts: --config_overrides).
+    mask_time_prob: float = field(default=0.05, metadata={"help": "SpecAugment: fraction of frames masked in time."})
+    mask_feature_prob: float = field(default=0.05, metadata={"help": "SpecAugment: fraction of mel bins masked."})
     init_from_parakeet: str | None = field(
         default=None,
         metadata={
@@ -156,8 +159,6 @@ class DataArguments:
     tokenizer_type: str = field(default="char", metadata={"help": "char, unigram or bpe."})
     vocab_size: int = field(default=128, metadata={"help": "Tokenizer vocabulary bound (unigram/bpe)."})
     max_duration: float | None = field(default=None, metadata={"help": "Drop longer utterances (seconds)."})
-    mask_time_prob: float = field(default=0.05, metadata={"help": "SpecAugment time masking probability."})
-    mask_feature_prob: float = field(default=0.05, metadata={"help": "SpecAugment frequency masking probability."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "num_proc of datasets.map."})
 
 
@@ -217,9 +218,7 @@ def main(argv=None):
     else:
         model = SupernetConformerForCTC(config_from_arguments(model_args, processor.tokenizer))
     train = filter_ctc_feasible(prepared[data_args.train_split], model._get_feat_extract_output_lengths)
-    masking = data_args.mask_time_prob > 0 or data_args.mask_feature_prob > 0
-    spec_augment = {"mask_time_prob": data_args.mask_time_prob, "mask_feature_prob": data_args.mask_feature_prob}
-    collator = DataCollatorCTCWithPadding(processor, spec_augment=spec_augment if masking else None)
+    collator = DataCollatorCTCWithPadding(processor)
     trainer = SupernetTrainer(
         model=model,
         args=training_args,
@@ -229,7 +228,6 @@ def main(argv=None):
         processing_class=processor,
         compute_metrics=make_compute_metrics(processor),
         preprocess_logits_for_metrics=preprocess_logits_for_metrics,
-        callbacks=[SpecAugmentCallback(collator)],
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     save_final_model(trainer)

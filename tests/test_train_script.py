@@ -43,6 +43,12 @@ def test_config_overrides_set_any_config_field(train_script):
     assert (config.num_hidden_layers, config.vocab_size, config.attention_dropout) == (3, 13, 0.2)
 
 
+def test_spec_augment_flags_set_the_model_config_as_in_wav2vec2(train_script):
+    model_args, _, _, _ = train_script.parse_args(["--output_dir", "x", "--mask_time_prob", "0.1"])
+    config = train_script.config_from_arguments(model_args, FakeTokenizer())
+    assert (config.mask_time_prob, config.mask_feature_prob) == (0.1, 0.05)
+
+
 def test_config_overrides_from_a_json_config_file(train_script, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"output_dir": "x", "config_overrides": {"mask_type": "folding", "num_physical_layers": 2}}))
@@ -81,6 +87,8 @@ def test_train_script_fine_tunes_a_parakeet_checkpoint_with_its_processor(train_
     ])
     model = trainer.model
     assert model.config.architecture == "parakeet" and model.config.layer_drop_choices == [0, 1]
+    assert (model.config.mask_time_prob, model.config.mask_feature_prob) == (0.05, 0.05)  # SpecAugment in the model
+    assert trainer.data_collator.spec_augment is None
     assert trainer.state.global_step == 2
     assert type(AutoProcessor.from_pretrained(out)) is ParakeetProcessor
     saved = SupernetConformerForCTC.from_pretrained(out)
