@@ -203,3 +203,22 @@ def test_save_pretrained_writes_auto_map_and_the_model_files_and_reloads(tmp_pat
     assert type(loaded) is ConformerForCTC
     features, mask = padded_batch([30, 20])
     torch.testing.assert_close(loaded(features, mask).logits, dense(features, mask).logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["layer_width", "orthosoftmax", "folding"])
+def test_supernet_returns_the_attention_maps_its_extracted_subnet_returns(name):
+    """`output_attentions=True` on the supernet runs the kept heads eagerly: same logits as SDPA, and the maps of
+    every block whose self-attention runs in the subnet equal the extracted dense model's."""
+    model = MODELS[name]
+    spec = model.subnet_space.sample(torch.Generator().manual_seed(3))
+    features, mask = padded_batch([40, 23])
+    dense = dense_conformer_from_subnet(model, spec)
+    with torch.no_grad():
+        sdpa = model(features, attention_mask=mask, subnet=spec)
+        eager = model(features, attention_mask=mask, subnet=spec, output_attentions=True)
+        expected = dense(features, attention_mask=mask, output_attentions=True)
+    assert sdpa.attentions is None and eager.attentions
+    torch.testing.assert_close(eager.logits, sdpa.logits, atol=1e-5, rtol=0)
+    assert [a.shape for a in eager.attentions] == [a.shape for a in expected.attentions]
+    for ours, theirs in zip(eager.attentions, expected.attentions):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)

@@ -504,3 +504,17 @@ def test_evaluate_subnet_scores_a_stock_parakeet_on_its_real_output_frames():
     single = evaluate_subnet(model, None, [alone], tokenizer, per_utterance=True)
     assert together["hypotheses"][1] == single["hypotheses"][0]
     assert together["ctc_loss_per_frame"] > 0
+
+
+def test_supernet_attention_maps_equal_the_source_parakeets():
+    """Parakeet's relative-position attention run eagerly for `output_attentions=True`: the largest subnet's maps
+    (padded rows included) are the source ParakeetForCTC's."""
+    source = tiny_parakeet(attn_implementation="eager")
+    supernet = SupernetConformerForCTC.from_parakeet(source).eval()
+    features, mask = padded_batch([40, 23])
+    with torch.no_grad():
+        expected = source(input_features=features, attention_mask=mask, output_attentions=True)
+        ours = supernet(features, attention_mask=mask, output_attentions=True)
+    assert len(ours.attentions) == len(expected.attentions) == 3
+    for a, b in zip(ours.attentions, expected.attentions):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)

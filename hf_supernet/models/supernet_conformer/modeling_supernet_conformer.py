@@ -55,6 +55,7 @@ from ..conformer.modeling_conformer import (
     ConformerBlock,
     ConformerSubsampling,
     apply_rotary,
+    eager_attention_forward,
     frame_mask,
     rotary_cos_sin,
     spec_augment_input,
@@ -74,12 +75,16 @@ class SupernetConformerModelOutput(ModelOutput):
             Output of the last block of the active subnet.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*):
             Front-end output and each block's output, when `output_hidden_states=True`.
+        attentions (`tuple(torch.FloatTensor)`, *optional*):
+            Attention probabilities `(batch, heads, frames, frames)` of each block whose self-attention runs in the
+            subnet (its kept heads), when `output_attentions=True`.
         output_attention_mask (`torch.BoolTensor` of shape `(batch, frames)`):
             Which output frames are real (not padding).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
     output_attention_mask: torch.BoolTensor | None = None
 
 
@@ -193,19 +198,32 @@ class SupernetConformerSelfAttention(nn.Module):
         scale: torch.Tensor | None = None,
         weight_masks: dict[str, torch.Tensor] | None = None,
         dropout_scale: float = 1.0,
-    ) -> torch.Tensor:
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``positions``: what :meth:`_attend` reads positions from; ``key_mask``: which frames are real,
-        (batch, frames), or ``None`` when none is padding."""
+        (batch, frames), or ``None`` when none is padding. Returns the output and, with ``output_attentions``, the
+        attention probabilities (batch, kept heads, frames, frames), else ``None``."""
         batch, time, _ = x.shape
         x = self.layer_norm(x)
         q, k, v = (self._project(name, x, heads, weight_masks) for name in ("q_proj", "k_proj", "v_proj"))
         dropout = self.dropout * dropout_scale if self.training else 0.0
-        out = self._attend(q, k, v, positions, key_mask, heads, weight_masks, dropout)
+        scores_bias, query_offset = self._score_terms(q, positions, key_mask, heads, weight_masks)
+        q, k = self._rotate(q, k, positions)
+        if query_offset is not None:
+            q = q + query_offset
+        scaling = self.head_dim**-0.5
+        if output_attentions:  # SDPA cannot return its probabilities: this call runs the dense model's eager path
+            out, weights = eager_attention_forward(self, q, k, v, scores_bias, scaling, dropout)
+            out = out.transpose(1, 2)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=scores_bias, dropout_p=dropout, scale=scaling)
+            weights = None
         if scale is not None:
             out = out * _select(scale, 0, heads)[None, :, None, None]
         out = out.transpose(1, 2).reshape(batch, time, -1)
-        return subnet_linear(self.out_proj, out, self.linear_selections(heads)["out_proj"],
-                             (weight_masks or {}).get("out_proj.weight"))
+        out = subnet_linear(self.out_proj, out, self.linear_selections(heads)["out_proj"],
+                            (weight_masks or {}).get("out_proj.weight"))
+        return out, weights
 
     def _project(self, name: str, inputs: torch.Tensor, heads, weight_masks) -> torch.Tensor:
         """Projection ``name`` of ``inputs`` (batch, frames, hidden) for the kept ``heads``: (batch, heads, frames,
@@ -214,12 +232,17 @@ class SupernetConformerSelfAttention(nn.Module):
         out = subnet_linear(getattr(self, name), inputs, cut, (weight_masks or {}).get(f"{name}.weight"))
         return out.view(inputs.shape[0], inputs.shape[1], kept_count(heads, self.num_heads), self.head_dim).transpose(1, 2)
 
-    def _attend(self, q, k, v, positions, key_mask, heads, weight_masks, dropout: float) -> torch.Tensor:
-        """Attention of the projected heads with rotary positions (``positions`` = the ``(cos, sin)`` tables)."""
+    def _rotate(self, q, k, positions):
+        """Rotary positions on queries and keys (``positions`` = the ``(cos, sin)`` tables)."""
         cos, sin = positions
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        attn_mask = None if key_mask is None else key_mask[:, None, None, :]
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)
+        return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+
+    def _score_terms(self, q, positions, key_mask, heads, weight_masks):
+        """What the attention adds to the scaled scores q·k (here an additive mask: padded keys get the dtype's
+        minimum; ``None`` without padding) and to the queries before them (here nothing: ``None``)."""
+        if key_mask is None:
+            return None, None
+        return (~key_mask)[:, None, None, :].to(q.dtype) * torch.finfo(q.dtype).min, None
 
     def linear_selections(self, heads: tuple[int, ...] | None) -> dict[str, LinearSelection]:
         """What each projection runs when ``heads`` are kept (rows / columns in groups of ``head_dim``)."""
@@ -239,27 +262,28 @@ class SupernetRelPositionSelfAttention(SupernetConformerSelfAttention):
 
     def __init__(self, config: SupernetConformerConfig, num_heads: int):
         super().__init__(config, num_heads)
-        self.scaling = self.head_dim**-0.5
         self.relative_k_proj = nn.Linear(config.hidden_size, num_heads * self.head_dim, bias=False)
         self.bias_u = nn.Parameter(torch.zeros(num_heads, self.head_dim))
         self.bias_v = nn.Parameter(torch.zeros(num_heads, self.head_dim))
 
-    def _attend(self, q, k, v, positions, key_mask, heads, weight_masks, dropout: float) -> torch.Tensor:
-        """``positions``: the relative position embeddings, (1, 2 * frames - 1, hidden_size)."""
+    def _rotate(self, q, k, positions):
+        return q, k  # positions enter through the scores
+
+    def _score_terms(self, q, positions, key_mask, heads, weight_masks):
+        """``positions``: the relative position embeddings, (1, 2 * frames - 1, hidden_size). Terms (b) and (d) of
+        Transformer-XL's score, shifted from relative to absolute key positions, enter the attention as an additive
+        mask, as in ParakeetEncoderAttention (padded query rows and key columns masked); the content bias u is added
+        to the queries."""
         time = q.shape[2]
         relative_k = self._project("relative_k_proj", positions, heads, weight_masks)
         bias_u = _select(self.bias_u, 0, heads)[None, :, None, :]
         bias_v = _select(self.bias_v, 0, heads)[None, :, None, :]
-        # Terms (b) and (d) of Transformer-XL's score, shifted from relative to absolute key positions; they enter
-        # the attention as an additive mask, as in ParakeetEncoderAttention (padded query rows and key columns masked).
         position_scores = (q + bias_v) @ relative_k.transpose(-1, -2)
-        position_scores = ParakeetEncoderAttention._rel_shift(self, position_scores)[..., :time] * self.scaling
+        position_scores = ParakeetEncoderAttention._rel_shift(self, position_scores)[..., :time] * self.head_dim**-0.5
         if key_mask is not None:
             pairs = key_mask[:, None, :, None] & key_mask[:, None, None, :]
             position_scores = position_scores.masked_fill(~pairs, torch.finfo(position_scores.dtype).min)
-        return F.scaled_dot_product_attention(
-            q + bias_u, k, v, attn_mask=position_scores, scale=self.scaling, dropout_p=dropout
-        )
+        return position_scores, bias_u
 
     def linear_selections(self, heads: tuple[int, ...] | None) -> dict[str, LinearSelection]:
         cuts = super().linear_selections(heads)
@@ -359,13 +383,17 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
             "ffn2": self.ffn2 is not None and kept_count(plan.ffn_keep(2), 1) > 0,
         }
 
-    def forward(self, x, positions, mask, plan: BlockPlan, dropout_scale: float = 1.0) -> torch.Tensor:
+    def forward(
+        self, x, positions, mask, plan: BlockPlan, dropout_scale: float = 1.0, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``positions``: the rotary ``(cos, sin)`` tables, or Parakeet's relative position embeddings; ``mask``:
-        which frames are real, (batch, frames), or ``None`` when none is padding."""
+        which frames are real, (batch, frames), or ``None`` when none is padding. Returns the block's output and,
+        with ``output_attentions``, its attention probabilities (``None`` when its self-attention does not run)."""
         # dropout_scale (adaptive dropout) applies to the units the plan names; the others keep their rate.
         unit_scale = {unit: dropout_scale if unit in plan.dropout_scaled_units else 1.0 for unit in self.UNITS}
         scales = plan.unit_scales or {}
         runs = self.runs(plan)
+        weights = None
         if runs["ffn1"]:
             s = unit_scale["ffn1"]
             out = self.ffn1(
@@ -375,9 +403,9 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
             x = x + 0.5 * F.dropout(out, self.dropout * s, self.training)
         if runs["self_attn"]:
             s = unit_scale["self_attn"]
-            out = self.self_attn(
+            out, weights = self.self_attn(
                 x, positions=positions, key_mask=mask, heads=plan.attention_heads, scale=scales.get("self_attn"),
-                weight_masks=plan.weight_masks_of("self_attn"), dropout_scale=s,
+                weight_masks=plan.weight_masks_of("self_attn"), dropout_scale=s, output_attentions=output_attentions,
             )
             x = x + F.dropout(out, self.dropout * s, self.training)
         if runs["conv_module"]:
@@ -392,7 +420,7 @@ class SupernetConformerBlock(GradientCheckpointingLayer):
                 weight_masks=plan.weight_masks_of("ffn2"),
             )
             x = x + 0.5 * F.dropout(out, self.dropout * s, self.training)
-        return self.final_layer_norm(x)
+        return self.final_layer_norm(x), weights
 
     def linear_selections(self, plan: BlockPlan) -> dict[str, LinearSelection]:
         """What each linear layer of the units that run under ``plan`` runs, keyed by name inside the block (e.g.
@@ -516,6 +544,7 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         self,
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         subnet=None,
@@ -535,9 +564,12 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
             training without them, masks are drawn from `config.mask_time_prob` / `config.mask_feature_prob`.
         mask_feature_indices (`torch.BoolTensor` of shape `(batch, num_mel_bins)`, *optional*):
             SpecAugment frequency masks to apply.
+        output_attentions (`bool`, *optional*):
+            Return each running self-attention's probabilities (computed eagerly for this call; SDPA otherwise).
         """
         self._check_input_features(input_features)
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         batch, frames, _ = input_features.shape
         if attention_mask is None:
             lengths = torch.full((batch,), frames, dtype=torch.long, device=input_features.device)
@@ -557,14 +589,17 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         spec = subnet if subnet is not None else self.active_subnet
         plans = self.mask.block_plans(spec) if spec is not None else self.mask.full_plans()
         hidden_states = (x,) if output_hidden_states else None
+        attentions = () if output_attentions else None
         for plan in plans:
             scale = plan.dropout_scale if (self.config.adaptive_dropout and self.training) else 1.0
-            x = self.layers[plan.layer_index](x, positions, key_mask, plan, scale)
+            x, weights = self.layers[plan.layer_index](x, positions, key_mask, plan, scale, output_attentions)
             if output_hidden_states:
                 hidden_states += (x,)
+            if output_attentions and weights is not None:
+                attentions += (weights,)
 
         output = SupernetConformerModelOutput(
-            last_hidden_state=x, hidden_states=hidden_states, output_attention_mask=mask
+            last_hidden_state=x, hidden_states=hidden_states, attentions=attentions, output_attention_mask=mask
         )
         return output if return_dict else output.to_tuple()
 
@@ -700,6 +735,7 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         subnet=None,
@@ -721,6 +757,7 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
         encoder_out = self.conformer(
             input_features,
             attention_mask=attention_mask,
+            output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
             subnet=subnet,
@@ -736,6 +773,7 @@ class SupernetConformerForCTC(SupernetConformerPreTrainedModel):
             logits=logits,
             output_attention_mask=encoder_out.output_attention_mask,
             hidden_states=encoder_out.hidden_states,
+            attentions=encoder_out.attentions,
         )
         return output if return_dict else output.to_tuple()
 
