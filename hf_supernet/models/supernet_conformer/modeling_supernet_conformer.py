@@ -200,9 +200,9 @@ class SupernetConformerSelfAttention(nn.Module):
         dropout_scale: float = 1.0,
         output_attentions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``positions``: what :meth:`_attend` reads positions from; ``key_mask``: which frames are real,
-        (batch, frames), or ``None`` when none is padding. Returns the output and, with ``output_attentions``, the
-        attention probabilities (batch, kept heads, frames, frames), else ``None``."""
+        """``positions``: what :meth:`_rotate` and :meth:`_score_terms` read positions from; ``key_mask``: which
+        frames are real, (batch, frames), or ``None`` when none is padding. Returns the output and, with
+        ``output_attentions``, the attention probabilities (batch, kept heads, frames, frames), else ``None``."""
         batch, time, _ = x.shape
         x = self.layer_norm(x)
         q, k, v = (self._project(name, x, heads, weight_masks) for name in ("q_proj", "k_proj", "v_proj"))
