@@ -386,7 +386,7 @@ class ConformerModel(ConformerPreTrainedModel):
         hidden_states = (x,) if output_hidden_states else None
         attentions = () if output_attentions else None
         for layer in self.layers:
-            x, weights = layer(x, cos, sin, key_mask, frames, output_attentions)
+            x, weights = layer(x, cos, sin, key_mask, frames, output_attentions=output_attentions)
             if output_hidden_states:
                 hidden_states += (x,)
             if output_attentions and weights is not None:

@@ -592,7 +592,9 @@ class SupernetConformerModel(SupernetConformerPreTrainedModel):
         attentions = () if output_attentions else None
         for plan in plans:
             scale = plan.dropout_scale if (self.config.adaptive_dropout and self.training) else 1.0
-            x, weights = self.layers[plan.layer_index](x, positions, key_mask, plan, scale, output_attentions)
+            x, weights = self.layers[plan.layer_index](
+                x, positions, key_mask, plan=plan, dropout_scale=scale, output_attentions=output_attentions
+            )
             if output_hidden_states:
                 hidden_states += (x,)
             if output_attentions and weights is not None:
