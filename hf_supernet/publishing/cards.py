@@ -3,8 +3,7 @@
 The default template is the repository's top-level ``model_cards/subnet_card.md``. It ships inside the package
 as ``hf_supernet.model_cards`` (``[tool.setuptools.package-dir]`` maps the folder there) and is read through
 ``importlib.resources``, so it is found the same way in an editable checkout, an installed wheel or a zipped
-install. Pass ``template_path`` to use your own template; it gets
-the same variables (see :func:`card_variables`).
+install. Pass ``template_path`` to use your own template; it gets the same variables (see :func:`card_variables`).
 """
 
 from __future__ import annotations
