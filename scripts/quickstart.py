@@ -3,8 +3,9 @@
 1. load the bundled Free Spoken Digit Dataset (real recordings, 8 kHz resampled to 16 kHz): train on its trimmed
    clips (default), or with ``--train_data connected`` on connected-digit strings built from them on the fly (1-5
    digits with pauses, silence, noise, gain and speed perturbation: what a person's own recording of a PIN sounds
-   like), or with ``--train_data isolated_then_connected`` on clean clips first and connected strings after; a tenth
-   of the train recordings make connected dev strings;
+   like), or with ``--train_data isolated_then_connected`` on clean clips first and connected strings after, or with
+   ``--train_data isolated_augmented`` on single clips with that silence, noise, gain and speed; a tenth of the train
+   recordings make connected dev strings;
 2. train a character tokenizer and a small supernet Conformer-CTC with sandwich sampling + in-place distillation;
 3. search the best subnet for 50% and 75% of the parameters on the dev strings;
 4. evaluate the largest, the smallest and the selected subnets (params, FLOPs) on the isolated clean test clips
@@ -46,11 +47,13 @@ class QuickstartArguments:
         "help": "isolated: FSDD's trimmed single clips (learns the digits within the budget); connected: strings of "
                 "1-5 digits with pauses, silence and noise built on the fly (what a person records; in 7.5 minutes on "
                 "2 cores it does not leave the CTC blank plateau: give it --time_budget_minutes 30 or more); "
-                "isolated_then_connected: --isolated_steps steps of clean clips, then connected strings."})
+                "isolated_then_connected: --isolated_steps steps of clean clips, then connected strings; "
+                "isolated_augmented: single clips with silence around them, noise, gain and speed, made on the fly."})
     # Defaults per train_data: what 2 CPU cores fit in the training budget (isolated clips: ~0.4 s a step of 32;
-    # connected strings: ~1.2 s a step of 16), so that the learning rate has decayed when the budget ends.
-    max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps (sets the learning-rate schedule); default 1100 isolated, 400 connected, 950 isolated_then_connected."})
-    batch_size: int | None = field(default=None, metadata={"help": "Utterances per batch; default 32 isolated, 16 otherwise."})
+    # augmented clips, made on the fly: ~0.4 s a step of 32 in a pilot; connected strings: ~1.2 s a step of 16), so
+    # that the learning rate has decayed when the budget ends.
+    max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps (sets the learning-rate schedule); default 1100 isolated, 400 connected, 950 isolated_then_connected, 1000 isolated_augmented."})
+    batch_size: int | None = field(default=None, metadata={"help": "Utterances per batch; default 32 for single clips (isolated, isolated_augmented), 16 otherwise."})
     isolated_steps: int = field(default=650, metadata={"help": "isolated_then_connected: steps on clean clips first."})
     time_budget_minutes: float = field(default=7.5, metadata={"help": "Training stops early after this long."})
     seed: int = field(default=0, metadata={"help": "Seed of everything (data split, init, subnet sampling)."})
@@ -67,8 +70,8 @@ def main(argv=None) -> list[dict]:
     # 1-2. data (the bundled spoken digits: isolated clips or connected strings made on the fly; dev strings from
     # held-out recordings for the search), character tokenizer, processor; the recipe's 4 x 144 supernet.
     isolated = args.train_data == "isolated"
-    batch_size = args.batch_size or (32 if isolated else 16)
-    max_steps = args.max_steps or {"isolated": 1100, "connected": 400}.get(args.train_data, 950)
+    batch_size = args.batch_size or (32 if args.train_data in ("isolated", "isolated_augmented") else 16)
+    max_steps = args.max_steps or {"isolated": 1100, "connected": 400, "isolated_augmented": 1000}.get(args.train_data, 950)
     isolated_steps = 2 if args.smoke else args.isolated_steps
     data = load_connected_digits("fsdd", seed=args.seed, smoke=args.smoke, train_on=args.train_data,
                                  isolated_items=isolated_steps * batch_size)
@@ -81,7 +84,7 @@ def main(argv=None) -> list[dict]:
     batch = {"per_device_train_batch_size": batch_size}
     if not isolated:  # strings drawn on the fly have no length column to group batches by
         # A curriculum's stages follow the item index; each item is a fresh random draw either way.
-        order = "random" if args.train_data == "connected" else "sequential"
+        order = "sequential" if args.train_data == "isolated_then_connected" else "random"
         batch.update(train_sampling_strategy=order, length_column_name=None)
     training_args = digits_training_arguments(os.path.join(args.output_dir, "trainer"), max_steps, args.seed, args.smoke, **batch)
     clock = WallClockLimitCallback(args.time_budget_minutes * 60)

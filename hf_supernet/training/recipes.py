@@ -18,6 +18,8 @@ numbers to be comparable, so the data split, model size and training arguments l
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 from collections.abc import Callable
@@ -107,7 +109,11 @@ CONNECTED_DEV_SEED, CONNECTED_TEST_SEED = 2000, 3000
 ISOLATED_TRAIN = ConnectedDigitsConfig(min_digits=1, max_digits=1, pause_seconds=(0.0, 0.0),
                                        edge_silence_seconds=(0.0, 0.0), noise_probability=0.0, gain_db=(0.0, 0.0),
                                        speed=(1.0, 1.0))
-TRAIN_ON = ("connected", "isolated", "isolated_then_connected")
+# train_on="isolated_augmented": one recording, drawn at random, with the connected strings' silence around it (up to
+# 0.5 s a side, as CONNECTED_TRAIN), noise, gain and speed: what a person's recording of one digit adds to FSDD's
+# trimmed clean clips, without the several words the model cannot learn in the quickstart's minutes.
+ISOLATED_AUGMENTED = dataclasses.replace(CONNECTED_TRAIN, min_digits=1, max_digits=1)
+TRAIN_ON = ("connected", "isolated", "isolated_then_connected", "isolated_augmented")
 
 
 def load_connected_digits(
@@ -128,7 +134,8 @@ def load_connected_digits(
     - ``train``: :class:`~hf_supernet.data.ConnectedDigits` strings drawn on the fly from 90% of the train recordings
       (raw audio: the collator computes features per batch; every index is a new string), or with
       ``train_on="isolated"`` those recordings as they are (features computed, a ``length`` column), or with
-      ``train_on="isolated_then_connected"`` a curriculum: ``isolated_items`` clean recordings drawn at random
+      ``train_on="isolated_augmented"`` single recordings drawn on the fly with silence, noise, gain and speed
+      (:data:`ISOLATED_AUGMENTED`), or with ``train_on="isolated_then_connected"`` a curriculum: ``isolated_items`` clean recordings drawn at random
       (:data:`ISOLATED_TRAIN`), then connected strings. The stages follow the item index, so the trainer must read
       the items in order: ``TrainingArguments(train_sampling_strategy="sequential")`` (each item is a fresh random
       draw, so the order is as random as a shuffled one);
@@ -157,6 +164,8 @@ def load_connected_digits(
     processor = build_processor(tokenizer)
     if train_on == "isolated":
         train = prepare_dataset(held_out["train"], processor)
+    elif train_on == "isolated_augmented":
+        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, ISOLATED_AUGMENTED, seed=seed)
     else:
         train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
     if train_on == "isolated_then_connected":
