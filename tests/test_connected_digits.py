@@ -123,3 +123,19 @@ def test_curriculum_gives_clean_clips_first_then_strings_and_split_seed_keeps_th
     assert [x["text"] for x in same_split.dev] == [x["text"] for x in data.dev]
     np.testing.assert_array_equal(same_split.dev[0]["audio"]["array"], data.dev[0]["audio"]["array"])
     assert [same_split.train[i]["text"] for i in range(10)] != [data.train[6 + i]["text"] for i in range(10)]
+
+
+def test_augmented_isolated_clips_are_one_recording_each_with_silence_noise_and_speed(fsdd):
+    from hf_supernet.training.recipes import ISOLATED_AUGMENTED, load_connected_digits
+
+    data = load_connected_digits("fsdd", seed=0, smoke=True, train_on="isolated_augmented")
+    clips = {tuple(np.round(np.asarray(a["array"], np.float32)[:64], 6)) for a in fsdd["train"]["audio"]}
+    lengths = {len(np.asarray(a["array"])) for a in fsdd["train"]["audio"]}
+    items = [data.train[i] for i in range(20)]
+    for item in items:  # one word, one recording, spoken as is only by chance
+        assert len(item["sources"]) == 1 and len(item["text"].split()) == 1
+    changed = [tuple(np.round(item["audio"]["array"][:64], 6)) not in clips for item in items]
+    assert sum(changed) >= 15  # silence in front, noise, gain or speed changed nearly every clip
+    assert any(len(item["audio"]["array"]) not in lengths for item in items)
+    assert (ISOLATED_AUGMENTED.min_digits, ISOLATED_AUGMENTED.max_digits) == (1, 1)
+    assert ISOLATED_AUGMENTED.noise_probability > 0 and ISOLATED_AUGMENTED.edge_silence_seconds[1] > 0

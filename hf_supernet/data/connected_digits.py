@@ -61,6 +61,9 @@ class ConnectedDigitsConfig:
             noise is drawn from, uniformly (see :func:`colored_noise`).
         gain_db (`tuple[float, float]`, *optional*, defaults to `(-12.0, 6.0)`): gain of the whole utterance.
         speed (`tuple[float, float]`, *optional*, defaults to `(0.9, 1.1)`): speed-perturbation factor.
+        clean_probability (`float`, *optional*, defaults to 0.0): share of utterances left as recorded: the clips
+            with their pauses only, no silence around them, noise, gain or speed change (e.g. to keep a corpus's
+            trimmed clean clips in the mix).
         sampling_rate (`int`, *optional*, defaults to 16000): rate of the generated audio (recordings at another
             rate are resampled once, on construction).
     """
@@ -74,6 +77,7 @@ class ConnectedDigitsConfig:
     noise_colors: tuple[str, ...] = NOISE_COLORS
     gain_db: tuple[float, float] = (-12.0, 6.0)
     speed: tuple[float, float] = (0.9, 1.1)
+    clean_probability: float = 0.0
     sampling_rate: int = 16000
 
     def __post_init__(self):
@@ -89,8 +93,9 @@ class ConnectedDigitsConfig:
             ("speed", 0.5, 2.0),
         ):
             object.__setattr__(self, name, _check_range(name, getattr(self, name), low, high))
-        if not 0.0 <= self.noise_probability <= 1.0:
-            raise ValueError(f"ConnectedDigitsConfig.noise_probability must be in [0, 1], got {self.noise_probability}.")
+        for name in ("noise_probability", "clean_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"ConnectedDigitsConfig.{name} must be in [0, 1], got {getattr(self, name)}.")
         colors = (self.noise_colors,) if isinstance(self.noise_colors, str) else tuple(self.noise_colors)
         if not colors or set(colors) - set(NOISE_COLORS):
             raise ValueError(
@@ -204,6 +209,12 @@ class ConnectedDigits(torch.utils.data.Dataset):
         def silence(seconds_range) -> np.ndarray:
             return np.zeros(int(round(rng.uniform(*seconds_range) * rate)), dtype=np.float32)
 
+        # Drawn only when asked for, so configs without it keep their random stream (and fixed test sets their strings).
+        if config.clean_probability and rng.uniform() < config.clean_probability:
+            pieces = [clips[0]]
+            for clip in clips[1:]:
+                pieces += [silence(config.pause_seconds), clip]
+            return np.concatenate(pieces).astype(np.float32)
         # (samples, is speech) in order; the speech flags say where the SNR's signal power is measured.
         parts = [(silence(config.edge_silence_seconds), False)]
         for i, clip in enumerate(clips):
