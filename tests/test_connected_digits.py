@@ -125,17 +125,28 @@ def test_curriculum_gives_clean_clips_first_then_strings_and_split_seed_keeps_th
     assert [same_split.train[i]["text"] for i in range(10)] != [data.train[6 + i]["text"] for i in range(10)]
 
 
-def test_augmented_isolated_clips_are_one_recording_each_with_silence_noise_and_speed(fsdd):
+def test_augmented_isolated_clips_are_one_recording_each_half_of_them_as_recorded(fsdd):
     from hf_supernet.training.recipes import ISOLATED_AUGMENTED, load_connected_digits
 
     data = load_connected_digits("fsdd", seed=0, smoke=True, train_on="isolated_augmented")
-    clips = {tuple(np.round(np.asarray(a["array"], np.float32)[:64], 6)) for a in fsdd["train"]["audio"]}
-    lengths = {len(np.asarray(a["array"])) for a in fsdd["train"]["audio"]}
-    items = [data.train[i] for i in range(20)]
-    for item in items:  # one word, one recording, spoken as is only by chance
-        assert len(item["sources"]) == 1 and len(item["text"].split()) == 1
-    changed = [tuple(np.round(item["audio"]["array"][:64], 6)) not in clips for item in items]
-    assert sum(changed) >= 15  # silence in front, noise, gain or speed changed nearly every clip
-    assert any(len(item["audio"]["array"]) not in lengths for item in items)
+    recordings = {np.asarray(a["array"], np.float32).tobytes() for a in fsdd["train"]["audio"]}
+    items = [data.train[i] for i in range(40)]
+    assert all(len(item["sources"]) == 1 and len(item["text"].split()) == 1 for item in items)
+    as_recorded = sum(np.asarray(item["audio"]["array"], np.float32).tobytes() in recordings for item in items)
+    assert 10 <= as_recorded <= 30  # clean_probability 0.5: the rest got silence, noise, gain and speed
     assert (ISOLATED_AUGMENTED.min_digits, ISOLATED_AUGMENTED.max_digits) == (1, 1)
-    assert ISOLATED_AUGMENTED.noise_probability > 0 and ISOLATED_AUGMENTED.edge_silence_seconds[1] > 0
+    assert ISOLATED_AUGMENTED.clean_probability == 0.5 and ISOLATED_AUGMENTED.noise_probability > 0
+
+
+def test_clean_utterances_are_the_clips_joined_by_pauses_only():
+    clips = [np.full(100, 0.1, np.float32), np.full(50, -0.2, np.float32)]
+    recordings = Dataset.from_dict({"audio": [{"array": c, "sampling_rate": 16000} for c in clips],
+                                    "text": ["one", "two"]})
+    config = ConnectedDigitsConfig(min_digits=2, max_digits=2, pause_seconds=(0.01, 0.01), clean_probability=1.0)
+    item = ConnectedDigits(recordings, 3, config, seed=0)[0]
+    audio = item["audio"]["array"]
+    lengths = {"one": 100, "two": 50}  # the two clips are drawn with replacement
+    assert audio.size == sum(lengths[w] for w in item["text"].split()) + 160  # one 10 ms pause, nothing around
+    assert set(np.unique(audio)) <= {np.float32(0.1), np.float32(-0.2), np.float32(0.0)}
+    with pytest.raises(ValueError, match="clean_probability"):
+        ConnectedDigitsConfig(clean_probability=1.5)
