@@ -19,7 +19,6 @@ numbers to be comparable, so the data split, model size and training arguments l
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import os
 from collections.abc import Callable
@@ -135,11 +134,12 @@ def load_connected_digits(
     - ``train``: :class:`~hf_supernet.data.ConnectedDigits` strings drawn on the fly from 90% of the train recordings
       (raw audio: the collator computes features per batch; every index is a new string), or with
       ``train_on="isolated"`` those recordings as they are (features computed, a ``length`` column), or with
-      ``train_on="isolated_augmented"`` single recordings drawn on the fly with silence, noise, gain and speed
-      (:data:`ISOLATED_AUGMENTED`), or with ``train_on="isolated_then_connected"`` a curriculum: ``isolated_items`` clean recordings drawn at random
-      (:data:`ISOLATED_TRAIN`), then connected strings. The stages follow the item index, so the trainer must read
-      the items in order: ``TrainingArguments(train_sampling_strategy="sequential")`` (each item is a fresh random
-      draw, so the order is as random as a shuffled one);
+      ``train_on="isolated_augmented"`` single recordings drawn on the fly, half as recorded and half with silence,
+      noise, gain and speed (:data:`ISOLATED_AUGMENTED`), or with ``train_on="isolated_then_connected"`` a
+      curriculum: ``isolated_items`` clean recordings drawn at random (:data:`ISOLATED_TRAIN`), then connected
+      strings. The stages follow the item index, so the trainer must read the items in order:
+      ``TrainingArguments(train_sampling_strategy="sequential")`` (each item is a fresh random draw, so the order is
+      as random as a shuffled one);
     - ``dev``: ``num_dev`` fixed connected strings from the held-out 10% of the train recordings (search and early
       stopping never see a test recording);
     - ``test``: the isolated test clips, features computed (the clean score, comparable with earlier tables);
