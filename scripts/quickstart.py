@@ -5,9 +5,10 @@
    (default; ``--train_data isolated``: the trimmed clips only), or with ``--train_data connected`` on connected-digit
    strings built from them on the fly (1-5 digits with pauses, silence, noise, gain and speed: what a person's own
    recording of a PIN sounds like), or with ``--train_data isolated_then_connected`` on clean clips first and
-   connected strings after; a tenth of the train recordings make connected dev strings;
+   connected strings after; a tenth of the train recordings make the dev set (clips drawn as the training clips by
+   default, connected strings otherwise);
 2. train a character tokenizer and a small supernet Conformer-CTC with sandwich sampling + in-place distillation;
-3. search the best subnet for 50% and 75% of the parameters on the dev strings;
+3. search the best subnet for 50% and 75% of the parameters on the dev set;
 4. evaluate the largest, the smallest and the selected subnets (params, FLOPs) on the isolated clean test clips
    (WER, CER) and on fixed connected-digit test strings made from the test recordings only (connected WER, CER);
 5. extract every one into ``<output_dir>/subnets/<name>/`` (weights + config + processor), save the supernet with
@@ -38,6 +39,10 @@ from hf_supernet.training import SupernetTrainer, WallClockLimitCallback
 from hf_supernet.training.recipes import digits_training_arguments, load_connected_digits, small_conformer_config
 
 logger = logging.getLogger("quickstart")
+
+
+# What the dev split the search scores on holds (load_connected_digits), as the search records it.
+DEV_NAMES = {"isolated_augmented": "fsdd-augmented-clips"}
 
 
 @dataclass
@@ -107,7 +112,7 @@ def main(argv=None) -> list[dict]:
     selected, scored = search_subnets(
         model, dev, data_collator=collator, tokenizer=tokenizer, budgets=budgets,
         population=4 if args.smoke else 10, generations=1 if args.smoke else 3, proxy_examples=64, seed=args.seed,
-        eval_name="fsdd-connected-digits", eval_split="dev",
+        eval_name=DEV_NAMES.get(args.train_data, "fsdd-connected-digits"), eval_split="dev",
     )
 
     # 4. evaluate on test.

@@ -136,6 +136,10 @@ def test_augmented_isolated_clips_are_one_recording_each_half_of_them_as_recorde
     assert 10 <= as_recorded <= 30  # clean_probability 0.5: the rest got silence, noise, gain and speed
     assert (ISOLATED_AUGMENTED.min_digits, ISOLATED_AUGMENTED.max_digits) == (1, 1)
     assert ISOLATED_AUGMENTED.clean_probability == 0.5 and ISOLATED_AUGMENTED.noise_probability > 0
+    # The search scores on what the model learns: fixed single clips from the held-out recordings.
+    assert all(len(x["text"].split()) == 1 for x in data.dev)
+    again = load_connected_digits("fsdd", seed=0, smoke=True, train_on="isolated_augmented")  # reproducible
+    np.testing.assert_array_equal(again.dev[0]["audio"]["array"], data.dev[0]["audio"]["array"])
 
 
 def test_clean_utterances_are_the_clips_joined_by_pauses_only():
