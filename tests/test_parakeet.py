@@ -19,7 +19,6 @@ from transformers import (
     ParakeetCTCConfig,
     ParakeetEncoder,
     ParakeetEncoderConfig,
-    ParakeetFeatureExtractor,
     ParakeetForCTC,
     ParakeetProcessor,
 )
