@@ -41,7 +41,7 @@ import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import SubnetSpec, SupernetConformerForCTC
 from hf_supernet.atomic import append_json_line, atomic_file, read_json_lines
 from hf_supernet.data import filter_ctc_feasible
-from hf_supernet.metrics.bootstrap import paired_bootstrap_ratio
+from hf_supernet.metrics.bootstrap import goal_verdict, paired_bootstrap_ratio
 from hf_supernet.models.supernet_conformer.parakeet import load_parakeet_processor
 from hf_supernet.paper_recipes import recipe_config_fields
 from hf_supernet.search import collate_batches, score_utterances
@@ -159,13 +159,6 @@ def ratio(runs: list[dict], name: str, a: str, b: str, key: str) -> dict:
     return paired_bootstrap_ratio(errors_a, errors_b)
 
 
-def verdict(*ratios: dict) -> str:
-    """"met" when every interval lies at or below the goal, "missed" when one lies above it, else "undecided"."""
-    if all(r["high"] <= GOAL for r in ratios):
-        return "met"
-    return "missed" if any(r["low"] > GOAL for r in ratios) else "undecided"
-
-
 def render(results_dir: str) -> dict:
     runs = [run for run in finished_runs(results_dir) if run["subnets"]]
     names = list(runs[0]["subnets"]) if runs else []
@@ -181,7 +174,7 @@ def render(results_dir: str) -> dict:
                "wer_over_twin": ratio(runs, name, "subnet", "twin", "word_errors"),
                "cer_over_twin": ratio(runs, name, "subnet", "twin", "char_errors"),
                "shared_over_recalibrated_wer": ratio(runs, name, "shared_batch_norm", "subnet", "word_errors")}
-        row["verdict"] = verdict(row["wer_over_twin"], row["cer_over_twin"])
+        row["verdict"] = goal_verdict(GOAL, row["wer_over_twin"], row["cer_over_twin"])
         rows.append(row)
     result = {"seeds": [run["seed"] for run in runs], "goal": GOAL, "rows": rows,
               "runs": [{k: v for k, v in run.items() if k != "subnets"} for run in runs]}

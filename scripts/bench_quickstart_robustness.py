@@ -43,7 +43,7 @@ import torch
 from hf_supernet import load_speech_dataset
 from hf_supernet.atomic import atomic_file
 from hf_supernet.data import ConnectedDigits, ConnectedDigitsConfig
-from hf_supernet.metrics.bootstrap import bootstrap_error_rate, paired_bootstrap_ratio, utterance_errors
+from hf_supernet.metrics.bootstrap import bootstrap_error_rate, goal_verdict, paired_bootstrap_ratio, utterance_errors
 from hf_supernet.training.recipes import CONNECTED_TEST, CONNECTED_TEST_SEED
 from hf_supernet.transcription import load_recognizer
 
@@ -124,10 +124,6 @@ def score_folder(folder: Path, sets: dict) -> dict:
     return scores
 
 
-def verdict(low: float, high: float, goal: float) -> str:
-    return "met" if high <= goal else "missed" if low > goal else "undecided"
-
-
 def goal_rows(subnets: dict, minutes: float | None) -> list[dict]:
     largest, smallest = subnets["largest"]["scores"], subnets["smallest"]["scores"]
     rows = []
@@ -144,13 +140,14 @@ def goal_rows(subnets: dict, minutes: float | None) -> list[dict]:
     # A ratio against a recognizer that gets (almost) every word wrong says nothing about robustness or size: FSDD's
     # chance level is 90% WER (one of ten words). Each ratio's reference is the largest subnet on one test set.
     for row in rows:
-        row["verdict"] = verdict(row["low"], row["high"], row["target"])
+        row["verdict"] = goal_verdict(row["target"], row)
         reference_set = RATIO_GOALS.get(row["goal"])
         if reference_set is not None and largest[reference_set]["wer"]["rate"] >= CHANCE_WER:
             row["verdict"] = f"not meaningful (the largest subnet is at chance on the {reference_set} set)"
     if minutes is not None:
-        rows.append({"goal": "main_job_minutes", "target": GOALS["main_job_minutes"], "value": minutes, "low": minutes,
-                     "high": minutes, "verdict": verdict(minutes, minutes, GOALS["main_job_minutes"])})
+        row = {"goal": "main_job_minutes", "target": GOALS["main_job_minutes"], "value": minutes, "low": minutes,
+               "high": minutes}
+        rows.append({**row, "verdict": goal_verdict(row["target"], row)})
     return rows
 
 

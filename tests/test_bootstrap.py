@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hf_supernet.metrics.bootstrap import bootstrap_error_rate, paired_bootstrap_ratio, utterance_errors
+from hf_supernet.metrics.bootstrap import bootstrap_error_rate, goal_verdict, paired_bootstrap_ratio, utterance_errors
 
 
 def test_known_interval_of_a_two_utterance_example():
@@ -56,3 +56,10 @@ def test_bootstrap_error_rate_rejects_what_has_no_rate():
         bootstrap_error_rate([0, 0], [0, 0])
     with pytest.raises(ValueError, match="equal-length"):
         bootstrap_error_rate([1, 2], [3])
+
+
+def test_goal_verdict_is_met_only_when_every_interval_says_so():
+    assert goal_verdict(1.05, {"low": 0.9, "high": 1.05}, {"low": 0.8, "high": 1.0}) == "met"
+    assert goal_verdict(1.05, {"low": 0.9, "high": 1.05}, {"low": 0.95, "high": 1.2}) == "undecided"
+    assert goal_verdict(1.05, {"low": 0.9, "high": 1.0}, {"low": 1.06, "high": 1.3}) == "missed"
+    assert goal_verdict(10.0, {"low": 9.0, "high": 9.0}) == "met"

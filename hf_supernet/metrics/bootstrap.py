@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import jiwer
 import numpy as np
 
-__all__ = ["bootstrap_error_rate", "paired_bootstrap_ratio", "utterance_errors"]
+__all__ = ["bootstrap_error_rate", "goal_verdict", "paired_bootstrap_ratio", "utterance_errors"]
 
 
 def utterance_errors(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, list[int]]:
@@ -106,3 +106,12 @@ def bootstrap_error_rate(
         "low": float(np.quantile(rates, tail, method="inverted_cdf")),
         "high": float(np.quantile(rates, 1 - tail, method="inverted_cdf")),
     }
+
+
+def goal_verdict(goal: float, *intervals: dict) -> str:
+    """Whether intervals (``{"low", "high"}``, e.g. from :func:`paired_bootstrap_ratio`) meet an upper bound
+    ``goal``: "met" when every interval lies at or below it, "missed" when one lies wholly above it, "undecided"
+    otherwise (a claim is met only when its interval says so)."""
+    if all(interval["high"] <= goal for interval in intervals):
+        return "met"
+    return "missed" if any(interval["low"] > goal for interval in intervals) else "undecided"
