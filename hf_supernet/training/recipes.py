@@ -113,7 +113,15 @@ ISOLATED_TRAIN = ConnectedDigitsConfig(min_digits=1, max_digits=1, pause_seconds
 # and speed: what a person's recording of one digit adds, without the several words the model cannot learn in the
 # quickstart's minutes. (Without the clean half, a pilot run of the quickstart lost the clean clips: 63% WER.)
 ISOLATED_AUGMENTED = dataclasses.replace(CONNECTED_TRAIN, min_digits=1, max_digits=1, clean_probability=0.5)
-TRAIN_ON = ("connected", "isolated", "isolated_then_connected", "isolated_augmented")
+# train_on="short_strings": as isolated_augmented, but one or two recordings (uniformly): the pairs teach the space and
+# a second word, which single clips never do, at about twice a clip's audio rather than the 1-5 digit strings' three
+# times: in the quickstart's minutes, a model trained on them transcribes 2-7 digit strings, where one trained on
+# single clips is near chance (README, Results).
+SHORT_STRINGS = dataclasses.replace(ISOLATED_AUGMENTED, max_digits=2)
+# Modes drawn on the fly whose dev set is drawn as the training items are (the search and early stopping score on
+# what the model learns).
+ON_THE_FLY_DEV = {"isolated_augmented": ISOLATED_AUGMENTED, "short_strings": SHORT_STRINGS}
+TRAIN_ON = ("connected", "isolated", "isolated_then_connected", "isolated_augmented", "short_strings")
 
 
 def load_connected_digits(
@@ -135,14 +143,15 @@ def load_connected_digits(
       (raw audio: the collator computes features per batch; every index is a new string), or with
       ``train_on="isolated"`` those recordings as they are (features computed, a ``length`` column), or with
       ``train_on="isolated_augmented"`` single recordings drawn on the fly, half as recorded and half with silence,
-      noise, gain and speed (:data:`ISOLATED_AUGMENTED`), or with ``train_on="isolated_then_connected"`` a
+      noise, gain and speed (:data:`ISOLATED_AUGMENTED`), or with ``train_on="short_strings"`` one or two
+      recordings drawn so (:data:`SHORT_STRINGS`), or with ``train_on="isolated_then_connected"`` a
       curriculum: ``isolated_items`` clean recordings drawn at random (:data:`ISOLATED_TRAIN`), then connected
       strings. The stages follow the item index, so the trainer must read the items in order:
       ``TrainingArguments(train_sampling_strategy="sequential")`` (each item is a fresh random draw, so the order is
       as random as a shuffled one);
     - ``dev``: ``num_dev`` fixed connected strings from the held-out 10% of the train recordings (search and early
-      stopping never see a test recording); with ``train_on="isolated_augmented"``, fixed single clips drawn as its
-      training clips are;
+      stopping never see a test recording); with ``train_on="isolated_augmented"`` or ``"short_strings"``, fixed items
+      drawn as its training items are;
     - ``test``: the isolated test clips, features computed (the clean score, comparable with earlier tables);
     - ``test_connected``: ``num_test`` fixed connected strings from the test recordings only.
 
@@ -166,8 +175,8 @@ def load_connected_digits(
     processor = build_processor(tokenizer)
     if train_on == "isolated":
         train = prepare_dataset(held_out["train"], processor)
-    elif train_on == "isolated_augmented":
-        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, ISOLATED_AUGMENTED, seed=seed)
+    elif train_on in ON_THE_FLY_DEV:
+        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, ON_THE_FLY_DEV[train_on], seed=seed)
     else:
         train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
     if train_on == "isolated_then_connected":
@@ -176,7 +185,7 @@ def load_connected_digits(
         train = torch.utils.data.ConcatDataset([isolated, train])
     # The search and early stopping score on what the model is trained for: a model of single clips is at chance on
     # strings, where every subnet scores alike and a budget's search picks at random.
-    dev_config = ISOLATED_AUGMENTED if train_on == "isolated_augmented" else test_config
+    dev_config = ON_THE_FLY_DEV.get(train_on, test_config)
     dev = ConnectedDigits(held_out["test"], num_dev, dev_config, seed=CONNECTED_DEV_SEED)
     test_connected = ConnectedDigits(test_recordings, num_test, test_config, seed=CONNECTED_TEST_SEED)
     collator = DataCollatorCTCWithPadding(processor, spec_augment=SPEC_AUGMENT if spec_augment and not smoke else None)
