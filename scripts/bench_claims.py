@@ -648,13 +648,18 @@ def mean_score(runs: list[dict], name: str, key: str) -> float:
 
 
 def compare(runs_a: list[dict], name_a: str, runs_b: list[dict], name_b: str, goal: float) -> dict:
-    """Subnet ``name_a`` of ``runs_a`` against ``name_b`` of ``runs_b`` (all seeds), word and char error ratios."""
+    """Subnet ``name_a`` of ``runs_a`` against ``name_b`` of ``runs_b`` (all seeds), word and char error ratios.
+    Where both sides ran the same seeds, the bootstrap draws seeds jointly: runs of one seed start from the same
+    initial weights and read the same data draws, and the seeds' spread is far larger than the subnets' (claims.md)."""
+    runs_a, runs_b = (sorted(runs, key=lambda r: r["seed"]) for runs in (runs_a, runs_b))
+    same_seeds = [r["seed"] for r in runs_a] == [r["seed"] for r in runs_b]
     row = {"reference_wer": mean_score(runs_b, name_b, "wer"), "reference_cer": mean_score(runs_b, name_b, "cer"),
            "reference_ctc_loss_per_frame": mean_score(runs_b, name_b, "ctc_loss_per_frame"),
-           "reference_seeds": sorted(r["seed"] for r in runs_b)}
+           "reference_seeds": [r["seed"] for r in runs_b], "paired_seeds": same_seeds}
     for unit in ("word", "char"):
         row[f"{unit}_ratio"] = paired_bootstrap_ratio([r["scores"][name_a][f"{unit}_errors"] for r in runs_a],
-                                                      [r["scores"][name_b][f"{unit}_errors"] for r in runs_b])
+                                                      [r["scores"][name_b][f"{unit}_errors"] for r in runs_b],
+                                                      same_seeds=same_seeds)
     row["verdict"] = goal_verdict(goal, row["word_ratio"], row["char_ratio"])
     return row
 
@@ -810,7 +815,8 @@ def claims_markdown(claims: list[dict]) -> list[str]:
     for row in claims:
         twin = "word_ratio" in row
         cells = [row["method"], f"`{row['arm']}`", row["subnet"], f"{row['params'] / 1e6:.2f} M",
-                 f"{len(row['seeds'])} ({len(row.get('reference_seeds', []))})", pct(row["wer"]),
+                 f"{len(row['seeds'])} ({len(row.get('reference_seeds', []))}{', paired' if row.get('paired_seeds') else ''})",
+                 pct(row["wer"]),
                  pct(row["reference_wer"]) if twin else "—", ratio_text(row.get("word_ratio")), pct(row["cer"]),
                  pct(row["reference_cer"]) if twin else "—", ratio_text(row.get("char_ratio")),
                  f"{row['ctc_loss_per_frame']:.3f}" + (f" ({row['reference_ctc_loss_per_frame']:.3f})" if twin else ""),
@@ -853,7 +859,9 @@ def markdown(result: dict) -> str:
         "# Claims benchmark (issue 15): subnets vs the same architectures trained alone\n",
         "Written by `python scripts/bench_claims.py` (see its docstring for the design) from "
         f"`{RUNS_FILE}`: {len(runs)} finished runs. Ratios are supernet subnet / separately trained twin, with a 95% "
-        "paired bootstrap interval over test utterances and training seeds (`hf_supernet.metrics.bootstrap`); a "
+        "paired bootstrap interval over test utterances and training seeds (`hf_supernet.metrics.bootstrap`; seeds "
+        "are drawn jointly — \"paired\" — where both sides ran the same seeds, which share initial weights and data "
+        "draws, and apart otherwise); a "
         f"claim is met only when the whole interval (WER and CER) is <= {result['goal']}, missed when one lies wholly "
         "above it, undecided otherwise.\n",
     ]

@@ -153,10 +153,11 @@ def append_run(results_dir: str, run: dict) -> None:
 
 
 def ratio(runs: list[dict], name: str, a: str, b: str, key: str) -> dict:
-    """Paired bootstrap ratio of ``a``'s errors over ``b``'s for subnet ``name``, over utterances and seeds."""
+    """Paired bootstrap ratio of ``a``'s errors over ``b``'s for subnet ``name``, over utterances and seeds. Both
+    come from the same run, so from the same seed's starting Parakeet: the seeds are drawn jointly."""
     errors_a = [run["subnets"][name][a][key] for run in runs]
     errors_b = [run["subnets"][name][b][key] for run in runs]
-    return paired_bootstrap_ratio(errors_a, errors_b)
+    return paired_bootstrap_ratio(errors_a, errors_b, same_seeds=True)
 
 
 def render(results_dir: str) -> dict:
@@ -198,7 +199,8 @@ def markdown(result: dict) -> str:
     commands = "; ".join(f"`{run['command']}` (commit {run.get('commit')})" for run in runs)
     lines += [f"Commands: {commands}; seeds {result['seeds']}; {first['machine']}, torch threads: {first['threads']}"
               f"{' (smoke)' if first['smoke'] else ''}; isolated FSDD test clips (paired bootstrap over utterances and "
-              "seeds, 95%; a searched budget's row pools the architecture each seed's search picked).", "",
+              "seeds, 95%, the seeds drawn together for a subnet and its twin, which start from the same seed's "
+              "Parakeet; a searched budget's row pools the architecture each seed's search picked).", "",
               "| subnet | params | WER | twin WER | WER / twin | CER / twin | shared BN WER | shared / re-estimated BN WER |"
               f" WER and CER ≤ {GOAL} x twin |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---|"]

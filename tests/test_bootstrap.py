@@ -35,6 +35,21 @@ def test_seed_spread_widens_the_interval():
         paired_bootstrap_ratio([1, 2], [1, 2, 3])
 
 
+def test_same_seeds_cancel_what_a_seed_does_to_both_systems():
+    rng = np.random.default_rng(1)
+    base = rng.integers(1, 4, size=200)
+    # Seed 1 doubles every error of both systems (a bad draw of data or initial weights); A has 10% more errors
+    # than B on every utterance of every seed.
+    b = 10 * np.stack([base, 2 * base])
+    a = 11 * np.stack([base, 2 * base])
+    paired, unpaired = paired_bootstrap_ratio(a, b, same_seeds=True), paired_bootstrap_ratio(a, b)
+    assert paired["ratio"] == unpaired["ratio"] == pytest.approx(1.1)
+    assert paired["low"] == pytest.approx(1.1) and paired["high"] == pytest.approx(1.1)
+    assert unpaired["low"] < 1.0 < unpaired["high"]  # drawn apart, the seeds' spread hides the difference
+    with pytest.raises(ValueError, match="one row per seed on both sides"):
+        paired_bootstrap_ratio(a, b[:1], same_seeds=True)
+
+
 def test_utterance_errors_count_edits():
     errors = utterance_errors(["one two", "", "three four"], ["one three", "five", "three"])
     assert errors["word_errors"] == [1, 1, 1] and errors["words"] == [2, 1, 1]

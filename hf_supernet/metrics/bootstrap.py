@@ -46,6 +46,7 @@ def paired_bootstrap_ratio(
     num_samples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    same_seeds: bool = False,
 ) -> dict[str, float]:
     """Ratio of A's total errors to B's on the same utterances, with a percentile bootstrap interval.
 
@@ -53,6 +54,10 @@ def paired_bootstrap_ratio(
         errors_a, errors_b: error counts per utterance, shape ``(utterances,)`` or ``(seeds, utterances)`` (one row
             per training seed; the two systems may have different numbers of seeds). Column ``j`` of both is the same
             utterance. Since the references are shared, the ratio of error counts is the ratio of error rates.
+        same_seeds: row ``i`` of both comes from the same training seed (the same initial weights and data draws),
+            so a replicate draws the same seeds for both and what a seed does to both cancels in the ratio, as the
+            same utterances' difficulty does; needs as many rows on both sides. Otherwise each side's seeds are
+            drawn on their own.
         num_samples: bootstrap replicates.
         confidence: coverage of the interval (0.95: the 2.5th and 97.5th percentiles).
         seed: seed of the resampling.
@@ -69,8 +74,10 @@ def paired_bootstrap_ratio(
     rng = np.random.default_rng(seed)
     n = a.shape[1]
     utterances = rng.integers(0, n, size=(num_samples, n))
+    if same_seeds and a.shape[0] != b.shape[0]:
+        raise ValueError(f"same_seeds=True needs one row per seed on both sides; got {a.shape[0]} and {b.shape[0]} rows.")
     seeds_a = rng.integers(0, a.shape[0], size=(num_samples, a.shape[0]))
-    seeds_b = rng.integers(0, b.shape[0], size=(num_samples, b.shape[0]))
+    seeds_b = seeds_a if same_seeds else rng.integers(0, b.shape[0], size=(num_samples, b.shape[0]))
     # Per replicate: the drawn seeds' mean error count per utterance, summed over the drawn utterances.
     total_a = np.stack([a[seeds_a[r]].mean(0)[utterances[r]].sum() for r in range(num_samples)])
     total_b = np.stack([b[seeds_b[r]].mean(0)[utterances[r]].sum() for r in range(num_samples)])
