@@ -33,7 +33,7 @@ from transformers import HfArgumentParser, set_seed
 import hf_supernet  # noqa: F401  (registers the Auto classes)
 from hf_supernet import SupernetConformerForCTC
 from hf_supernet.atomic import atomic_directory, atomic_file
-from hf_supernet.data import SpecAugmentCallback, filter_ctc_feasible
+from hf_supernet.data import LengthGroupedStream, SpecAugmentCallback, filter_ctc_feasible
 from hf_supernet.publishing.export import write_deployable
 from hf_supernet.search import collate_batches, evaluate_subnet, plot_pareto, search_subnets
 from hf_supernet.training import SupernetTrainer, WallClockLimitCallback
@@ -93,10 +93,11 @@ def main(argv=None) -> list[dict]:
     logger.info("train on %s; dev/test/connected test: %d/%d/%d utterances; supernet: %.2f M parameters", args.train_data, len(dev), len(test), len(test_connected), model.num_parameters() / 1e6)
 
     batch = {"per_device_train_batch_size": batch_size}
-    if not isolated:  # strings drawn on the fly have no length column to group batches by
-        # A curriculum's stages follow the item index; each item is a fresh random draw either way.
-        order = "sequential" if args.train_data == "isolated_then_connected" else "random"
-        batch.update(train_sampling_strategy=order, length_column_name=None)
+    if not isolated:
+        # Items drawn on the fly have no length to group batches by before they are drawn: the stream draws 16
+        # batches' worth in index order (a curriculum's stages follow the index; each item is a fresh random draw
+        # either way), sorts them by length and yields them as batches of neighbours, so less of a step is padding.
+        train = LengthGroupedStream(train, batch_size, seed=args.seed)
     training_args = digits_training_arguments(os.path.join(args.output_dir, "trainer"), max_steps, args.seed, args.smoke, **batch)
     clock = WallClockLimitCallback(args.time_budget_minutes * 60)
     trainer = SupernetTrainer(

@@ -19,6 +19,7 @@ _import_structure = {
         "filter_ctc_feasible",
         "prepare_dataset",
     ],
+    "length_grouping": ["LengthGroupedStream", "item_length"],
     "loading": ["BUNDLED_CORPORA", "bundled_data_path", "load_audio", "load_speech_dataset"],
     "processing": [
         "SupernetCTCTokenizer",
