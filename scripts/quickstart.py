@@ -1,7 +1,7 @@
 """Quickstart: train once, deploy many — on the spoken digits bundled with hf_supernet, on CPU, in ~10 minutes.
 
-1. load the bundled Free Spoken Digit Dataset (real recordings, 8 kHz resampled to 16 kHz): train on one or two of
-   its clips joined by a pause, half as recorded and half with silence around them, noise, gain and speed
+1. load the bundled Free Spoken Digit Dataset (real recordings, 8 kHz resampled to 16 kHz): train on one to three
+   of its clips joined by pauses, half as recorded and half with silence around them, noise, gain and speed
    perturbation, made on the fly (default; ``--train_data isolated_augmented``: single clips so;
    ``--train_data isolated``: the trimmed clips only), or with ``--train_data connected`` on connected-digit strings
    built from them on the fly (1-5 digits with pauses, silence, noise, gain and speed: what a person's own recording
@@ -50,18 +50,18 @@ DEV_NAMES = {"isolated_augmented": "fsdd-augmented-clips", "short_strings": "fsd
 class QuickstartArguments:
     output_dir: str = field(default="outputs/quickstart", metadata={"help": "Where everything is written."})
     train_data: str = field(default="short_strings", metadata={
-        "help": "short_strings (default): one or two clips joined by a pause, half as recorded and half with silence "
+        "help": "short_strings (default): one to three clips joined by pauses, half as recorded and half with silence "
                 "around them, noise, gain and speed, made on the fly (robust to a person's silence and noise floor; "
-                "the pairs teach several words); isolated_augmented: single clips so; isolated: "
+                "the strings teach several words); isolated_augmented: single clips so; isolated: "
                 "FSDD's trimmed single clips only; connected: strings of 1-5 digits with pauses, silence and noise "
                 "built on the fly (what a person records; in 7.5 minutes on 2 cores it does not leave the CTC blank "
                 "plateau: give it --time_budget_minutes 30 or more); isolated_then_connected: --isolated_steps steps "
                 "of clean clips, then connected strings."})
-    # Defaults per train_data: what 2 CPU cores fit in the training budget (isolated clips: ~0.4 s a step of 32;
-    # augmented clips, made on the fly: ~0.5 s a step of 32; connected strings: ~1.2 s a step of 16), so
-    # that the learning rate has decayed when the budget ends. Short strings (~0.9 s a step of 32) keep
-    # isolated_augmented's schedule and stop at the budget, about half way: in single-seed pilots, a schedule that
-    # ended within the budget (450 steps) and batches of 16 both did worse on the connected test strings.
+    # Defaults per train_data: what 2 CPU cores fit in the training budget, so that the learning rate has decayed
+    # when the budget ends (isolated clips: ~0.4 s a step of 32; connected strings: ~1.2 s a step of 16, measured
+    # before on-the-fly data was grouped by length). Short strings, grouped by length: ~0.7 s a step of 32, so the
+    # budget stops them shortly before the schedule's end; batches of 16 did worse in a single-seed pilot (outside
+    # the repository).
     max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps (sets the learning-rate schedule); default 1100 isolated, 400 connected, 950 isolated_then_connected, 850 isolated_augmented and short_strings."})
     batch_size: int | None = field(default=None, metadata={"help": "Utterances per batch; default 32 for single clips and short strings (isolated, isolated_augmented, short_strings), 16 otherwise."})
     isolated_steps: int = field(default=650, metadata={"help": "isolated_then_connected: steps on clean clips first."})

@@ -142,18 +142,18 @@ def test_augmented_isolated_clips_are_one_recording_each_half_of_them_as_recorde
     np.testing.assert_array_equal(again.dev[0]["audio"]["array"], data.dev[0]["audio"]["array"])
 
 
-def test_short_strings_are_one_or_two_recordings_of_the_train_split(fsdd):
+def test_short_strings_are_one_to_three_recordings_of_the_train_split(fsdd):
     from hf_supernet.training.recipes import SHORT_STRINGS, load_connected_digits
 
     data = load_connected_digits("fsdd", seed=0, smoke=True, train_on="short_strings")
     items = [data.train[i] for i in range(40)]
-    assert {len(item["sources"]) for item in items} == {1, 2}
+    assert {len(item["sources"]) for item in items} == {1, 2, 3}
     assert all(len(item["text"].split()) == len(item["sources"]) for item in items)
     test_ids = set(fsdd["test"]["id"])
     assert not test_ids & {source for item in items for source in item["sources"]}
-    assert (SHORT_STRINGS.min_digits, SHORT_STRINGS.max_digits, SHORT_STRINGS.clean_probability) == (1, 2, 0.5)
+    assert (SHORT_STRINGS.min_digits, SHORT_STRINGS.max_digits, SHORT_STRINGS.clean_probability) == (1, 3, 0.5)
     # Dev items are drawn as the training items are, from the held-out recordings, the same on every call.
-    assert {len(x["text"].split()) for x in data.dev} <= {1, 2}
+    assert {len(x["text"].split()) for x in data.dev} <= {1, 2, 3}
     assert not test_ids & {source for item in data.dev for source in item["sources"]}
     again = load_connected_digits("fsdd", seed=0, smoke=True, train_on="short_strings")
     assert [x["text"] for x in again.dev] == [x["text"] for x in data.dev]
