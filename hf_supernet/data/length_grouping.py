@@ -1,7 +1,7 @@
 """Batches of similar length from a dataset whose item lengths are only known once the item is made.
 
-A batch is padded to its longest utterance, so a batch of random lengths spends about half its compute on padding
-(strings of one or two spoken digits with random silence: 50% of the padded samples are audio). transformers'
+A batch is padded to its longest utterance, so a batch of random lengths (spoken digits with random pauses and
+silence around them) spends much of its compute on padding. transformers'
 ``group_by_length`` / ``LengthGroupedSampler`` removes most of it, but needs every item's length before training:
 utterances drawn on the fly (:class:`~hf_supernet.data.ConnectedDigits`) have none until they are drawn.
 :class:`LengthGroupedStream` draws them in index order, a group of ``group_batches`` batches at a time, sorts each group

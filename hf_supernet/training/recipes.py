@@ -118,9 +118,9 @@ ISOLATED_AUGMENTED = dataclasses.replace(CONNECTED_TRAIN, min_digits=1, max_digi
 # digit strings' three times. In single-seed pilots of the quickstart (outside the repository), up to two digits lost
 # much on single clips, up to four lost single clips for a little on strings; the measured default is in README.
 SHORT_STRINGS = dataclasses.replace(ISOLATED_AUGMENTED, max_digits=3)
-# Modes drawn on the fly whose dev set is drawn as the training items are (the search and early stopping score on
-# what the model learns).
-ON_THE_FLY_DEV = {"isolated_augmented": ISOLATED_AUGMENTED, "short_strings": SHORT_STRINGS}
+# The train_on modes drawn on the fly from one config, whose dev items are drawn the same way (the search and early
+# stopping score on what the model learns).
+ON_THE_FLY_TRAIN = {"isolated_augmented": ISOLATED_AUGMENTED, "short_strings": SHORT_STRINGS}
 TRAIN_ON = ("connected", "isolated", "isolated_then_connected", "isolated_augmented", "short_strings")
 
 
@@ -175,8 +175,8 @@ def load_connected_digits(
     processor = build_processor(tokenizer)
     if train_on == "isolated":
         train = prepare_dataset(held_out["train"], processor)
-    elif train_on in ON_THE_FLY_DEV:
-        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, ON_THE_FLY_DEV[train_on], seed=seed)
+    elif train_on in ON_THE_FLY_TRAIN:
+        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, ON_THE_FLY_TRAIN[train_on], seed=seed)
     else:
         train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
     if train_on == "isolated_then_connected":
@@ -185,7 +185,7 @@ def load_connected_digits(
         train = torch.utils.data.ConcatDataset([isolated, train])
     # The search and early stopping score on what the model is trained for: a model of single clips is at chance on
     # strings, where every subnet scores alike and a budget's search picks at random.
-    dev_config = ON_THE_FLY_DEV.get(train_on, test_config)
+    dev_config = ON_THE_FLY_TRAIN.get(train_on, test_config)
     dev = ConnectedDigits(held_out["test"], num_dev, dev_config, seed=CONNECTED_DEV_SEED)
     test_connected = ConnectedDigits(test_recordings, num_test, test_config, seed=CONNECTED_TEST_SEED)
     collator = DataCollatorCTCWithPadding(processor, spec_augment=SPEC_AUGMENT if spec_augment and not smoke else None)
