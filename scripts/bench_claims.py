@@ -700,6 +700,21 @@ def cost_rows(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def ablation_rows(runs: list[dict]) -> list[dict]:
+    """Each ablation's subnets against the full TODM recipe's, on the seeds both ran (paired: same initial weights
+    and data draws), so that one seed can already tell a large effect; a ratio below 1: the ablation did better."""
+    grouped, rows = by_arm(runs), []
+    full = grouped.get("todm", [])
+    for arm in sorted(a for a in grouped if a.startswith("todm-")):
+        seeds = {r["seed"] for r in grouped[arm]} & {r["seed"] for r in full}
+        ablated, reference = ([r for r in side if r["seed"] in seeds] for side in (grouped[arm], full))
+        for name in SUBNETS if seeds else ():
+            row = {"arm": arm, "subnet": name, **scores_of(ablated, name), **compare(ablated, name, reference, name, GOAL)}
+            del row["verdict"]  # no goal: the question is which way, and how far
+            rows.append(row)
+    return rows
+
+
 def unfold_rows(runs: list[dict]) -> list[dict]:
     """The folded model's deepest path against the trained deep model it was folded from (goal) and against a plain
     model with as many layers as stored blocks; its seed path against that plain model."""
@@ -785,7 +800,7 @@ def render(results_dir: str) -> dict:
         part = [r for r in runs if r["instrument"] == instrument]
         if part:
             instruments[instrument] = {"claims": claim_rows(part), "costs": cost_rows(part),
-                                       "unfolding": unfold_rows(part)}
+                                       "unfolding": unfold_rows(part), "ablations": ablation_rows(part)}
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "goal": GOAL, "cost_goal": COST_GOAL,
               "runs": [{k: v for k, v in r.items() if k != "scores"} | {"scores": {
                   n: {k: s[k] for k in ("wer", "cer", "ctc_loss_per_frame", "examples")} for n, s in r["scores"].items()}}
@@ -837,6 +852,18 @@ def costs_markdown(costs: list[dict], goal: float) -> list[str]:
     return lines
 
 
+def ablations_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return ["Not yet: needs a finished `todm-<ablation>` run and the `todm` run of the same seed."]
+    lines = ["| ablation | subnet | seeds | WER | `todm` WER | WER ratio [95% CI] | CER | `todm` CER | CER ratio [95% CI] |",
+             "|---|---|---|---:|---:|---|---:|---:|---|"]
+    for row in rows:
+        lines.append(f"| `{row['arm']}` | {row['subnet']} | {', '.join(map(str, row['seeds']))} | {pct(row['wer'])} | "
+                     f"{pct(row['reference_wer'])} | {ratio_text(row['word_ratio'])} | {pct(row['cer'])} | "
+                     f"{pct(row['reference_cer'])} | {ratio_text(row['char_ratio'])} |")
+    return lines
+
+
 def unfolding_markdown(rows: list[dict]) -> list[str]:
     if not rows:
         return ["Not yet: needs finished `unfold` and `twin-largest` runs."]
@@ -875,6 +902,8 @@ def markdown(result: dict) -> str:
             lines += [f"### {title}: training cost (CPU seconds, evaluations excluded)\n",
                       *costs_markdown(part["costs"], result["cost_goal"]), ""]
         if instrument == "digits":
+            lines += ["### Ablations against the full TODM recipe (paired on the seeds both ran; below 1: the "
+                      "ablation did better)\n", *ablations_markdown(part["ablations"]), ""]
             lines += [f"### Unfolding: the trained 8-layer twin folded into {FOLDED_BLOCKS} stored blocks and "
                       "fine-tuned (`unfold`)\n", *unfolding_markdown(part["unfolding"]), ""]
     lines += ["## What ran, what is left, what a larger budget would change\n", *coverage_markdown(result["coverage"]), ""]

@@ -137,6 +137,10 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
         expected = "met" if worst_high <= bench.GOAL else "missed" if worst_low > bench.GOAL else "undecided"
         assert row["verdict"] == expected
     assert {row["arm"] for row in result["instruments"]["digits"]["costs"]} == {"todm", "todm-no_switch"}
+    # The ablation against the full recipe, subnet by subnet, paired on the seed both ran.
+    ablations = result["instruments"]["digits"]["ablations"]
+    assert [(row["arm"], row["subnet"]) for row in ablations] == [("todm-no_switch", name) for name in bench.SUBNETS]
+    assert all(row["paired_seeds"] and row["seeds"] == [0] and "verdict" not in row for row in ablations)
     # Unfolding: the folded trained twin against the deep model it came from and a plain shallow model.
     unfold = result["instruments"]["digits"]["unfolding"]
     assert len(unfold) == 3 and unfold[0]["stored_params_ratio"] < 0.7
@@ -145,6 +149,7 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
     assert (tmp_path / "work" / "trained" / "digits-twin-largest-seed0" / "model.safetensors").exists()
     markdown = (tmp_path / "claims.md").read_text()
     assert "| `todm` | smallest |" in markdown and "training cost" in markdown
+    assert "| `todm-no_switch` | smallest | 0 |" in markdown
     # What ran of the whole design (3 seeds of every group), and the CPU the rest would take at the measured costs.
     coverage = {(row["instrument"], row["group"]): row for row in result["coverage"]}
     assert (coverage["digits", "todm + twins"]["finished"], coverage["digits", "todm + twins"]["planned"]) == (5, 15)
