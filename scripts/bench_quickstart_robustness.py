@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import HfArgumentParser
 
 from hf_supernet import load_speech_dataset
 from hf_supernet.atomic import atomic_file
@@ -76,12 +77,25 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def run_quickstart(output_dir: str, smoke: bool, extra: list[str]) -> float:
-    """Minutes of wall time the README's main job takes (all of it: data, training, search, evaluation, saving)."""
+def load_quickstart():
+    """The main job's script as a module."""
     spec = importlib.util.spec_from_file_location("quickstart", ROOT / "scripts" / "quickstart.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    return module
+
+
+def quickstart_seed(quickstart_args: str) -> int:
+    """The seed the main job ran with: its ``--seed`` in ``quickstart_args``, else the script's default."""
+    module = load_quickstart()
+    (args,) = HfArgumentParser(module.QuickstartArguments).parse_args_into_dataclasses(args=shlex.split(quickstart_args))
+    return args.seed
+
+
+def run_quickstart(output_dir: str, smoke: bool, extra: list[str]) -> float:
+    """Minutes of wall time the README's main job takes (all of it: data, training, search, evaluation, saving)."""
+    module = load_quickstart()
     start = time.monotonic()
     module.main(["--output_dir", output_dir, *extra] + (["--smoke"] if smoke else []))
     return (time.monotonic() - start) / 60
@@ -158,7 +172,8 @@ def markdown(result: dict) -> str:
     lines = [
         "# The quickstart's subnets on recordings like a person's own (`scripts/bench_quickstart_robustness.py`)",
         "",
-        f"Command: `{result['command']}`; torch threads: {result['threads']}; seed 0 (the quickstart's); "
+        f"Command: `{result['command']}`; torch threads: {result['threads']}; seed {result['quickstart_seed']} (the "
+        "quickstart's `--seed`); "
         f"{result['date'][:10]}, {result['machine']}. Main job: "
         f"`{' '.join(['python scripts/quickstart.py', *result['quickstart_args'].split()])}`; its wall time: "
         + (f"{result['main_job_minutes']:.1f} min." if result["main_job_minutes"] is not None else "not timed (--skip_training)."),
@@ -201,6 +216,7 @@ def main(argv=None) -> dict:
     if args.render_only:
         result = json.loads((results_dir / "quickstart_robustness.json").read_text())
         result["goals"] = goal_rows(result["subnets"], result["main_job_minutes"])
+        result.setdefault("quickstart_seed", quickstart_seed(result["quickstart_args"]))
         write_results(results_dir, result)
         return result
     minutes = None if args.skip_training else run_quickstart(args.output_dir, args.smoke, args.quickstart_args.split())
@@ -226,6 +242,7 @@ def main(argv=None) -> dict:
         "snr_db": args.snr_db,
         "smoke": args.smoke,
         "quickstart_args": args.quickstart_args,
+        "quickstart_seed": quickstart_seed(args.quickstart_args),
         "main_job_minutes": minutes,
         "sizes": {name: len(items) for name, items in sets.items()},
         "subnets": subnets,
