@@ -647,7 +647,7 @@ def mean_score(runs: list[dict], name: str, key: str) -> float:
     return float(np.mean([r["scores"][name][key] for r in runs]))
 
 
-def compare(runs_a: list[dict], name_a: str, runs_b: list[dict], name_b: str, goal: float) -> dict:
+def compare(runs_a: list[dict], name_a: str, runs_b: list[dict], name_b: str, goal: float | None) -> dict:
     """Subnet ``name_a`` of ``runs_a`` against ``name_b`` of ``runs_b`` (all seeds), word and char error ratios.
     Where both sides ran the same seeds, the bootstrap draws seeds jointly: runs of one seed start from the same
     initial weights and read the same data draws, and the seeds' spread is far larger than the subnets' (claims.md)."""
@@ -660,7 +660,8 @@ def compare(runs_a: list[dict], name_a: str, runs_b: list[dict], name_b: str, go
         row[f"{unit}_ratio"] = paired_bootstrap_ratio([r["scores"][name_a][f"{unit}_errors"] for r in runs_a],
                                                       [r["scores"][name_b][f"{unit}_errors"] for r in runs_b],
                                                       same_seeds=same_seeds)
-    row["verdict"] = goal_verdict(goal, row["word_ratio"], row["char_ratio"])
+    if goal is not None:
+        row["verdict"] = goal_verdict(goal, row["word_ratio"], row["char_ratio"])
     return row
 
 
@@ -709,9 +710,9 @@ def ablation_rows(runs: list[dict]) -> list[dict]:
         seeds = {r["seed"] for r in grouped[arm]} & {r["seed"] for r in full}
         ablated, reference = ([r for r in side if r["seed"] in seeds] for side in (grouped[arm], full))
         for name in SUBNETS if seeds else ():
-            row = {"arm": arm, "subnet": name, **scores_of(ablated, name), **compare(ablated, name, reference, name, GOAL)}
-            del row["verdict"]  # no goal: the question is which way, and how far
-            rows.append(row)
+            # No goal: the question is which way, and how far.
+            rows.append({"arm": arm, "subnet": name, **scores_of(ablated, name),
+                         **compare(ablated, name, reference, name, goal=None)})
     return rows
 
 

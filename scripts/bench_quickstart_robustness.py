@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import importlib.util
 import json
 import os
@@ -77,8 +78,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@functools.cache
 def load_quickstart():
-    """The main job's script as a module."""
+    """The main job's script as a module (loaded once: the seed and the run both read it)."""
     spec = importlib.util.spec_from_file_location("quickstart", ROOT / "scripts" / "quickstart.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module

@@ -92,13 +92,13 @@ def main(argv=None) -> list[dict]:
     train = filter_ctc_feasible(data.train, model._get_feat_extract_output_lengths) if isolated else data.train
     logger.info("train on %s; dev/test/connected test: %d/%d/%d utterances; supernet: %.2f M parameters", args.train_data, len(dev), len(test), len(test_connected), model.num_parameters() / 1e6)
 
-    batch = {"per_device_train_batch_size": batch_size}
     if not isolated:
         # Items drawn on the fly have no length to group batches by before they are drawn: the stream draws 16
         # batches' worth in index order (a curriculum's stages follow the index; each item is a fresh random draw
         # either way), sorts them by length and yields them as batches of neighbours, so less of a step is padding.
         train = LengthGroupedStream(train, batch_size, seed=args.seed)
-    training_args = digits_training_arguments(os.path.join(args.output_dir, "trainer"), max_steps, args.seed, args.smoke, **batch)
+    training_args = digits_training_arguments(os.path.join(args.output_dir, "trainer"), max_steps, args.seed, args.smoke,
+                                              per_device_train_batch_size=batch_size)
     clock = WallClockLimitCallback(args.time_budget_minutes * 60)
     trainer = SupernetTrainer(
         model=model,
