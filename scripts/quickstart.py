@@ -65,6 +65,8 @@ class QuickstartArguments:
     max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps (sets the learning-rate schedule); default 1100 isolated, 400 connected, 950 isolated_then_connected, 850 isolated_augmented and short_strings."})
     batch_size: int | None = field(default=None, metadata={"help": "Utterances per batch; default 32 for single clips and short strings (isolated, isolated_augmented, short_strings), 16 otherwise."})
     isolated_steps: int = field(default=650, metadata={"help": "isolated_then_connected: steps on clean clips first."})
+    tokenizer_model_type: str = field(default="char", metadata={
+        "help": "char: letters and the space; word: one SentencePiece piece per digit word."})
     time_budget_minutes: float = field(default=7.5, metadata={"help": "Training stops early after this long."})
     seed: int = field(default=0, metadata={"help": "Seed of everything (data split, init, subnet sampling)."})
     budgets: str = field(default="0.5,0.75", metadata={"help": "Parameter fractions to search subnets for."})
@@ -85,7 +87,8 @@ def main(argv=None) -> list[dict]:
                                    "short_strings": 850}.get(args.train_data, 950)
     isolated_steps = 2 if args.smoke else args.isolated_steps
     data = load_connected_digits("fsdd", seed=args.seed, smoke=args.smoke, train_on=args.train_data,
-                                 isolated_items=isolated_steps * batch_size)
+                                 isolated_items=isolated_steps * batch_size,
+                                 tokenizer_model_type=args.tokenizer_model_type)
     processor, tokenizer, collator = data.processor, data.tokenizer, data.collator
     dev, test, test_connected = data.dev, data.test, data.test_connected
     model = SupernetConformerForCTC(small_conformer_config(tokenizer, smoke=args.smoke))

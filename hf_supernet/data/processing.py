@@ -41,7 +41,7 @@ __all__ = [
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
-TOKENIZER_MODEL_TYPES = ("unigram", "bpe", "char")
+TOKENIZER_MODEL_TYPES = ("unigram", "bpe", "char", "word")
 # Multi-channel in-memory audio has at most this many channels; a wider "channel" axis is a batch axis.
 MAX_CHANNELS = 8
 
@@ -308,8 +308,10 @@ def train_tokenizer(
             (SentencePiece's `hard_vocab_limit=False`), and `char` models have one piece per character whatever
             this is; size the model's output layer with ``len(tokenizer)``.
         model_type (`str`, *optional*, defaults to `"unigram"`):
-            `"unigram"`, `"bpe"` or `"char"`. `char` models are trained without SentencePiece's dummy prefix, so an
-            utterance does not start with a "▁" piece ("▁" only separates words).
+            `"unigram"`, `"bpe"`, `"char"` or `"word"`. `char` models are trained without SentencePiece's dummy
+            prefix, so an utterance does not start with a "▁" piece ("▁" only separates words). `word` models have
+            one piece per word of the training text (its boundary included), for a closed vocabulary such as the
+            ten digit words; any other word is `<unk>`.
         output_dir (`str` or `os.PathLike`, *optional*):
             If given, the tokenizer is saved there (`save_pretrained`).
         normalize (`bool`, *optional*, defaults to `True`):

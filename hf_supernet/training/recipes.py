@@ -136,6 +136,7 @@ def load_connected_digits(
     train_on: str = "connected",
     isolated_items: int = 0,
     split_seed: int | None = None,
+    tokenizer_model_type: str = "char",
 ) -> SpeechData:
     """Spoken digits for a model that must work on a person's own recording.
 
@@ -156,8 +157,10 @@ def load_connected_digits(
     - ``test_connected``: ``num_test`` fixed connected strings from the test recordings only.
 
     ``seed`` draws the training strings and, unless ``split_seed`` is given, which tenth of the train recordings is
-    held out (several run seeds on the same dev split: pass ``split_seed``). ``smoke`` keeps every 20th train and 10th
-    test recording and a handful of strings."""
+    held out (several run seeds on the same dev split: pass ``split_seed``). ``tokenizer_model_type``: ``"char"``
+    (letters and the space) or ``"word"`` (one piece per digit word, its word boundary included), or any other
+    :func:`~hf_supernet.data.train_tokenizer` model type, trained on the train transcripts. ``smoke`` keeps every 20th train and 10th test recording
+    and a handful of strings."""
     if train_on not in TRAIN_ON:
         raise ValueError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}.")
     if train_on == "isolated_then_connected" and isolated_items < 1:
@@ -165,8 +168,11 @@ def load_connected_digits(
                          "isolated stage x batch size).")
     splits = load_speech_dataset(source)
     recordings, test_recordings = splits["train"], splits["test"]
-    # A character tokenizer over the digit words and the space between them (isolated clips have no space).
-    tokenizer = train_tokenizer([" ".join(sorted(set(recordings["text"])))], model_type="char")
+    if tokenizer_model_type == "char":
+        # The digit words' letters and the space between them (isolated clips have no space).
+        tokenizer = train_tokenizer([" ".join(sorted(set(recordings["text"])))], model_type="char")
+    else:
+        tokenizer = train_tokenizer(recordings["text"], model_type=tokenizer_model_type)
     if smoke:
         recordings = recordings.select(range(0, len(recordings), 20))
         test_recordings = test_recordings.select(range(0, len(test_recordings), 10))
