@@ -8,7 +8,8 @@
    of a PIN sounds like), or with ``--train_data isolated_then_connected`` on clean clips first and connected strings
    after; a tenth of the train recordings make the dev set (items drawn as the training items for short_strings and
    isolated_augmented, connected strings otherwise);
-2. train a character tokenizer and a small supernet Conformer-CTC with sandwich sampling + in-place distillation;
+2. train a tokenizer with one piece per digit word and a small supernet Conformer-CTC (8x subsampling) with
+   sandwich sampling + in-place distillation;
 3. search the best subnet for 50% and 75% of the parameters on the dev set;
 4. evaluate the largest, the smallest and the selected subnets (params, FLOPs) on the isolated clean test clips
    (WER, CER) and on fixed connected-digit test strings made from the test recordings only (connected WER, CER);
@@ -59,14 +60,19 @@ class QuickstartArguments:
                 "of clean clips, then connected strings."})
     # Defaults per train_data: what 2 CPU cores fit in the training budget, so that the learning rate has decayed
     # when the budget ends (isolated clips: ~0.4 s a step of 32; connected strings: ~1.2 s a step of 16, measured
-    # before on-the-fly data was grouped by length). Short strings, grouped by length: ~0.7 s a step of 32, so the
-    # budget stops them shortly before the schedule's end; batches of 16 did worse in a single-seed pilot (outside
-    # the repository).
+    # before on-the-fly data was grouped by length). Short strings, grouped by length: ~0.7 s a step of 32 at 4x
+    # subsampling, ~0.53 s at 8x (the default), so 850 steps fill the budget; batches of 16 did worse in a
+    # single-seed pilot (outside the repository).
     max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps (sets the learning-rate schedule); default 1100 isolated, 400 connected, 950 isolated_then_connected, 850 isolated_augmented and short_strings."})
     batch_size: int | None = field(default=None, metadata={"help": "Utterances per batch; default 32 for single clips and short strings (isolated, isolated_augmented, short_strings), 16 otherwise."})
     isolated_steps: int = field(default=650, metadata={"help": "isolated_then_connected: steps on clean clips first."})
-    tokenizer_model_type: str = field(default="char", metadata={
-        "help": "char: letters and the space; word: one SentencePiece piece per digit word."})
+    tokenizer_model_type: str = field(default="word", metadata={
+        "help": "word (default): one SentencePiece piece per digit word, so a digit is one CTC label; char: the "
+                "letters and the space (five labels for 'seven')."})
+    subsampling_factor: int = field(default=8, metadata={
+        "help": "8 (default): 80 ms output frames, enough for one label per digit word and half the frames of 4 "
+                "(faster steps: more of them in the budget); use 4 with --tokenizer_model_type char, whose letters "
+                "need the 40 ms frames."})
     time_budget_minutes: float = field(default=7.5, metadata={"help": "Training stops early after this long."})
     seed: int = field(default=0, metadata={"help": "Seed of everything (data split, init, subnet sampling)."})
     budgets: str = field(default="0.5,0.75", metadata={"help": "Parameter fractions to search subnets for."})
@@ -80,7 +86,7 @@ def main(argv=None) -> list[dict]:
     start = time.monotonic()
 
     # 1-2. data (the bundled spoken digits: isolated clips or connected strings made on the fly; dev strings from
-    # held-out recordings for the search), character tokenizer, processor; the recipe's 4 x 144 supernet.
+    # held-out recordings for the search), tokenizer, processor; the recipe's 4 x 144 supernet.
     isolated = args.train_data == "isolated"
     batch_size = args.batch_size or (32 if args.train_data in ("isolated", "isolated_augmented", "short_strings") else 16)
     max_steps = args.max_steps or {"isolated": 1100, "connected": 400, "isolated_augmented": 850,
@@ -91,7 +97,8 @@ def main(argv=None) -> list[dict]:
                                  tokenizer_model_type=args.tokenizer_model_type)
     processor, tokenizer, collator = data.processor, data.tokenizer, data.collator
     dev, test, test_connected = data.dev, data.test, data.test_connected
-    model = SupernetConformerForCTC(small_conformer_config(tokenizer, smoke=args.smoke))
+    model = SupernetConformerForCTC(small_conformer_config(tokenizer, smoke=args.smoke,
+                                                           subsampling_factor=args.subsampling_factor))
     train = filter_ctc_feasible(data.train, model._get_feat_extract_output_lengths) if isolated else data.train
     logger.info("train on %s; dev/test/connected test: %d/%d/%d utterances; supernet: %.2f M parameters", args.train_data, len(dev), len(test), len(test_connected), model.num_parameters() / 1e6)
 

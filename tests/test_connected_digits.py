@@ -159,6 +159,17 @@ def test_short_strings_are_one_to_three_recordings_of_the_train_split(fsdd):
     assert [x["text"] for x in again.dev] == [x["text"] for x in data.dev]
 
 
+def test_word_tokenizer_covers_every_digit_word_even_in_the_smoke_subset():
+    from hf_supernet.training.recipes import load_connected_digits
+
+    data = load_connected_digits("fsdd", seed=0, smoke=True, train_on="short_strings", tokenizer_model_type="word")
+    # Trained on all train transcripts before the smoke subset: ten words, no <unk> in any label.
+    assert len(data.tokenizer) == 12
+    labels = data.collator([data.train[i] for i in range(8)] + data.test_connected[:4])["labels"]
+    assert data.tokenizer.unk_token_id not in labels.tolist()
+    assert data.tokenizer.batch_decode(labels, group_tokens=False)[-1] == data.test_connected[3]["text"]
+
+
 def test_clean_utterances_are_the_clips_joined_by_pauses_only():
     clips = [np.full(100, 0.1, np.float32), np.full(50, -0.2, np.float32)]
     recordings = Dataset.from_dict({"audio": [{"array": c, "sampling_rate": 16000} for c in clips],

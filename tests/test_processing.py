@@ -178,6 +178,19 @@ def test_subword_tokenizers_respect_the_vocabulary_bound(model_type):
     assert 0 not in ids and tokenizer.decode(ids, group_tokens=False) == texts[0].lower()
 
 
+def test_word_tokenizer_has_one_piece_per_word_and_ctc_decodes_repeated_words(tmp_path):
+    tokenizer = train_tokenizer(DIGITS, model_type="word")
+    assert len(tokenizer) == len(DIGITS) + 2  # <pad>, <unk> and the ten words
+    ids = tokenizer("one one seven")["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == ["▁one", "▁one", "▁seven"]
+    # CTC: a repeated word needs a blank between its two frames, as a repeated letter does
+    assert tokenizer.decode(ids) == "one seven"
+    assert tokenizer.decode([ids[0], tokenizer.pad_token_id, ids[1], ids[2]]) == "one one seven"
+    assert tokenizer.convert_ids_to_tokens(tokenizer("one eleven")["input_ids"]) == ["▁one", "<unk>"]
+    tokenizer.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path)("nine two")["input_ids"] == tokenizer("nine two")["input_ids"]
+
+
 def test_bad_arguments_are_errors():
     with pytest.raises(ValueError, match="model_type"):
         train_tokenizer(DIGITS, model_type="wordpiece")
