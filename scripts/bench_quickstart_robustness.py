@@ -200,13 +200,12 @@ def markdown(result: dict) -> str:
 
 
 def displayed_args(argv) -> list[str]:
-    """The command-line arguments with paths inside the repository made relative to it (results carry no machine's
-    absolute paths)."""
+    """The command-line arguments with absolute paths made relative to the repository (``../elsewhere`` for paths
+    outside it): results carry no machine's absolute paths."""
     shown = []
     for arg in argv if argv is not None else sys.argv[1:]:
-        path = Path(arg)
-        if path.is_absolute() and path.resolve().is_relative_to(ROOT):
-            arg = str(path.resolve().relative_to(ROOT))
+        if Path(arg).is_absolute():
+            arg = os.path.relpath(Path(arg).resolve(), ROOT)
         shown.append(arg)
     return shown
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -84,6 +85,9 @@ def test_robustness_benchmark_scores_the_quickstart_subnets_through_the_pipeline
     result = bench.main(["--smoke", "--output_dir", str(tmp_path / "quickstart"), "--results_dir", str(tmp_path), "--threads", "1",
                          "--quickstart_args", "--train_data isolated_then_connected"])
     assert result["main_job_minutes"] > 0
+    # Paths outside the repository are recorded relative to it, like those inside: no machine's absolute paths.
+    assert not any(Path(arg).is_absolute() for arg in shlex.split(result["command"]))
+    assert "--results_dir ../" in result["command"]
     assert list(result["subnets"])[:2] == ["largest", "smallest"]
     assert set(result["sizes"]) == {"isolated", "isolated_silence_noise", "connected"}
     for subnet in result["subnets"].values():

@@ -7,7 +7,8 @@ numbers to be comparable, so the data split, model size and training arguments l
   ``../shared/data/fsdd``), 10% of the train split held out as a dev split for search — as isolated clips
   (:func:`load_digits`, the method comparisons) or as connected-digit strings built on the fly with pauses, silence
   and noise (:func:`load_connected_digits`, the quickstart: what a person's own recording sounds like);
-- a character tokenizer (10 words, 15 letters and the space: CTC needs no word pieces here);
+- a character tokenizer (10 words, 15 letters and the space), the one the benchmarks compare on; the quickstart's
+  default is one piece per digit word (``load_connected_digits(tokenizer_model_type="word")``) with 8x subsampling;
 - a 4 x 144 Conformer (FFN 576, kernel 15, ~2.2 M parameters: the size of the 2.5 M-parameter Parakeet baseline);
 - AdamW at 2e-3 with 100 warm-up steps and linear decay, batches of 32 grouped by length (connected strings: batches
   of 16 drawn at random), SpecAugment (5% time and frequency masks), sandwich with TODM's quarter batch split and KL
