@@ -151,7 +151,8 @@ def timed_train(trainer) -> dict:
 
 
 def load_data(args):
-    """Train and test splits, char tokenizer, processor and features (as the quickstart prepared them before it moved to word pieces)."""
+    """Train and test splits, char tokenizer, processor and features (the quickstart's preparation before it moved
+    to word pieces)."""
     train = load_speech_dataset(args.dataset, "train")
     test = load_speech_dataset(args.dataset, "test")
     if args.max_train:

@@ -160,8 +160,8 @@ def load_connected_digits(
     ``seed`` draws the training strings and, unless ``split_seed`` is given, which tenth of the train recordings is
     held out (several run seeds on the same dev split: pass ``split_seed``). ``tokenizer_model_type``: ``"char"``
     (letters and the space) or ``"word"`` (one piece per digit word, its word boundary included), or any other
-    :func:`~hf_supernet.data.train_tokenizer` model type, trained on the train transcripts. ``smoke`` keeps every 20th train and 10th test recording
-    and a handful of strings."""
+    :func:`~hf_supernet.data.train_tokenizer` model type, trained on the train transcripts. ``smoke`` keeps every
+    20th train and 10th test recording and a handful of strings."""
     if train_on not in TRAIN_ON:
         raise ValueError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}.")
     if train_on == "isolated_then_connected" and isolated_items < 1:
