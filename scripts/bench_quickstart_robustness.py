@@ -220,7 +220,7 @@ def main(argv=None) -> dict:
         result.setdefault("quickstart_seed", quickstart_seed(result["quickstart_args"]))
         write_results(results_dir, result)
         return result
-    minutes = None if args.skip_training else run_quickstart(args.output_dir, args.smoke, args.quickstart_args.split())
+    minutes = None if args.skip_training else run_quickstart(args.output_dir, args.smoke, shlex.split(args.quickstart_args))
     folders = sorted(p for p in (Path(args.output_dir) / "subnets").iterdir() if p.is_dir()) if (Path(args.output_dir) / "subnets").is_dir() else []
     names = {p.name for p in folders}
     if not {"largest", "smallest"} <= names:

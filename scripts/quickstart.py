@@ -111,9 +111,11 @@ def main(argv=None) -> list[dict]:
         # batches' worth in index order (a curriculum's stages follow the index; each item is a fresh random draw
         # either way), sorts them by length and yields them as batches of neighbours, so less of a step is padding.
         train = LengthGroupedStream(train, batch_size, seed=args.seed)
-    learning_rate = args.learning_rate or (1e-3 if args.train_data == "short_strings" else 2e-3)
+    # Unless set (or short_strings' 1e-3), the recipe's own learning rate.
+    learning_rate = args.learning_rate or (1e-3 if args.train_data == "short_strings" else None)
     training_args = digits_training_arguments(os.path.join(args.output_dir, "trainer"), max_steps, args.seed, args.smoke,
-                                              per_device_train_batch_size=batch_size, learning_rate=learning_rate)
+                                              per_device_train_batch_size=batch_size,
+                                              **({"learning_rate": learning_rate} if learning_rate else {}))
     clock = WallClockLimitCallback(args.time_budget_minutes * 60)
     trainer = SupernetTrainer(
         model=model,

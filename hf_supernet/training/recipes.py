@@ -182,10 +182,9 @@ def load_connected_digits(
     processor = build_processor(tokenizer)
     if train_on == "isolated":
         train = prepare_dataset(held_out["train"], processor)
-    elif train_on in ON_THE_FLY_TRAIN:
-        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, ON_THE_FLY_TRAIN[train_on], seed=seed)
     else:
-        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, train_config, seed=seed)
+        config = ON_THE_FLY_TRAIN.get(train_on, train_config)
+        train = ConnectedDigits(held_out["train"], 64 if smoke else 10**7, config, seed=seed)
     if train_on == "isolated_then_connected":
         # Another seed for the first stage, so its draws are not the connected stage's first picks.
         isolated = ConnectedDigits(held_out["train"], isolated_items, ISOLATED_TRAIN, seed=seed + 1)
