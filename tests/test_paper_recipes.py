@@ -74,9 +74,10 @@ def test_optimizer_switch_changes_the_optimizer_at_the_step(tmp_path):
     assert rates[2] == pytest.approx(3e-3 * 5 / 6, rel=1e-6)
 
 
-@pytest.mark.parametrize("stop", [2, 4])
+@pytest.mark.parametrize("stop", [2, 3, 4])
 def test_resume_across_the_switch_reproduces_an_uninterrupted_run(tmp_path, stop):
-    """Killed before (2) or after (4) the switch at step 3 and resumed == 6 uninterrupted steps."""
+    """Killed before (2), at (3: the checkpoint still holds Adam's state, ScaledAdam's first step is the 4th) or after
+    (4) the switch at step 3 and resumed == 6 uninterrupted steps."""
     settings = dict(optimizer_switch_step=3, learning_rate_after_switch=0.02)
     full = make_trainer(tmp_path / "full", max_steps=6, save_strategy="steps", save_steps=stop, **settings)
     full.train()

@@ -89,8 +89,10 @@ class OptimizerSwitchMixin:
         return super()._clip_grad_norm(model)
 
     def _load_optimizer_and_scheduler(self, checkpoint):
-        # A checkpoint written after the switch holds ScaledAdam's state: switch before loading it.
-        switched = self.args.optimizer_switched_at(self.state.global_step)
+        # A checkpoint written after the switch holds ScaledAdam's state: switch before loading it. The switch
+        # happens before the step that starts at global_step == optimizer_switch_step, so the checkpoint of that
+        # very step still holds Adam's (training_step then switches as in an uninterrupted run).
+        switched = self.args.optimizer_switched_at(self.state.global_step - 1)
         if checkpoint is not None and switched and not self.optimizer_switched:
             self.switch_to_scaled_adam()
         super()._load_optimizer_and_scheduler(checkpoint)
