@@ -150,6 +150,12 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
     markdown = (tmp_path / "claims.md").read_text()
     assert "| `todm` | smallest |" in markdown and "training cost" in markdown
     assert "| `todm-no_switch` | smallest | 0 |" in markdown
+    # Each claim of the full recipe not met, with the ablation of it that came closest.
+    shortfalls = result["instruments"]["digits"]["shortfalls"]
+    assert [row["subnet"] for row in shortfalls] == [name for (arm, name), row in claims.items()
+                                                     if arm == "todm" and row["verdict"] != "met"]
+    assert all(row["closest_ablation"]["arm"] == "todm-no_switch" for row in shortfalls)
+    assert "where a goal is not met" in markdown
     # What ran of the whole design (3 seeds of every group), and the CPU the rest would take at the measured costs.
     coverage = {(row["instrument"], row["group"]): row for row in result["coverage"]}
     assert (coverage["digits", "todm + twins"]["finished"], coverage["digits", "todm + twins"]["planned"]) == (5, 15)
@@ -162,6 +168,27 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
     calls.clear()
     bench.main(["--arms", ",".join(arms), *common])
     assert calls == []
+
+
+def test_bench_claims_shortfalls_name_the_closest_ablation():
+    bench = load_script("bench_claims")
+
+    def claim(arm, subnet, ratio, verdict):
+        return {"method": "TODM (layer/width)", "arm": arm, "subnet": subnet, "seeds": [0], "verdict": verdict,
+                "word_ratio": {"ratio": ratio, "low": ratio - 0.1, "high": ratio + 0.1},
+                "char_ratio": {"ratio": ratio, "low": ratio - 0.1, "high": ratio + 0.1}}
+
+    claims = [claim("todm", "largest", 1.0, "met"), claim("todm", "smallest", 1.26, "missed"),
+              claim("todm", "L8-ffn50", 1.1, "undecided"), claim("todm-kl", "smallest", 1.1, "undecided"),
+              claim("todm-no_kd", "smallest", 1.4, "missed"), claim("todm-kl", "largest", 0.9, "met"),
+              {"method": "TODM (layer/width)", "arm": "todm", "subnet": "L6-ffn25", "seeds": [0]}]  # no twin yet
+    rows = bench.shortfall_rows(claims)
+    assert [(row["subnet"], row["verdict"]) for row in rows] == [("smallest", "missed"), ("L8-ffn50", "undecided")]
+    assert rows[0]["over_goal"] == pytest.approx(1.26 / bench.GOAL)
+    assert rows[0]["closest_ablation"]["arm"] == "todm-kl" and rows[1]["closest_ablation"] is None
+    table = "\n".join(bench.shortfalls_markdown(rows, bench.GOAL))
+    assert "`todm-kl` (0): 1.10 [1.00, 1.20], undecided" in table and "none ran yet" in table
+    assert bench.shortfalls_markdown([], bench.GOAL) == ["Every claim with a twin is met."]
 
 
 @pytest.mark.slow
