@@ -56,13 +56,14 @@ class QuickstartArguments:
                 "the strings teach several words); isolated_augmented: single clips so; isolated: "
                 "FSDD's trimmed single clips only; connected: strings of 1-5 digits with pauses, silence and noise "
                 "built on the fly (what a person records; in a 7.5-minute budget on 2 cores it did not leave the CTC "
-                "blank plateau: give it --time_budget_minutes 30 or more); isolated_then_connected: --isolated_steps steps "
-                "of clean clips, then connected strings."})
+                "blank plateau: give it --time_budget_minutes 30 or more); isolated_then_connected: --isolated_steps "
+                "steps of clean clips, then connected strings."})
     # Defaults per train_data: what 2 CPU cores fit in the training budget, so that the learning rate has decayed
     # when the budget ends (isolated clips: ~0.4 s a step of 32; connected strings: ~1.2 s a step of 16, measured
     # before on-the-fly data was grouped by length). Short strings, grouped by length: ~0.7 s a step of 32 at 4x
-    # subsampling, ~0.53 s at 8x (the default) with two random subnets a step, ~0.49 s with one (the default), so
-    # 1050 steps fill the 8.5-minute budget; batches of 16 did worse in a single-seed pilot (outside the repository).
+    # subsampling; at 8x (the default) ~0.53 s with two random subnets a step and ~0.49 s with one (the default
+    # --num_random_subnets), so 1050 steps fill the 8.5-minute budget; batches of 16 did worse in a single-seed pilot
+    # (outside the repository).
     max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps (sets the learning-rate schedule); default 1100 isolated, 400 connected, 950 isolated_then_connected, 850 isolated_augmented, 1050 short_strings."})
     batch_size: int | None = field(default=None, metadata={"help": "Utterances per batch; default 32 for single clips and short strings (isolated, isolated_augmented, short_strings), 16 otherwise."})
     learning_rate: float | None = field(default=None, metadata={
