@@ -61,9 +61,9 @@ class QuickstartArguments:
     # Defaults per train_data: what 2 CPU cores fit in the training budget, so that the learning rate has decayed
     # when the budget ends (isolated clips: ~0.4 s a step of 32; connected strings: ~1.2 s a step of 16, measured
     # before on-the-fly data was grouped by length). Short strings, grouped by length: ~0.7 s a step of 32 at 4x
-    # subsampling; at 8x (the default) ~0.53 s with two random subnets a step and ~0.49 s with one (the default
-    # --num_random_subnets), so 1050 steps fill the 8.5-minute budget; batches of 16 did worse in a single-seed pilot
-    # (outside the repository).
+    # subsampling; at 8x (the default) ~0.54 s with two random subnets a step and 0.47-0.52 s with one (the default
+    # --num_random_subnets; README's two runs), so ~1050 steps fill the 8.5-minute budget; batches of 16 did worse in
+    # a single-seed pilot (outside the repository).
     max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps (sets the learning-rate schedule); default 1100 isolated, 400 connected, 950 isolated_then_connected, 850 isolated_augmented, 1050 short_strings."})
     batch_size: int | None = field(default=None, metadata={"help": "Utterances per batch; default 32 for single clips and short strings (isolated, isolated_augmented, short_strings), 16 otherwise."})
     learning_rate: float | None = field(default=None, metadata={
@@ -79,9 +79,9 @@ class QuickstartArguments:
                 "(faster steps: more of them in the budget); use 4 with --tokenizer_model_type char, whose letters "
                 "need the 40 ms frames."})
     num_random_subnets: int = field(default=1, metadata={
-        "help": "Random subnets a sandwich step trains besides the largest and the smallest: 1 (default) makes a "
-                "step ~10% cheaper than the recipe's 2 (the model is still learning when the budget ends, so steps "
-                "count); 0 trains only the two ends, so the middle sizes the search picks are never trained."})
+        "help": "Random subnets a sandwich step trains besides the largest and the smallest: 1 (default) made a "
+                "step 3-12% cheaper than the recipe's 2 in README's runs (the model is still learning when the budget "
+                "ends, so steps count); 0 trains only the two ends, so the middle sizes the search picks are never trained."})
     time_budget_minutes: float = field(default=8.5, metadata={
         "help": "Training stops early after this long (8.5: the whole main job, data to published folders, then "
                 "takes ~9.2 minutes on 2 cores)."})
