@@ -12,7 +12,8 @@ on three test sets built from the FSDD *test* recordings only:
   at 5-30 dB).
 
 Each WER/CER comes with a 95% bootstrap interval over utterances; the two ratios with a paired one (same clips /
-same strings). A goal is "met" only when the whole interval is within it, "missed" when the whole interval is
+same strings). The connected WER is also given per noise band of the strings (the SNR each was drawn with, in 5 dB
+steps, and those without noise), from the same scores (``--render_only`` adds it to older results). A goal is "met" only when the whole interval is within it, "missed" when the whole interval is
 outside, "undecided" otherwise. Writes ``quickstart_robustness.json`` and ``.md`` to ``--results_dir``.
 
 Goals (issue 19): largest subnet connected WER <= 5%, isolated WER <= 8.7% (the Parakeet reference), silence+noise
@@ -51,6 +52,8 @@ from hf_supernet.transcription import load_recognizer
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANCE_WER = 0.9
+# Width of the noise bands the connected WER is broken down by (the strings' SNR is drawn from 5-30 dB).
+SNR_BAND_DB = 5
 # Ratio goals and the test set of their reference (the denominator).
 RATIO_GOALS = {"largest_silence_noise_over_clean": "isolated", "smallest_over_largest_connected": "connected"}
 GOALS = {
@@ -103,11 +106,15 @@ def run_quickstart(output_dir: str, smoke: bool, extra: list[str]) -> float:
     return (time.monotonic() - start) / 60
 
 
-def test_sets(silence: float, snr_db: float, smoke: bool) -> dict[str, list[tuple[np.ndarray, str]]]:
-    """``(audio at 16 kHz, transcript)`` lists of the three test sets, from the FSDD test recordings only."""
+def test_recordings(smoke: bool):
     recordings = load_speech_dataset("fsdd", "test")
-    if smoke:
-        recordings = recordings.select(range(0, len(recordings), 30))
+    return recordings.select(range(0, len(recordings), 30)) if smoke else recordings
+
+
+def test_sets(silence: float, snr_db: float, smoke: bool, strings: list[dict]) -> dict[str, list[tuple[np.ndarray, str]]]:
+    """``(audio at 16 kHz, transcript)`` lists of the three test sets, from the FSDD test recordings only
+    (``strings``: :func:`connected_strings`)."""
+    recordings = test_recordings(smoke)
     padded = ConnectedDigitsConfig(
         min_digits=1, max_digits=1, edge_silence_seconds=(silence, silence), snr_db=(snr_db, snr_db),
         noise_probability=1.0, noise_colors=("white",), gain_db=(0.0, 0.0), speed=(1.0, 1.0),
@@ -116,12 +123,45 @@ def test_sets(silence: float, snr_db: float, smoke: bool) -> dict[str, list[tupl
     isolated = list(zip(clips.arrays, clips.words))
     # White noise (the flat floor of a cheap microphone); the same draw for every subnet.
     noisy = [(clips.compose([array], np.random.default_rng([7, i])), word) for i, (array, word) in enumerate(isolated)]
-    connected = ConnectedDigits(recordings, 10 if smoke else 200, CONNECTED_TEST, seed=CONNECTED_TEST_SEED)
     return {
         "isolated": isolated,
         "isolated_silence_noise": noisy,
-        "connected": [(item["audio"]["array"], item["text"]) for item in connected],
+        "connected": [(item["audio"]["array"], item["text"]) for item in strings],
     }
+
+
+def connected_strings(smoke: bool) -> list[dict]:
+    """The quickstart's fixed connected test strings (items of :class:`ConnectedDigits`, with their ``conditions``)."""
+    connected = ConnectedDigits(test_recordings(smoke), 10 if smoke else 200, CONNECTED_TEST, seed=CONNECTED_TEST_SEED)
+    return [connected[i] for i in range(len(connected))]
+
+
+def noise_band(conditions: dict) -> str:
+    """The noise band of a connected test string: its SNR in 5 dB steps, or "no noise"."""
+    snr = conditions["snr_db"]
+    if snr is None:
+        return "no noise"
+    low = SNR_BAND_DB * int(snr // SNR_BAND_DB)
+    return f"{low}-{low + SNR_BAND_DB} dB"
+
+
+def connected_by_noise(subnets: dict, strings: list[dict]) -> dict[str, list[dict]]:
+    """Per subnet, its connected WER in each noise band of the strings (from the word errors it was scored with)."""
+    bands = [noise_band(item["conditions"]) for item in strings]
+    words = [len(item["text"].split()) for item in strings]
+    order = sorted(set(bands), key=lambda band: (band == "no noise", float(band.split("-")[0]) if "-" in band else 0))
+    table = {}
+    for name, subnet in subnets.items():
+        errors = subnet["scores"]["connected"]["word_errors"]
+        if len(errors) != len(strings):
+            raise ValueError(f"{name}: {len(errors)} connected scores for {len(strings)} test strings; the test set "
+                             "changed since it was scored: score the folders again (--skip_training).")
+        table[name] = []
+        for band in order:
+            picked = [i for i, b in enumerate(bands) if b == band]
+            table[name].append({"band": band, "strings": len(picked), "words": sum(words[i] for i in picked),
+                                "wer": bootstrap_error_rate([errors[i] for i in picked], [words[i] for i in picked])})
+    return table
 
 
 def score_folder(folder: Path, sets: dict) -> dict:
@@ -196,6 +236,15 @@ def markdown(result: dict) -> str:
     lines += ["", "| goal | target | measured [95% CI] | verdict |", "|---|---:|---:|---|"]
     for row in result["goals"]:
         lines.append(f"| {row['goal']} | {row['target']:g} | {row['value']:.3f} [{row['low']:.3f}, {row['high']:.3f}] | {row['verdict']} |")
+    by_noise = result.get("connected_by_noise")
+    if by_noise:
+        names = list(by_noise)
+        lines += ["", "Connected WER by the strings' noise level (SNR drawn per string; bootstrap intervals over the "
+                  "strings of each band):", "",
+                  "| noise | strings | words | " + " | ".join(names) + " |", "|---|---:|---:|" + "---:|" * len(names)]
+        for i, band in enumerate(by_noise[names[0]]):
+            cells = [pct(by_noise[name][i]["wer"]) for name in names]
+            lines.append(f"| {band['band']} | {band['strings']} | {band['words']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -217,6 +266,7 @@ def main(argv=None) -> dict:
     if args.render_only:
         result = json.loads((results_dir / "quickstart_robustness.json").read_text())
         result["goals"] = goal_rows(result["subnets"], result["main_job_minutes"])
+        result["connected_by_noise"] = connected_by_noise(result["subnets"], connected_strings(result["smoke"]))
         result.setdefault("quickstart_seed", quickstart_seed(result["quickstart_args"]))
         write_results(results_dir, result)
         return result
@@ -228,7 +278,8 @@ def main(argv=None) -> dict:
             f"{args.output_dir}/subnets/ lacks the largest and smallest subnet folders (found {sorted(names)}): run "
             "scripts/quickstart.py first, or drop --skip_training."
         )
-    sets = test_sets(args.silence, args.snr_db, args.smoke)
+    strings = connected_strings(args.smoke)
+    sets = test_sets(args.silence, args.snr_db, args.smoke, strings)
     results = json.loads((Path(args.output_dir) / "results.json").read_text())
     params = {row["name"]: row["params"] for row in results}
     # largest and smallest first, then the selected subnets in the quickstart's order.
@@ -248,6 +299,7 @@ def main(argv=None) -> dict:
         "sizes": {name: len(items) for name, items in sets.items()},
         "subnets": subnets,
         "goals": goal_rows(subnets, minutes),
+        "connected_by_noise": connected_by_noise(subnets, strings),
     }
     write_results(results_dir, result)
     return result

@@ -70,6 +70,33 @@ def test_noise_is_added_at_the_drawn_snr():
         assert np.mean(colored_noise(4000, color, np.random.default_rng(0)) ** 2) == pytest.approx(1.0, rel=1e-4)
 
 
+def test_items_say_what_was_drawn_for_them(fsdd):
+    config = ConnectedDigitsConfig(min_digits=1, max_digits=2, snr_db=(5, 15), noise_probability=0.5,
+                                   clean_probability=0.3, speed=(0.9, 1.1), gain_db=(-6, 0))
+    data = ConnectedDigits(fsdd["test"], 60, config, seed=1)
+    items = list(data)
+    seen = {"clean": 0, "noise": 0, "quiet": 0}
+    for item in items:
+        drawn = item["conditions"]
+        if drawn["clean"]:
+            seen["clean"] += 1
+            assert (drawn["snr_db"], drawn["speed"], drawn["gain_db"]) == (None, 1.0, 0.0)
+            continue
+        assert 0.9 <= drawn["speed"] <= 1.1 and -6 <= drawn["gain_db"] <= 0
+        if drawn["snr_db"] is None:
+            seen["quiet"] += 1
+            assert drawn["noise_color"] is None
+        else:
+            seen["noise"] += 1
+            assert 5 <= drawn["snr_db"] <= 15 and drawn["noise_color"] in ("white", "pink", "brown")
+    assert min(seen.values()) > 0
+    # Recording the conditions draws nothing: composing the same clips from the same random state without it gives
+    # the same audio.
+    rng = np.random.default_rng([1, 0, 0])
+    picks = rng.integers(0, len(data.arrays), rng.integers(config.min_digits, config.max_digits + 1))
+    np.testing.assert_array_equal(data.compose([data.arrays[p] for p in picks], rng), items[0]["audio"]["array"])
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="min_digits <= max_digits"):
         ConnectedDigitsConfig(min_digits=3, max_digits=2)

@@ -100,11 +100,20 @@ def test_robustness_benchmark_scores_the_quickstart_subnets_through_the_pipeline
     assert result["subnets"]["largest"]["scores"]["connected"]["wer"]["rate"] >= bench.CHANCE_WER
     assert verdicts["smallest_over_largest_connected"].startswith("not meaningful")
     assert "--train_data isolated_then_connected" in (tmp_path / "quickstart_robustness.md").read_text()
+    # The connected WER by noise band: every string in one band, and the bands add up to the whole set's errors.
+    by_noise = result["connected_by_noise"]
+    assert list(by_noise) == list(result["subnets"])
+    for name, bands in by_noise.items():
+        assert sum(band["strings"] for band in bands) == result["sizes"]["connected"]
+        errors = sum(band["wer"]["rate"] * band["words"] for band in bands)
+        assert errors == pytest.approx(sum(result["subnets"][name]["scores"]["connected"]["word_errors"]))
+    assert "| noise | strings | words |" in (tmp_path / "quickstart_robustness.md").read_text()
     # --render_only recomputes the goals from the JSON alone (the trained folders are gone).
     import shutil
 
     shutil.rmtree(tmp_path / "quickstart")
     rendered = bench.main(["--render_only", "--results_dir", str(tmp_path)])
     assert rendered["goals"] == result["goals"] and rendered["subnets"] == json.loads(json.dumps(result["subnets"]))
+    assert rendered["connected_by_noise"] == json.loads(json.dumps(by_noise))
     assert json.loads((tmp_path / "quickstart_robustness.json").read_text()) == result
     assert "| goal |" in (tmp_path / "quickstart_robustness.md").read_text()

@@ -142,8 +142,9 @@ class ConnectedDigits(torch.utils.data.Dataset):
         id_column (`str`, *optional*, defaults to `"id"`): column naming each recording (kept in ``sources``);
             the row index is used when the column is missing.
 
-    Item ``i`` is ``{"audio": {"array", "sampling_rate"}, "text", "id", "sources"}``; ``sources`` lists the
-    recordings it is made of. :meth:`set_epoch` changes every item (for training loops that call it); a fixed
+    Item ``i`` is ``{"audio": {"array", "sampling_rate"}, "text", "id", "sources", "conditions"}``; ``sources`` lists
+    the recordings it is made of, ``conditions`` what was drawn for it (see :meth:`compose`), so that errors can be
+    read by noise level, speed or gain. :meth:`set_epoch` changes every item (for training loops that call it); a fixed
     evaluation set keeps epoch 0.
     """
 
@@ -194,23 +195,32 @@ class ConnectedDigits(torch.utils.data.Dataset):
         index %= self.num_utterances
         rng = np.random.default_rng([self.seed, self.epoch, index])
         picks = rng.integers(0, len(self.arrays), rng.integers(self.config.min_digits, self.config.max_digits + 1))
-        array = self.compose([self.arrays[p] for p in picks], rng)
+        conditions = {}
+        array = self.compose([self.arrays[p] for p in picks], rng, conditions)
         return {
             "audio": {"array": array, "sampling_rate": self.config.sampling_rate},
             "text": " ".join(self.words[p] for p in picks),
             "id": f"connected-{self.seed}-{self.epoch}-{index}",
             "sources": [self.sources[p] for p in picks],
+            "conditions": conditions,
         }
 
-    def compose(self, clips: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-        """One utterance from ``clips`` (in order) with this config's pauses, silence, speed, noise and gain."""
+    def compose(self, clips: list[np.ndarray], rng: np.random.Generator, conditions: dict | None = None) -> np.ndarray:
+        """One utterance from ``clips`` (in order) with this config's pauses, silence, speed, noise and gain.
+
+        ``conditions``, when given, is filled with what was drawn: ``clean`` (left as recorded), ``speed``,
+        ``snr_db`` and ``noise_color`` (``None`` without noise) and ``gain_db``. Recording them draws nothing, so
+        an utterance is the same with or without it."""
         config, rate = self.config, self.config.sampling_rate
+        drawn = conditions if conditions is not None else {}
+        drawn.update(clean=False, speed=1.0, snr_db=None, noise_color=None, gain_db=0.0)
 
         def silence(seconds_range) -> np.ndarray:
             return np.zeros(int(round(rng.uniform(*seconds_range) * rate)), dtype=np.float32)
 
         # Drawn only when asked for, so configs without it keep their random stream (and fixed test sets their strings).
         if config.clean_probability and rng.uniform() < config.clean_probability:
+            drawn["clean"] = True
             pieces = [clips[0]]
             for clip in clips[1:]:
                 pieces += [silence(config.pause_seconds), clip]
@@ -224,7 +234,7 @@ class ConnectedDigits(torch.utils.data.Dataset):
         parts.append((silence(config.edge_silence_seconds), False))
         audio = np.concatenate([samples for samples, _ in parts])
         speech_mask = np.concatenate([np.full(samples.size, is_speech) for samples, is_speech in parts])
-        speed = rng.uniform(*config.speed)
+        speed = drawn["speed"] = float(rng.uniform(*config.speed))
         if abs(speed - 1.0) > 1e-6:
             # Played back at `rate`, samples resampled from rate to rate/speed run `speed` times faster.
             audio = soxr.resample(audio, rate, rate / speed).astype(np.float32)
@@ -234,8 +244,10 @@ class ConnectedDigits(torch.utils.data.Dataset):
             color = config.noise_colors[rng.integers(len(config.noise_colors))]
             noise = colored_noise(audio.size, color, rng)
             snr = rng.uniform(*config.snr_db)
+            drawn.update(snr_db=float(snr), noise_color=str(color))
             audio = audio + noise * np.float32(np.sqrt(speech_power / 10 ** (snr / 10)))
-        audio = audio * np.float32(10 ** (rng.uniform(*config.gain_db) / 20))
+        gain_db = drawn["gain_db"] = float(rng.uniform(*config.gain_db))
+        audio = audio * np.float32(10 ** (gain_db / 20))
         peak = float(np.abs(audio).max()) if audio.size else 0.0
         if peak > MAX_PEAK:
             audio = audio * np.float32(MAX_PEAK / peak)
