@@ -947,12 +947,14 @@ def markdown(result: dict) -> str:
             lines += [f"### Unfolding: the trained 8-layer twin folded into {FOLDED_BLOCKS} stored blocks and "
                       "fine-tuned (`unfold`)\n", *unfolding_markdown(part["unfolding"]), ""]
     lines += ["## What ran, what is left, what a larger budget would change\n", *coverage_markdown(result["coverage"]), ""]
-    lines += ["## Runs\n", "| instrument | arm | seed | steps (best) | stopped early | training CPU s | peak lr | commit | "
-              "date |", "|---|---|---:|---|---|---:|---:|---|---|"]
+    # Each run's own test WER per scored subnet: how far seeds move a run against how far sizes move it within one.
+    lines += ["## Runs\n", "| instrument | arm | seed | steps (best) | stopped early | training CPU s | peak lr | test WER "
+              "by subnet | commit | date |", "|---|---|---:|---|---|---:|---:|---|---|---|"]
     for run in sorted(runs, key=lambda r: (r["instrument"], r["arm"], r["seed"])):
+        wers = ", ".join(f"{name} {100 * scores['wer']:.1f}%" for name, scores in run["scores"].items())
         lines.append(f"| {run['instrument']} | `{run['arm']}` | {run['seed']} | {run['steps']} ({run['best_step']}) | "
                      f"{'yes' if run['stopped_early'] else 'no'} | {run['train_cpu_s']:.0f} | "
-                     f"{run.get('learning_rate', '—')} | {run.get('commit')} | {run['date'][:10]} |")
+                     f"{run.get('learning_rate', '—')} | {wers} | {run.get('commit')} | {run['date'][:10]} |")
     lines.append("")
     return "\n".join(lines)
 

@@ -150,6 +150,9 @@ def test_bench_claims_smoke_runs_every_arm_type_and_resumes(tmp_path, monkeypatc
     markdown = (tmp_path / "claims.md").read_text()
     assert "| `todm` | smallest |" in markdown and "training cost" in markdown
     assert "| `todm-no_switch` | smallest | 0 |" in markdown
+    # The runs table gives each run's own test WER per scored subnet.
+    todm_run = next(r for r in runs if r["arm"] == "todm")
+    assert f"smallest {100 * todm_run['scores']['smallest']['wer']:.1f}% |" in markdown
     # Each claim of the full recipe not met, with the ablation of it that came closest.
     shortfalls = result["instruments"]["digits"]["shortfalls"]
     assert [row["subnet"] for row in shortfalls] == [name for (arm, name), row in claims.items()
