@@ -13,8 +13,9 @@ on three test sets built from the FSDD *test* recordings only:
 
 Each WER/CER comes with a 95% bootstrap interval over utterances; the two ratios with a paired one (same clips /
 same strings). The connected WER is also given per noise band of the strings (the SNR each was drawn with, in 5 dB
-steps, and those without noise), from the same scores (``--render_only`` adds it to older results). A goal is "met" only when the whole interval is within it, "missed" when the whole interval is
-outside, "undecided" otherwise. Writes ``quickstart_robustness.json`` and ``.md`` to ``--results_dir``.
+steps, and those without noise), from the same scores (``--render_only`` adds it to older results). A goal is "met"
+only when the whole interval is within it, "missed" when the whole interval is outside, "undecided" otherwise. Writes
+``quickstart_robustness.json`` and ``.md`` to ``--results_dir``.
 
 Goals (issue 19): largest subnet connected WER <= 5%, isolated WER <= 8.7% (the Parakeet reference), silence+noise
 WER <= 1.2x clean; smallest subnet connected WER <= 2x the largest's; the whole main job within 10 minutes on 2
@@ -107,6 +108,7 @@ def run_quickstart(output_dir: str, smoke: bool, extra: list[str]) -> float:
 
 
 def test_recordings(smoke: bool):
+    """The FSDD test recordings (every 30th with ``smoke``)."""
     recordings = load_speech_dataset("fsdd", "test")
     return recordings.select(range(0, len(recordings), 30)) if smoke else recordings
 
@@ -149,7 +151,7 @@ def connected_by_noise(subnets: dict, strings: list[dict]) -> dict[str, list[dic
     """Per subnet, its connected WER in each noise band of the strings (from the word errors it was scored with)."""
     bands = [noise_band(item["conditions"]) for item in strings]
     words = [len(item["text"].split()) for item in strings]
-    order = sorted(set(bands), key=lambda band: (band == "no noise", float(band.split("-")[0]) if "-" in band else 0))
+    order = sorted(set(bands), key=lambda band: (band == "no noise", 0 if band == "no noise" else int(band.split("-")[0])))
     table = {}
     for name, subnet in subnets.items():
         errors = subnet["scores"]["connected"]["word_errors"]
