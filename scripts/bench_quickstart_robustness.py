@@ -113,7 +113,9 @@ def test_recordings(smoke: bool):
     return recordings.select(range(0, len(recordings), 30)) if smoke else recordings
 
 
-def test_sets(silence: float, snr_db: float, smoke: bool, strings: list[dict]) -> dict[str, list[tuple[np.ndarray, str]]]:
+def test_sets(
+    silence: float, snr_db: float, smoke: bool, strings: list[dict]
+) -> dict[str, list[tuple[np.ndarray, str]]]:
     """``(audio at 16 kHz, transcript)`` lists of the three test sets, from the FSDD test recordings only
     (``strings``: :func:`connected_strings`)."""
     recordings = test_recordings(smoke)
@@ -151,7 +153,8 @@ def connected_by_noise(subnets: dict, strings: list[dict]) -> dict[str, list[dic
     """Per subnet, its connected WER in each noise band of the strings (from the word errors it was scored with)."""
     bands = [noise_band(item["conditions"]) for item in strings]
     words = [len(item["text"].split()) for item in strings]
-    order = sorted(set(bands), key=lambda band: (band == "no noise", 0 if band == "no noise" else int(band.split("-")[0])))
+    quiet = "no noise"
+    order = sorted(set(bands), key=lambda band: (band == quiet, 0 if band == quiet else int(band.split("-")[0])))
     table = {}
     for name, subnet in subnets.items():
         errors = subnet["scores"]["connected"]["word_errors"]
