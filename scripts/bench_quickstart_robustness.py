@@ -140,21 +140,18 @@ def connected_strings(smoke: bool) -> list[dict]:
     return [connected[i] for i in range(len(connected))]
 
 
-def noise_band(conditions: dict) -> str:
-    """The noise band of a connected test string: its SNR in 5 dB steps, or "no noise"."""
+def noise_band(conditions: dict) -> int | None:
+    """The noise band of a connected test string: the lower end of its SNR's 5 dB step, or ``None`` without noise."""
     snr = conditions["snr_db"]
-    if snr is None:
-        return "no noise"
-    low = SNR_BAND_DB * int(snr // SNR_BAND_DB)
-    return f"{low}-{low + SNR_BAND_DB} dB"
+    return None if snr is None else SNR_BAND_DB * int(snr // SNR_BAND_DB)
 
 
 def connected_by_noise(subnets: dict, strings: list[dict]) -> dict[str, list[dict]]:
     """Per subnet, its connected WER in each noise band of the strings (from the word errors it was scored with)."""
     bands = [noise_band(item["conditions"]) for item in strings]
     words = [len(item["text"].split()) for item in strings]
-    quiet = "no noise"
-    order = sorted(set(bands), key=lambda band: (band == quiet, 0 if band == quiet else int(band.split("-")[0])))
+    order = sorted(set(bands), key=lambda low: (low is None, low or 0))  # loudest noise first, no noise last
+    labels = {low: "no noise" if low is None else f"{low}-{low + SNR_BAND_DB} dB" for low in order}
     table = {}
     for name, subnet in subnets.items():
         errors = subnet["scores"]["connected"]["word_errors"]
@@ -164,7 +161,7 @@ def connected_by_noise(subnets: dict, strings: list[dict]) -> dict[str, list[dic
         table[name] = []
         for band in order:
             picked = [i for i, b in enumerate(bands) if b == band]
-            table[name].append({"band": band, "strings": len(picked), "words": sum(words[i] for i in picked),
+            table[name].append({"band": labels[band], "strings": len(picked), "words": sum(words[i] for i in picked),
                                 "wer": bootstrap_error_rate([errors[i] for i in picked], [words[i] for i in picked])})
     return table
 
